@@ -1,0 +1,1 @@
+//! netnat-capture: packet I/O backends behind one trait.

@@ -1,0 +1,128 @@
+//! Inbound filtering (RFC 4787 §5, RFC 5382 §4.3) as a trait, so users can plug in their own
+//! policy. The engine asks the policy once per inbound packet that reaches an existing
+//! dynamic mapping; static mappings are governed by their RemoteExternalIPAddressPrefix instead.
+
+use core::fmt::Debug;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::config::{FilteringBehavior, Protocol};
+use crate::time::Instant;
+
+/// What a filtering policy sees of an inbound packet and the mapping it is addressed to.
+#[derive(Debug)]
+pub struct InboundContext<'a> {
+    /// The time of the packet.
+    pub now: Instant,
+    /// TCP or UDP (ICMP echo replies are always address-dependent).
+    pub protocol: Protocol,
+    /// The remote endpoint that sent the packet.
+    pub remote: SocketAddrV4,
+    /// The internal endpoint the mapping belongs to.
+    pub internal: SocketAddrV4,
+    /// The mapping's external endpoint (the packet's destination).
+    pub external: SocketAddrV4,
+    /// Whether the packet would open a new session (the remote has no live session yet);
+    /// TCP policies may want to look at SYN too, so the flags are given.
+    pub new_session: bool,
+    /// TCP flags of the packet (0 for UDP).
+    pub tcp_flags: u8,
+    /// Remote endpoints the internal endpoint has live outbound sessions with.
+    pub(crate) contacted: &'a [SocketAddrV4],
+}
+
+impl InboundContext<'_> {
+    /// Whether the internal endpoint has sent to this address (any port) in a live session.
+    pub fn has_sent_to_address(&self, address: Ipv4Addr) -> bool {
+        self.contacted.iter().any(|r| *r.ip() == address)
+    }
+
+    /// Whether the internal endpoint has sent to exactly this (address, port) in a live session.
+    pub fn has_sent_to_endpoint(&self, endpoint: SocketAddrV4) -> bool {
+        self.contacted.contains(&endpoint)
+    }
+
+    /// The remote endpoints the internal endpoint has live outbound sessions with.
+    pub fn contacted(&self) -> &[SocketAddrV4] {
+        self.contacted
+    }
+}
+
+/// Decides which inbound packets may pass through an existing mapping. Implementations must be
+/// deterministic functions of the context and their own state (the engine is replayable), and
+/// cheap: they run on the packet path.
+pub trait FilteringPolicy: Send + Sync + Debug {
+    /// Whether the inbound packet described by `ctx` may pass.
+    fn admit(&self, ctx: &InboundContext<'_>) -> bool;
+}
+
+/// EndpointIndependentFiltering: any remote may send to an existing mapping.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EndpointIndependent;
+
+impl FilteringPolicy for EndpointIndependent {
+    fn admit(&self, _ctx: &InboundContext<'_>) -> bool {
+        true
+    }
+}
+
+/// AddressDependentFiltering: remotes whose address the internal endpoint has sent to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AddressDependent;
+
+impl FilteringPolicy for AddressDependent {
+    fn admit(&self, ctx: &InboundContext<'_>) -> bool {
+        ctx.has_sent_to_address(*ctx.remote.ip())
+    }
+}
+
+/// AddressAndPortDependentFiltering: remote (address, port) pairs the internal endpoint has
+/// sent to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AddressAndPortDependent;
+
+impl FilteringPolicy for AddressAndPortDependent {
+    fn admit(&self, ctx: &InboundContext<'_>) -> bool {
+        ctx.has_sent_to_endpoint(ctx.remote)
+    }
+}
+
+/// The built-in policy for a configured behaviour.
+pub fn builtin(behavior: FilteringBehavior) -> std::sync::Arc<dyn FilteringPolicy> {
+    match behavior {
+        FilteringBehavior::EndpointIndependent => std::sync::Arc::new(EndpointIndependent),
+        FilteringBehavior::AddressDependent => std::sync::Arc::new(AddressDependent),
+        FilteringBehavior::AddressAndPortDependent => std::sync::Arc::new(AddressAndPortDependent),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(contacted: &[SocketAddrV4], remote: SocketAddrV4) -> InboundContext<'_> {
+        InboundContext {
+            now: Instant::ZERO,
+            protocol: Protocol::Udp,
+            remote,
+            internal: "10.100.10.11:5000".parse().unwrap(),
+            external: "203.0.113.1:40000".parse().unwrap(),
+            new_session: true,
+            tcp_flags: 0,
+            contacted,
+        }
+    }
+
+    #[test]
+    fn builtins_follow_rfc4787_definitions() {
+        let sent = ["198.51.100.7:53".parse().unwrap()];
+        let same = "198.51.100.7:53".parse().unwrap();
+        let other_port = "198.51.100.7:54".parse().unwrap();
+        let other_addr = "198.51.100.8:53".parse().unwrap();
+        for (remote, eif, adf, apdf) in [(same, true, true, true), (other_port, true, true, false), (other_addr, true, false, false)] {
+            let c = ctx(&sent, remote);
+            assert_eq!(EndpointIndependent.admit(&c), eif, "{remote}");
+            assert_eq!(AddressDependent.admit(&c), adf, "{remote}");
+            assert_eq!(AddressAndPortDependent.admit(&c), apdf, "{remote}");
+        }
+    }
+}
