@@ -11,11 +11,15 @@ mod daemon;
 mod replay;
 
 #[derive(Debug, Parser)]
-#[command(name = "netnat", version, about = "A userspace NAT with the semantics of Windows NAT (WinNAT)",
+#[command(
+    name = "netnat",
+    version,
+    about = "A userspace NAT with the semantics of Windows NAT (WinNAT)",
     after_help = "NetNat cmdlets (talk to a running daemon): New-NetNat, Get-NetNat, Set-NetNat, Remove-NetNat, \
 Get-NetNatSession, Add-NetNatStaticMapping, Get-NetNatStaticMapping, Remove-NetNatStaticMapping, \
 Add-NetNatExternalAddress, Get-NetNatExternalAddress, Remove-NetNatExternalAddress, Get-NetNatGlobal, Set-NetNatGlobal.\n\
-Run `netnat <cmdlet> -?` for a cmdlet's parameters.")]
+Run `netnat <cmdlet> -?` for a cmdlet's parameters."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

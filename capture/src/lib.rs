@@ -1,1 +1,3 @@
 //! netnat-capture: packet I/O backends behind one trait.
+
+pub mod pcap;

@@ -344,10 +344,17 @@ impl NatConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for ext in &self.external_addresses {
             if ext.port_start > ext.port_end {
-                return Err(ConfigError::EmptyPortRange { address: ext.address, start: ext.port_start, end: ext.port_end });
+                return Err(ConfigError::EmptyPortRange {
+                    address: ext.address,
+                    start: ext.port_start,
+                    end: ext.port_end,
+                });
             }
             if self.internal_prefix.contains(&ext.address) {
-                return Err(ConfigError::ExternalAddressInsideInternalPrefix { address: ext.address, prefix: self.internal_prefix });
+                return Err(ConfigError::ExternalAddressInsideInternalPrefix {
+                    address: ext.address,
+                    prefix: self.internal_prefix,
+                });
             }
         }
         for (i, ext) in self.external_addresses.iter().enumerate() {
@@ -360,9 +367,14 @@ impl NatConfig {
                 return Err(ConfigError::StaticMappingProtocol);
             }
             if !self.internal_prefix.contains(&m.internal_address) {
-                return Err(ConfigError::StaticMappingOutsidePrefix { address: m.internal_address, prefix: self.internal_prefix });
+                return Err(ConfigError::StaticMappingOutsidePrefix {
+                    address: m.internal_address,
+                    prefix: self.internal_prefix,
+                });
             }
-            if !m.external_address.is_unspecified() && !self.external_addresses.iter().any(|e| e.address == m.external_address) {
+            if !m.external_address.is_unspecified()
+                && !self.external_addresses.iter().any(|e| e.address == m.external_address)
+            {
                 return Err(ConfigError::StaticMappingUnknownAddress(m.external_address));
             }
             let clash = self.static_mappings[..i].iter().any(|o| {
@@ -387,7 +399,9 @@ impl NatConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// PortStart above PortEnd.
-    #[error("external address {address}: port range {start}-{end} is empty; give PortStart <= PortEnd, e.g. 1024-65535")]
+    #[error(
+        "external address {address}: port range {start}-{end} is empty; give PortStart <= PortEnd, e.g. 1024-65535"
+    )]
     EmptyPortRange { address: Ipv4Addr, start: u16, end: u16 },
     /// An external address inside the internal prefix.
     #[error("external address {address} lies inside the internal prefix {prefix}; use an address outside it")]
@@ -449,7 +463,11 @@ mod tests {
 
     #[test]
     fn filtering_names_parse_in_winnat_and_short_spelling() {
-        for b in [FilteringBehavior::EndpointIndependent, FilteringBehavior::AddressDependent, FilteringBehavior::AddressAndPortDependent] {
+        for b in [
+            FilteringBehavior::EndpointIndependent,
+            FilteringBehavior::AddressDependent,
+            FilteringBehavior::AddressAndPortDependent,
+        ] {
             assert_eq!(b.winnat_name().parse::<FilteringBehavior>(), Ok(b));
             assert_eq!(b.winnat_name().to_uppercase().parse::<FilteringBehavior>(), Ok(b));
         }

@@ -118,7 +118,9 @@ mod tests {
         let same = "198.51.100.7:53".parse().unwrap();
         let other_port = "198.51.100.7:54".parse().unwrap();
         let other_addr = "198.51.100.8:53".parse().unwrap();
-        for (remote, eif, adf, apdf) in [(same, true, true, true), (other_port, true, true, false), (other_addr, true, false, false)] {
+        for (remote, eif, adf, apdf) in
+            [(same, true, true, true), (other_port, true, true, false), (other_addr, true, false, false)]
+        {
             let c = ctx(&sent, remote);
             assert_eq!(EndpointIndependent.admit(&c), eif, "{remote}");
             assert_eq!(AddressDependent.admit(&c), adf, "{remote}");

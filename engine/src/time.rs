@@ -64,6 +64,9 @@ mod tests {
         assert_eq!(Instant::from_secs(2) + Duration::from_millis(500), Instant::from_micros(2_500_000));
         assert_eq!(Instant::from_secs(1) - Duration::from_secs(5), Instant::ZERO);
         assert_eq!(Instant::from_secs(3).saturating_duration_since(Instant::from_secs(5)), Duration::ZERO);
-        assert_eq!(Instant::from_millis(1500).saturating_duration_since(Instant::from_secs(1)), Duration::from_millis(500));
+        assert_eq!(
+            Instant::from_millis(1500).saturating_duration_since(Instant::from_secs(1)),
+            Duration::from_millis(500)
+        );
     }
 }
