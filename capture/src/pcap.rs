@@ -1,1 +1,766 @@
-//! pcap / pcapng reading and writing.
+//! pcap / pcapng reading and pcap writing, for `netnat replay` and the tests.
+//!
+//! [`PcapReader`] reads classic pcap (either byte order, micro- or nanosecond timestamps) and
+//! pcapng (every section and interface, each interface's `if_tsresol`), link types Ethernet
+//! (1), raw IP (101) and IPv4 (228). It yields one [`Frame`] per packet: the timestamp in
+//! microseconds since the Unix epoch, the frame bytes as captured, and where the IPv4 header
+//! starts, if the frame carries IPv4 (Ethernet with ethertype 0x0800, also behind up to two
+//! 802.1Q / 802.1ad VLAN tags). Frames that carry something else (ARP, IPv6) have no offset:
+//! the caller passes them on unchanged.
+//!
+//! [`PcapWriter`] writes classic pcap (microsecond timestamps, native byte order) with the
+//! link type it is given, so a translated capture has the link type of its input.
+//!
+//! Errors name the file and the problem and say how to fix it; a malformed file is an error,
+//! never a panic. What this module does not do: decide what a frame means to the NAT, or
+//! write pcapng.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader as ClassicReader, PcapWriter as ClassicWriter};
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::{DataLink, PcapError as LibError, TsResolution};
+
+/// Largest frame a pcap record may hold (libpcap's MAXIMUM_SNAPLEN); longer means corruption.
+pub const MAX_FRAME_LEN: u32 = 262_144;
+
+/// Ethertype of IPv4.
+const ETHERTYPE_IPV4: u16 = 0x0800;
+/// Ethertypes of 802.1Q and 802.1ad VLAN tags.
+const ETHERTYPE_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+/// Length of an Ethernet II header without VLAN tags.
+const ETHERNET_HEADER_LEN: usize = 14;
+
+/// The link types netnat reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// LINKTYPE_ETHERNET (1): Ethernet II frames.
+    Ethernet,
+    /// LINKTYPE_RAW (101): raw IP packets, IPv4 or IPv6 (the version nibble says which).
+    Raw,
+    /// LINKTYPE_IPV4 (228): raw IPv4 packets.
+    Ipv4,
+}
+
+impl LinkType {
+    /// The LINKTYPE_ number in pcap headers.
+    pub const fn number(self) -> u32 {
+        match self {
+            LinkType::Ethernet => 1,
+            LinkType::Raw => 101,
+            LinkType::Ipv4 => 228,
+        }
+    }
+
+    /// The link type with LINKTYPE_ number `n`, if netnat supports it.
+    pub const fn from_number(n: u32) -> Option<LinkType> {
+        match n {
+            1 => Some(LinkType::Ethernet),
+            101 => Some(LinkType::Raw),
+            228 => Some(LinkType::Ipv4),
+            _ => None,
+        }
+    }
+
+    /// Where the IPv4 header of `frame` starts, or `None` when the frame does not carry IPv4
+    /// (ARP, IPv6, a runt Ethernet frame).
+    pub fn ipv4_offset(self, frame: &[u8]) -> Option<usize> {
+        match self {
+            LinkType::Ethernet => ethernet_ipv4_offset(frame),
+            LinkType::Raw => (frame.first().map(|b| b >> 4) == Some(4)).then_some(0),
+            LinkType::Ipv4 => Some(0),
+        }
+    }
+
+    fn data_link(self) -> DataLink {
+        DataLink::from(self.number())
+    }
+}
+
+impl fmt::Display for LinkType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkType::Ethernet => f.write_str("Ethernet (1)"),
+            LinkType::Raw => f.write_str("raw IP (101)"),
+            LinkType::Ipv4 => f.write_str("IPv4 (228)"),
+        }
+    }
+}
+
+/// Skips the Ethernet header and up to two VLAN tags; `Some` only for ethertype IPv4.
+fn ethernet_ipv4_offset(frame: &[u8]) -> Option<usize> {
+    let mut at = ETHERNET_HEADER_LEN - 2;
+    for _ in 0..3 {
+        let ethertype = u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]);
+        if ethertype == ETHERTYPE_IPV4 {
+            return (frame.len() > at + 2).then_some(at + 2);
+        }
+        if !ETHERTYPE_VLAN.contains(&ethertype) {
+            return None;
+        }
+        at += 4;
+    }
+    None
+}
+
+/// One captured frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Capture time in microseconds since the Unix epoch.
+    pub timestamp_micros: u64,
+    /// The link type of the capture.
+    pub link_type: LinkType,
+    /// The frame as captured, link header included.
+    pub data: Vec<u8>,
+    /// Length of the frame on the wire (more than `data.len()` when the capture cut it short).
+    pub original_len: u32,
+    /// Where the IPv4 header starts in `data`; `None` for frames that do not carry IPv4.
+    pub ipv4_offset: Option<usize>,
+}
+
+/// Why a capture could not be read or written. Every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PcapError {
+    /// The file cannot be opened or read (missing, a directory, no permission, I/O error).
+    #[error("cannot read {}: {source}; check the path and that the file is readable", .path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The file is empty.
+    #[error("{} is empty; give a pcap or pcapng capture (e.g. from `tcpdump -w` or `tshark -w`)", .path.display())]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file does not start like a pcap or pcapng file.
+    #[error(
+        "{} is not a pcap or pcapng file ({detail}); give a capture written by tcpdump, tshark, dumpcap or \
+         Wireshark (`editcap -F pcap IN OUT` converts other formats)",
+        .path.display()
+    )]
+    NotPcap {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        detail: String,
+    },
+    /// The file ends in the middle of a header or record.
+    #[error(
+        "{} is truncated: it ends in the middle of {what}; the capture was cut short (disk full, capture \
+         killed?) — drop the partial record with `editcap IN OUT` or capture again",
+        .path.display()
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Which header or record (e.g. "record 12").
+        what: String,
+    },
+    /// A header or record holds impossible values.
+    #[error("{} is corrupt at {what}: {detail}; check the file (`capinfos`, `tshark -r`) or capture again", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Which header or record.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The capture's link type is not one netnat reads.
+    #[error(
+        "{} has link type {link_type}, which netnat does not read; netnat reads Ethernet (1), raw IP (101) \
+         and IPv4 (228) captures — capture on one interface rather than `any` (Linux cooked, 113/276), or \
+         convert with `editcap -T ether IN OUT` where the frames allow it",
+        .path.display()
+    )]
+    UnsupportedLinkType {
+        /// The file.
+        path: PathBuf,
+        /// The link type number and name.
+        link_type: String,
+    },
+    /// A pcapng file whose interfaces have different link types.
+    #[error(
+        "{} mixes link types ({first} and {other}); netnat writes one link type per output — split the capture \
+         per interface first (`tshark -r IN -Y 'frame.interface_id == 0' -w OUT`)",
+        .path.display()
+    )]
+    MixedLinkTypes {
+        /// The file.
+        path: PathBuf,
+        /// The first interface's link type.
+        first: LinkType,
+        /// The differing one.
+        other: LinkType,
+    },
+    /// The output cannot be written.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+}
+
+type Source = std::io::Chain<Cursor<[u8; 4]>, Box<dyn Read + Send>>;
+
+enum Format {
+    Classic { reader: ClassicReader<Source>, ts_resolution: TsResolution },
+    PcapNg { reader: PcapNgReader<Source> },
+}
+
+/// Reads the frames of a pcap or pcapng capture, in file order.
+pub struct PcapReader {
+    path: PathBuf,
+    format: Format,
+    link_type: LinkType,
+    /// Records read so far (for error messages: "record 12").
+    records: u64,
+    /// Approximate bytes consumed, for progress display.
+    position: u64,
+    /// Timestamp of the last frame (Simple Packet Blocks have none of their own).
+    last_timestamp: u64,
+    done: bool,
+}
+
+impl fmt::Debug for PcapReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PcapReader")
+            .field("path", &self.path)
+            .field("link_type", &self.link_type)
+            .field("records", &self.records)
+            .finish_non_exhaustive()
+    }
+}
+
+/// pcapng Section Header Block type, which is also the file's first four bytes.
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+impl PcapReader {
+    /// Opens `path` and reads its header (for pcapng: up to the first interface).
+    pub fn open(path: impl AsRef<Path>) -> Result<PcapReader, PcapError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| PcapError::Unreadable { path: path.to_owned(), source })?;
+        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            let source = io::Error::new(io::ErrorKind::IsADirectory, "it is a directory");
+            return Err(PcapError::Unreadable { path: path.to_owned(), source });
+        }
+        PcapReader::from_reader(file, path)
+    }
+
+    /// Reads a capture from `reader`; `name` is used in error messages.
+    pub fn from_reader(reader: impl Read + Send + 'static, name: impl AsRef<Path>) -> Result<PcapReader, PcapError> {
+        let path = name.as_ref().to_owned();
+        let mut reader: Box<dyn Read + Send> = Box::new(reader);
+        let mut magic = [0u8; 4];
+        let got = read_up_to(&mut reader, &mut magic)
+            .map_err(|source| PcapError::Unreadable { path: path.clone(), source })?;
+        if got == 0 {
+            return Err(PcapError::Empty { path });
+        }
+        let is_classic = matches!(u32::from_be_bytes(magic), 0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1);
+        let is_ng = magic == PCAPNG_MAGIC;
+        if got < 4 || !(is_classic || is_ng) {
+            let shown: Vec<String> = magic[..got].iter().map(|b| format!("{b:02x}")).collect();
+            return Err(PcapError::NotPcap {
+                path,
+                detail: format!("it starts with bytes {}, not a pcap or pcapng magic number", shown.join(" ")),
+            });
+        }
+        let source: Source = Cursor::new(magic).chain(reader);
+        if is_classic {
+            let classic =
+                ClassicReader::new(source).map_err(|e| classify(&path, e, "the pcap file header".to_owned()))?;
+            let header = classic.header();
+            let number = u32::from(header.datalink);
+            let link_type = LinkType::from_number(number)
+                .ok_or_else(|| PcapError::UnsupportedLinkType { path: path.clone(), link_type: link_name(number) })?;
+            Ok(PcapReader {
+                path,
+                format: Format::Classic { reader: classic, ts_resolution: header.ts_resolution },
+                link_type,
+                records: 0,
+                position: 24,
+                last_timestamp: 0,
+                done: false,
+            })
+        } else {
+            let ng =
+                PcapNgReader::new(source).map_err(|e| classify(&path, e, "the pcapng section header".to_owned()))?;
+            let mut reader = PcapReader {
+                path,
+                format: Format::PcapNg { reader: ng },
+                // Replaced by the first interface's link type below.
+                link_type: LinkType::Ethernet,
+                records: 1,
+                position: 28,
+                last_timestamp: 0,
+                done: false,
+            };
+            reader.link_type = reader.first_pcapng_link_type()?;
+            Ok(reader)
+        }
+    }
+
+    /// The file's name as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The capture's link type (every frame has it).
+    pub fn link_type(&self) -> LinkType {
+        self.link_type
+    }
+
+    /// Approximately how many bytes of the file have been consumed (for a progress bar).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// pcapng: reads blocks up to the first Interface Description Block. Packets cannot come
+    /// before it (they name an interface), so nothing is lost.
+    fn first_pcapng_link_type(&mut self) -> Result<LinkType, PcapError> {
+        let Format::PcapNg { reader } = &mut self.format else {
+            unreachable!("only called for pcapng");
+        };
+        loop {
+            self.records += 1;
+            let what = format!("block {}", self.records);
+            let Some(block) = reader.next_block() else {
+                return Err(PcapError::Corrupt {
+                    path: self.path.clone(),
+                    what,
+                    detail: "the file ends before any interface description block, so it holds no packets".into(),
+                });
+            };
+            let block = block.map_err(|e| classify(&self.path, e, what.clone()))?;
+            match block {
+                Block::InterfaceDescription(idb) => {
+                    self.position += 20 + 8;
+                    let number = u32::from(idb.linktype);
+                    return LinkType::from_number(number).ok_or_else(|| PcapError::UnsupportedLinkType {
+                        path: self.path.clone(),
+                        link_type: link_name(number),
+                    });
+                }
+                Block::EnhancedPacket(_) | Block::SimplePacket(_) | Block::Packet(_) => {
+                    return Err(PcapError::Corrupt {
+                        path: self.path.clone(),
+                        what,
+                        detail: "a packet block comes before any interface description block".into(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn next_classic(&mut self) -> Option<Result<Frame, PcapError>> {
+        let Format::Classic { reader, ts_resolution } = &mut self.format else {
+            unreachable!("only called for pcap");
+        };
+        self.records += 1;
+        let what = format!("record {}", self.records);
+        let raw = match reader.next_raw_packet()? {
+            Ok(raw) => raw,
+            Err(e) => return Some(Err(classify(&self.path, e, what))),
+        };
+        if raw.incl_len > MAX_FRAME_LEN {
+            let detail = format!("its captured length {} is above the maximum {MAX_FRAME_LEN}", raw.incl_len);
+            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what, detail }));
+        }
+        let frac_micros = match ts_resolution {
+            TsResolution::MicroSecond => u64::from(raw.ts_frac),
+            TsResolution::NanoSecond => u64::from(raw.ts_frac) / 1000,
+        };
+        if frac_micros >= 1_000_000 {
+            let detail = format!("its timestamp fraction {} is a second or more", raw.ts_frac);
+            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what, detail }));
+        }
+        let timestamp_micros = u64::from(raw.ts_sec) * 1_000_000 + frac_micros;
+        let original_len = raw.orig_len.max(raw.incl_len);
+        let data = raw.data.into_owned();
+        self.position += 16 + data.len() as u64;
+        Some(Ok(self.frame(timestamp_micros, data, original_len)))
+    }
+
+    fn next_pcapng(&mut self) -> Option<Result<Frame, PcapError>> {
+        loop {
+            let Format::PcapNg { reader } = &mut self.format else {
+                unreachable!("only called for pcapng");
+            };
+            self.records += 1;
+            let what = format!("block {}", self.records);
+            let block = match reader.next_block()? {
+                Ok(block) => block,
+                Err(e) => return Some(Err(classify(&self.path, e, what))),
+            };
+            let (interface_id, raw_ts, data, original_len) = match block {
+                Block::EnhancedPacket(epb) => {
+                    self.position += 32 + epb.data.len() as u64;
+                    // pcap-file stores the raw 64-bit timestamp as nanoseconds, whatever the
+                    // interface's resolution; undo that and apply if_tsresol below.
+                    let raw = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
+                    (epb.interface_id, Some(raw), epb.data.into_owned(), epb.original_len)
+                }
+                Block::SimplePacket(spb) => {
+                    self.position += 16 + spb.data.len() as u64;
+                    (0, None, spb.data.into_owned(), spb.original_len)
+                }
+                Block::InterfaceDescription(idb) => {
+                    self.position += 28;
+                    let number = u32::from(idb.linktype);
+                    match LinkType::from_number(number) {
+                        Some(l) if l == self.link_type => continue,
+                        Some(other) => {
+                            let first = self.link_type;
+                            return Some(Err(PcapError::MixedLinkTypes { path: self.path.clone(), first, other }));
+                        }
+                        None => {
+                            let link_type = link_name(number);
+                            return Some(Err(PcapError::UnsupportedLinkType { path: self.path.clone(), link_type }));
+                        }
+                    }
+                }
+                _ => continue,
+            };
+            let Some(interface) = reader.interfaces().get(interface_id as usize) else {
+                let detail = format!("the packet names interface {interface_id}, which the section does not describe");
+                return Some(Err(PcapError::Corrupt { path: self.path.clone(), what, detail }));
+            };
+            let resolution = interface
+                .options
+                .iter()
+                .find_map(|o| match o {
+                    InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                    _ => None,
+                })
+                .unwrap_or(6);
+            let micros = match raw_ts.map(|raw| to_micros(raw, resolution)) {
+                Some(Ok(micros)) => micros,
+                // A Simple Packet Block has no timestamp; it keeps the clock where it was.
+                None => self.last_timestamp,
+                Some(Err(())) => {
+                    let detail =
+                        format!("interface {interface_id} has an unusable timestamp resolution {resolution:#x}");
+                    return Some(Err(PcapError::Corrupt { path: self.path.clone(), what, detail }));
+                }
+            };
+            let original_len = original_len.max(u32::try_from(data.len()).unwrap_or(u32::MAX));
+            return Some(Ok(self.frame(micros, data, original_len)));
+        }
+    }
+
+    fn frame(&mut self, timestamp_micros: u64, data: Vec<u8>, original_len: u32) -> Frame {
+        self.last_timestamp = timestamp_micros;
+        let ipv4_offset = self.link_type.ipv4_offset(&data);
+        Frame { timestamp_micros, link_type: self.link_type, data, original_len, ipv4_offset }
+    }
+}
+
+impl Iterator for PcapReader {
+    type Item = Result<Frame, PcapError>;
+
+    /// The next frame; after an error the iterator ends.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = match self.format {
+            Format::Classic { .. } => self.next_classic(),
+            Format::PcapNg { .. } => self.next_pcapng(),
+        };
+        if !matches!(next, Some(Ok(_))) {
+            self.done = true;
+        }
+        next
+    }
+}
+
+/// Converts a pcapng timestamp in units of `if_tsresol` to microseconds.
+fn to_micros(raw: u64, resolution: u8) -> Result<u64, ()> {
+    let exponent = u32::from(resolution & 0x7f);
+    let micros = if resolution & 0x80 == 0 {
+        // Units of 10^-exponent seconds.
+        match exponent.cmp(&6) {
+            std::cmp::Ordering::Equal => u128::from(raw),
+            std::cmp::Ordering::Greater => u128::from(raw) / 10u128.checked_pow(exponent - 6).ok_or(())?,
+            std::cmp::Ordering::Less => u128::from(raw) * 10u128.pow(6 - exponent),
+        }
+    } else {
+        // Units of 2^-exponent seconds.
+        if exponent > 64 {
+            return Err(());
+        }
+        (u128::from(raw) * 1_000_000) >> exponent
+    };
+    u64::try_from(micros).map_err(|_| ())
+}
+
+/// Reads until `buf` is full or the reader ends; returns how many bytes were read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Turns a pcap-file error into one that names the file and the record.
+fn classify(path: &Path, error: LibError, what: String) -> PcapError {
+    let path = path.to_owned();
+    match error {
+        LibError::IncompleteBuffer => PcapError::Truncated { path, what },
+        LibError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => PcapError::Truncated { path, what },
+        LibError::IoError(source) => PcapError::Unreadable { path, source },
+        LibError::InvalidField(detail) => PcapError::Corrupt { path, what, detail: detail.to_owned() },
+        LibError::InvalidInterfaceId(id) => {
+            PcapError::Corrupt { path, what, detail: format!("it names interface {id}, which is not described") }
+        }
+        other => PcapError::Corrupt { path, what, detail: other.to_string() },
+    }
+}
+
+/// "113 (LINUX_SLL)" for error messages.
+fn link_name(number: u32) -> String {
+    format!("{number} ({:?})", DataLink::from(number))
+}
+
+/// Writes a classic pcap file (microsecond timestamps) with one link type.
+pub struct PcapWriter<W: Write> {
+    path: PathBuf,
+    writer: ClassicWriter<W>,
+    link_type: LinkType,
+    written: u64,
+}
+
+impl<W: Write> fmt::Debug for PcapWriter<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PcapWriter")
+            .field("path", &self.path)
+            .field("link_type", &self.link_type)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PcapWriter<BufWriter<File>> {
+    /// Creates (or truncates) `path` and writes the pcap header.
+    pub fn create(path: impl AsRef<Path>, link_type: LinkType) -> Result<Self, PcapError> {
+        let path = path.as_ref();
+        let file = File::create(path).map_err(|source| PcapError::Write { path: path.to_owned(), source })?;
+        PcapWriter::new(BufWriter::new(file), link_type, path)
+    }
+}
+
+impl<W: Write> PcapWriter<W> {
+    /// Writes the pcap header to `writer`; `name` is used in error messages.
+    pub fn new(writer: W, link_type: LinkType, name: impl AsRef<Path>) -> Result<Self, PcapError> {
+        let path = name.as_ref().to_owned();
+        let header = PcapHeader {
+            datalink: link_type.data_link(),
+            snaplen: MAX_FRAME_LEN,
+            ts_resolution: TsResolution::MicroSecond,
+            endianness: pcap_file::Endianness::native(),
+            ..PcapHeader::default()
+        };
+        let writer = ClassicWriter::with_header(writer, header).map_err(|e| write_error(&path, e))?;
+        Ok(PcapWriter { path, writer, link_type, written: 0 })
+    }
+
+    /// The link type every frame must have.
+    pub fn link_type(&self) -> LinkType {
+        self.link_type
+    }
+
+    /// Frames written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Writes one frame captured at `timestamp_micros` whose wire length was `original_len`
+    /// (raised to `data.len()` if smaller).
+    pub fn write(&mut self, timestamp_micros: u64, data: &[u8], original_len: u32) -> Result<(), PcapError> {
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        if len > MAX_FRAME_LEN {
+            let source = io::Error::new(io::ErrorKind::InvalidInput, format!("a frame of {len} bytes is too long"));
+            return Err(PcapError::Write { path: self.path.clone(), source });
+        }
+        let timestamp = Duration::from_micros(timestamp_micros);
+        let packet = PcapPacket::new(timestamp, original_len.max(len), data);
+        self.writer.write_packet(&packet).map_err(|e| write_error(&self.path, e))?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Writes `frame` with its timestamp and original length.
+    pub fn write_frame(&mut self, frame: &Frame) -> Result<(), PcapError> {
+        self.write(frame.timestamp_micros, &frame.data, frame.original_len)
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(self) -> Result<W, PcapError> {
+        let path = self.path;
+        let mut inner = self.writer.into_writer();
+        inner.flush().map_err(|source| PcapError::Write { path, source })?;
+        Ok(inner)
+    }
+}
+
+fn write_error(path: &Path, error: LibError) -> PcapError {
+    let source = match error {
+        LibError::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    };
+    PcapError::Write { path: path.to_owned(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A UDP/IPv4 packet 10.100.10.11:5000 -> 198.51.100.7:53, 28 bytes.
+    const IPV4_UDP: [u8; 28] =
+        [0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 100, 10, 11, 198, 51, 100, 7, 0x13, 0x88, 0, 53, 0, 8, 0, 0];
+
+    fn ethernet(ethertype: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        f.extend_from_slice(ethertype);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn write_to_vec(link_type: LinkType, frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
+        let mut w = PcapWriter::new(Vec::new(), link_type, "mem.pcap").unwrap();
+        for (ts, data) in frames {
+            w.write(*ts, data, 0).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn read_all(bytes: Vec<u8>) -> Result<Vec<Frame>, PcapError> {
+        PcapReader::from_reader(Cursor::new(bytes), "mem.pcap")?.collect()
+    }
+
+    #[test]
+    fn pcap_round_trips_frames_timestamps_and_link_type() {
+        let frames = vec![
+            (1_700_000_000_123_456, ethernet(&[0x08, 0x00], &IPV4_UDP)),
+            (1_700_000_001_000_001, ethernet(&[0x08, 0x06], &[0u8; 28])),
+        ];
+        let read = read_all(write_to_vec(LinkType::Ethernet, &frames)).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].timestamp_micros, 1_700_000_000_123_456);
+        assert_eq!(read[0].data, frames[0].1);
+        assert_eq!(read[0].ipv4_offset, Some(14));
+        assert_eq!(read[1].ipv4_offset, None, "ARP is not IPv4");
+        assert!(read.iter().all(|f| f.link_type == LinkType::Ethernet));
+        for link in [LinkType::Raw, LinkType::Ipv4] {
+            let read = read_all(write_to_vec(link, &[(5, IPV4_UDP.to_vec())])).unwrap();
+            assert_eq!(read[0].link_type, link);
+            assert_eq!(read[0].ipv4_offset, Some(0));
+        }
+    }
+
+    #[test]
+    fn ethernet_offsets_skip_vlan_tags_and_reject_other_ethertypes() {
+        let one_tag = ethernet(&[0x81, 0x00, 0x00, 0x0a, 0x08, 0x00], &IPV4_UDP);
+        assert_eq!(LinkType::Ethernet.ipv4_offset(&one_tag), Some(18));
+        let two_tags = ethernet(&[0x88, 0xa8, 0, 1, 0x81, 0x00, 0, 2, 0x08, 0x00], &IPV4_UDP);
+        assert_eq!(LinkType::Ethernet.ipv4_offset(&two_tags), Some(22));
+        assert_eq!(LinkType::Ethernet.ipv4_offset(&ethernet(&[0x86, 0xdd], &[0x60; 40])), None);
+        assert_eq!(LinkType::Ethernet.ipv4_offset(&[0u8; 13]), None, "runt frame");
+        assert_eq!(LinkType::Ethernet.ipv4_offset(&ethernet(&[0x08, 0x00], &[])), None, "no payload");
+        assert_eq!(LinkType::Raw.ipv4_offset(&[0x60; 40]), None, "IPv6 in LINKTYPE_RAW");
+    }
+
+    #[test]
+    fn garbage_empty_and_truncated_files_are_named_errors() {
+        let err = read_all(b"hello, world".to_vec()).unwrap_err();
+        assert!(matches!(err, PcapError::NotPcap { .. }), "{err}");
+        assert!(err.to_string().contains("mem.pcap") && err.to_string().contains("68 65 6c 6c"), "{err}");
+
+        assert!(matches!(read_all(Vec::new()).unwrap_err(), PcapError::Empty { .. }));
+
+        let whole = write_to_vec(LinkType::Ethernet, &vec![(1, ethernet(&[8, 0], &IPV4_UDP)); 3]);
+        let cut = whole[..whole.len() - 5].to_vec();
+        let mut reader = PcapReader::from_reader(Cursor::new(cut), "cut.pcap").unwrap();
+        assert!(reader.next().unwrap().is_ok());
+        assert!(reader.next().unwrap().is_ok());
+        let err = reader.next().unwrap().unwrap_err();
+        assert!(matches!(&err, PcapError::Truncated { what, .. } if what == "record 3"), "{err}");
+        assert!(reader.next().is_none(), "the iterator ends after an error");
+
+        let err = read_all(whole[..10].to_vec()).unwrap_err();
+        assert!(matches!(&err, PcapError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn unsupported_link_type_says_which() {
+        let mut bytes = write_to_vec(LinkType::Ethernet, &[]);
+        // LINKTYPE_LINUX_SLL (113) in the native-endian header's network field.
+        bytes[20..24].copy_from_slice(&113u32.to_ne_bytes());
+        let err = read_all(bytes).unwrap_err();
+        assert!(matches!(err, PcapError::UnsupportedLinkType { .. }), "{err}");
+        assert!(err.to_string().contains("113"), "{err}");
+    }
+
+    #[test]
+    fn absurd_record_length_is_corrupt_not_a_panic() {
+        let mut bytes = write_to_vec(LinkType::Raw, &[(1, IPV4_UDP.to_vec())]);
+        bytes[24 + 8..24 + 12].copy_from_slice(&u32::MAX.to_ne_bytes());
+        bytes[24 + 12..24 + 16].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let err = read_all(bytes).unwrap_err();
+        assert!(matches!(err, PcapError::Corrupt { .. } | PcapError::Truncated { .. }), "{err}");
+    }
+
+    #[test]
+    fn pcapng_timestamps_follow_if_tsresol() {
+        assert_eq!(to_micros(1_234_567, 6), Ok(1_234_567));
+        assert_eq!(to_micros(1_234_567_000, 9), Ok(1_234_567));
+        assert_eq!(to_micros(1_234, 3), Ok(1_234_000));
+        assert_eq!(to_micros(3 << 20, 0x80 | 20), Ok(3_000_000));
+        assert!(to_micros(1, 0x80 | 100).is_err());
+    }
+
+    #[test]
+    fn pcapng_with_nanosecond_interface_reads() {
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        use pcap_file::pcapng::PcapNgWriter;
+
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        let mut idb = InterfaceDescriptionBlock::new(DataLink::RAW, 65535);
+        idb.options.push(InterfaceDescriptionOption::IfTsResol(9));
+        w.write_pcapng_block(idb).unwrap();
+        let epb = EnhancedPacketBlock {
+            interface_id: 0,
+            // pcap-file writes this field's nanoseconds as the raw timestamp.
+            timestamp: Duration::from_nanos(1_700_000_000_123_456_789),
+            original_len: 28,
+            data: Cow::Borrowed(&IPV4_UDP),
+            options: vec![],
+        };
+        w.write_pcapng_block(epb).unwrap();
+        let frames = read_all(w.into_inner()).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].timestamp_micros, 1_700_000_000_123_456);
+        assert_eq!(frames[0].link_type, LinkType::Raw);
+        assert_eq!(frames[0].data, IPV4_UDP);
+    }
+}
