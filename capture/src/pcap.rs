@@ -15,7 +15,6 @@
 //! never a panic. What this module does not do: decide what a frame means to the NAT, or
 //! write pcapng.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, Cursor, Read, Write};
@@ -743,6 +742,7 @@ mod tests {
         use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
         use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
         use pcap_file::pcapng::PcapNgWriter;
+        use std::borrow::Cow;
 
         let mut w = PcapNgWriter::new(Vec::new()).unwrap();
         let mut idb = InterfaceDescriptionBlock::new(DataLink::RAW, 65535);
