@@ -395,7 +395,9 @@ impl NatConfig {
     }
 }
 
-/// A configuration the engine refuses, with what is wrong and how to fix it.
+/// A configuration the engine refuses, with what is wrong and how to fix it. (Variant fields
+/// are the offending values named in the message.)
+#[allow(missing_docs)]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// PortStart above PortEnd.

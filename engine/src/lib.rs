@@ -46,3 +46,12 @@ pub use session::SessionInfo;
 pub use stats::Stats;
 pub use time::{Duration, Instant};
 pub use verdict::{Direction, DropReason, Verdict};
+
+mod alloc;
+mod fragments;
+mod icmp_error;
+mod rewrite;
+mod settings;
+mod table;
+mod tcp_state;
+mod translate;

@@ -1,24 +1,52 @@
-//! The engine: one NAT (one NetNat object) and its translation table.
+//! The engine: one NAT (one NetNat object), its table and counters, and the packet path.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::config::{ConfigError, NatConfig, Protocol};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::config::{ConfigError, HairpinningMode, NatConfig, Protocol};
 use crate::filter::FilteringPolicy;
+use crate::fragments::{FragKey, Fragments, Hold, Outcome};
+use crate::rewrite::{rewrite_endpoint, Side};
 use crate::session::SessionInfo;
-use crate::stats::Stats;
-use crate::time::Instant;
-use crate::verdict::{Direction, Verdict};
+use crate::settings::Settings;
+use crate::stats::{bump, Counters, Stats};
+use crate::table::Table;
+use crate::time::{Duration, Instant};
+use crate::translate::Endpoint;
+use crate::verdict::{Direction, DropReason, Verdict};
+use crate::wire::ipv4::{Ipv4Error, Ipv4Packet};
+use crate::wire::{icmp, tcp, udp};
+
+/// How often `poll_timeout` asks for a sweep of idle sessions. Expired sessions admit nothing
+/// in between (every lookup checks the idle time); the sweep frees their ports and memory.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The least time between two sweeps forced by a full port range or session limit, so a
+/// flood of new flows against a full table cannot make every packet walk the table.
+pub const FORCED_SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A fragment the engine held back (it came before its first fragment) and now releases,
 /// translated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReleasedPacket {
-    /// How it crossed the NAT.
-    pub direction: Direction,
+    /// How it crossed the NAT; `None`: not the NAT's business, unchanged.
+    pub direction: Option<Direction>,
     /// When it was handed to `handle_packet`.
     pub received: Instant,
     /// The translated packet.
     pub packet: Vec<u8>,
+}
+
+/// How a packet relates to the NAT, from its addresses alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Outbound,
+    Inbound,
+    /// From the internal prefix to one of the NAT's external addresses.
+    Hairpin,
 }
 
 /// One NAT. Shared by reference between worker threads (`&self` everywhere; the table is
@@ -26,77 +54,411 @@ pub struct ReleasedPacket {
 ///
 /// Call order: `handle_packet` for every IPv4 packet, then drain `poll_released`; call
 /// `handle_timeout(now)` whenever `poll_timeout()` has passed. `now` must never go backwards.
-#[derive(Debug)]
 pub struct Nat {
-    _todo: (),
+    settings: ArcSwap<Settings>,
+    /// Custom filtering policies for TCP and UDP; also serialises reconfiguration.
+    custom_filters: Mutex<[Option<Arc<dyn FilteringPolicy>>; 2]>,
+    pub(crate) table: Table,
+    fragments: Mutex<Fragments>,
+    pub(crate) counters: Counters,
+    pub(crate) port_draws: AtomicU64,
+    last_sweep: AtomicU64,
+    last_forced_sweep: AtomicU64,
+}
+
+impl core::fmt::Debug for Nat {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Nat")
+            .field("name", &self.settings.load().config.name)
+            .field("sessions", &self.session_count())
+            .finish()
+    }
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn classify(s: &Settings, src: u32, dst: u32) -> Option<Class> {
+    if s.is_internal(src) {
+        // Internal to internal is routed locally; multicast and broadcast are not routed.
+        if s.is_internal(dst) || dst >> 28 == 0xe || dst == u32::MAX {
+            None
+        } else if s.is_external(dst) {
+            Some(Class::Hairpin)
+        } else {
+            Some(Class::Outbound)
+        }
+    } else if s.is_external(dst) {
+        Some(Class::Inbound)
+    } else {
+        None
+    }
+}
+
+/// Ports and TCP flags of a TCP or UDP segment, with its header checked.
+fn ports(proto: Protocol, seg: &[u8], fragment: bool) -> Result<(u16, u16, u8), DropReason> {
+    match proto {
+        Protocol::Udp => {
+            if seg.len() < udp::HEADER_LEN {
+                return Err(DropReason::Truncated);
+            }
+            let len = udp::length(seg);
+            if !fragment && (len < udp::HEADER_LEN || len > seg.len()) {
+                return Err(DropReason::BadTransportHeader);
+            }
+            Ok((udp::src_port(seg), udp::dst_port(seg), 0))
+        }
+        _ => {
+            if seg.len() < tcp::MIN_HEADER_LEN {
+                return Err(DropReason::Truncated);
+            }
+            let hl = tcp::header_len(seg);
+            if hl < tcp::MIN_HEADER_LEN || hl > seg.len() {
+                return Err(DropReason::BadTransportHeader);
+            }
+            Ok((tcp::src_port(seg), tcp::dst_port(seg), tcp::flags(seg)))
+        }
+    }
 }
 
 impl Nat {
     /// A NAT with the given settings.
     pub fn new(config: NatConfig) -> Result<Nat, ConfigError> {
         config.validate()?;
-        todo!()
+        let custom: [Option<Arc<dyn FilteringPolicy>>; 2] = [None, None];
+        let seed = config.seed;
+        Ok(Nat {
+            settings: ArcSwap::from_pointee(Settings::new(config, &custom)),
+            custom_filters: Mutex::new(custom),
+            table: Table::new(seed),
+            fragments: Mutex::new(Fragments::default()),
+            counters: Counters::default(),
+            port_draws: AtomicU64::new(0),
+            last_sweep: AtomicU64::new(0),
+            last_forced_sweep: AtomicU64::new(0),
+        })
     }
 
-    /// Translates `packet` (an IPv4 packet, no link header) in place.
+    /// Translates `packet` (an IPv4 packet from its header on, no link header) in place.
     pub fn handle_packet(&self, now: Instant, packet: &mut [u8]) -> Verdict {
-        let _ = (now, packet);
-        todo!()
+        let s = self.settings.load();
+        let verdict = self.process(&s, now, packet);
+        match verdict {
+            Verdict::Forward { direction: Direction::Outbound, .. } => bump(&self.counters.translated_out),
+            Verdict::Forward { direction: Direction::Inbound, .. } => bump(&self.counters.translated_in),
+            Verdict::Forward { direction: Direction::Hairpin, .. } => bump(&self.counters.hairpinned),
+            Verdict::Pass => bump(&self.counters.passed),
+            Verdict::Held => bump(&self.counters.fragments_held),
+            Verdict::Drop(reason) => self.counters.drop(reason),
+        }
+        verdict
+    }
+
+    fn process(&self, s: &Settings, now: Instant, packet: &mut [u8]) -> Verdict {
+        if packet.len() < crate::wire::ipv4::MIN_HEADER_LEN {
+            return Verdict::Drop(DropReason::Truncated);
+        }
+        if packet[0] >> 4 != 4 {
+            return Verdict::Drop(DropReason::BadIpHeader);
+        }
+        let Some(class) = classify(s, be32(packet, 12), be32(packet, 16)) else {
+            return Verdict::Pass;
+        };
+        let ip = match Ipv4Packet::new_checked(&*packet, true) {
+            Ok(ip) => ip,
+            Err(Ipv4Error::Truncated) => return Verdict::Drop(DropReason::Truncated),
+            Err(Ipv4Error::Malformed) => return Verdict::Drop(DropReason::BadIpHeader),
+        };
+        let (total, ihl, proto) = (ip.total_len(), ip.header_len(), ip.protocol());
+        let (frag_key, later_fragment, first_fragment) =
+            (FragKey::of(&ip), ip.frag_offset() != 0, ip.more_frags() && ip.frag_offset() == 0);
+        let len = packet.len();
+        let pkt = &mut packet[..total];
+        if later_fragment {
+            return match self.fragments.lock().handle_later(now, frag_key, pkt) {
+                Ok(Some(direction)) => Verdict::Forward { direction, len },
+                Ok(None) => Verdict::Pass,
+                Err(Hold::Held) => Verdict::Held,
+                Err(Hold::Drop(reason)) => Verdict::Drop(reason),
+            };
+        }
+        let result = self.translate(s, now, class, pkt, ihl, proto, first_fragment);
+        if first_fragment {
+            let outcome = match result {
+                Ok(Some(direction)) => {
+                    Outcome::Translated { new_src: be32(pkt, 12), new_dst: be32(pkt, 16), direction }
+                }
+                Ok(None) => Outcome::Passed,
+                Err(_) => Outcome::Dropped,
+            };
+            let dropped = self.fragments.lock().first_seen(now, frag_key, outcome);
+            for _ in 0..dropped {
+                self.counters.drop(DropReason::FragmentOfDropped);
+            }
+        }
+        match result {
+            Ok(Some(direction)) => Verdict::Forward { direction, len },
+            Ok(None) => Verdict::Pass,
+            Err(reason) => Verdict::Drop(reason),
+        }
+    }
+
+    /// Translates an unfragmented packet or a first fragment. `Ok(None)`: pass unchanged.
+    #[allow(clippy::too_many_arguments)]
+    fn translate(
+        &self,
+        s: &Settings,
+        now: Instant,
+        class: Class,
+        pkt: &mut [u8],
+        ihl: usize,
+        proto: u8,
+        fragment: bool,
+    ) -> Result<Option<Direction>, DropReason> {
+        let (src, dst) = (be32(pkt, 12), be32(pkt, 16));
+        let Some(proto) = Protocol::from_number(proto) else {
+            // Other protocols addressed to the host itself are the host's business.
+            return if class == Class::Inbound { Ok(None) } else { Err(DropReason::UnsupportedProtocol) };
+        };
+        let seg = &pkt[ihl..];
+        if proto == Protocol::Icmp {
+            return self.translate_icmp(s, now, class, pkt, ihl, fragment);
+        }
+        let (sport, dport, flags) = ports(proto, seg, fragment)?;
+        match class {
+            Class::Outbound => {
+                let ext = self.outbound(s, now, proto, (src, sport), (dst, dport), flags)?;
+                rewrite_endpoint(pkt, proto, Side::Source, ext.0, ext.1, true);
+                Ok(Some(Direction::Outbound))
+            }
+            Class::Inbound => {
+                let int = self.inbound(s, now, proto, (src, sport), (dst, dport), flags)?;
+                rewrite_endpoint(pkt, proto, Side::Destination, int.0, int.1, true);
+                Ok(Some(Direction::Inbound))
+            }
+            Class::Hairpin => self.hairpin(s, now, proto, pkt, (src, sport), (dst, dport), flags),
+        }
+    }
+
+    fn translate_icmp(
+        &self,
+        s: &Settings,
+        now: Instant,
+        class: Class,
+        pkt: &mut [u8],
+        ihl: usize,
+        fragment: bool,
+    ) -> Result<Option<Direction>, DropReason> {
+        let (src, dst) = (be32(pkt, 12), be32(pkt, 16));
+        let msg = &pkt[ihl..];
+        if msg.len() < icmp::HEADER_LEN {
+            return Err(DropReason::Truncated);
+        }
+        let (ty, id) = (icmp::msg_type(msg), icmp::ident(msg));
+        let is_error = icmp::is_translated_error(ty);
+        if is_error && fragment {
+            // An error is small; a fragmented one cannot have its checksum verified.
+            return Err(DropReason::UnsupportedIcmp);
+        }
+        match (class, ty) {
+            (Class::Outbound, icmp::ECHO_REQUEST) => {
+                let ext = self.outbound(s, now, Protocol::Icmp, (src, id), (dst, 0), 0)?;
+                rewrite_endpoint(pkt, Protocol::Icmp, Side::Source, ext.0, ext.1, true);
+                Ok(Some(Direction::Outbound))
+            }
+            (Class::Inbound, icmp::ECHO_REPLY) => {
+                let int = self.inbound(s, now, Protocol::Icmp, (src, 0), (dst, id), 0)?;
+                rewrite_endpoint(pkt, Protocol::Icmp, Side::Destination, int.0, int.1, true);
+                Ok(Some(Direction::Inbound))
+            }
+            (Class::Inbound, _) if is_error => {
+                self.translate_icmp_error(s, now, pkt, ihl, true)?;
+                Ok(Some(Direction::Inbound))
+            }
+            (Class::Outbound, _) if is_error => {
+                self.translate_icmp_error(s, now, pkt, ihl, false)?;
+                Ok(Some(Direction::Outbound))
+            }
+            (Class::Inbound, icmp::SOURCE_QUENCH | icmp::REDIRECT) => Err(DropReason::UnsupportedIcmp),
+            // Queries to an external address (ping the host) are answered by the host.
+            (Class::Inbound, _) | (Class::Hairpin, icmp::ECHO_REQUEST) => Ok(None),
+            _ => Err(DropReason::UnsupportedIcmp),
+        }
+    }
+
+    /// An internal host sending to an external address of this NAT (RFC 4787 REQ-9).
+    #[allow(clippy::too_many_arguments)]
+    fn hairpin(
+        &self,
+        s: &Settings,
+        now: Instant,
+        proto: Protocol,
+        pkt: &mut [u8],
+        internal: Endpoint,
+        target: Endpoint,
+        flags: u8,
+    ) -> Result<Option<Direction>, DropReason> {
+        if !self.is_mapped(s, proto, target) {
+            // Nothing behind that port: the packet is for the host itself.
+            return Ok(None);
+        }
+        match s.config.hairpinning {
+            HairpinningMode::External => {
+                let ext = self.outbound(s, now, proto, internal, target, flags)?;
+                let int = self.inbound(s, now, proto, ext, target, flags)?;
+                rewrite_endpoint(pkt, proto, Side::Source, ext.0, ext.1, true);
+                rewrite_endpoint(pkt, proto, Side::Destination, int.0, int.1, true);
+            }
+            HairpinningMode::Local => {
+                let int = self.local_hairpin_target(s, proto, target).ok_or(DropReason::NoMapping)?;
+                rewrite_endpoint(pkt, proto, Side::Destination, int.0, int.1, true);
+            }
+        }
+        Ok(Some(Direction::Hairpin))
     }
 
     /// The next held fragment that can now be sent, if any.
     pub fn poll_released(&self) -> Option<ReleasedPacket> {
-        todo!()
+        self.fragments.lock().released.pop_front()
     }
 
     /// Expires idle sessions and stale fragments.
     pub fn handle_timeout(&self, now: Instant) {
-        let _ = now;
-        todo!()
+        self.last_sweep.store(now.as_micros(), Ordering::Relaxed);
+        self.sweep(now);
+        let timed_out = self.fragments.lock().expire(now);
+        for _ in 0..timed_out {
+            self.counters.drop(DropReason::FragmentTimeout);
+        }
+    }
+
+    fn sweep(&self, now: Instant) {
+        let s = self.settings.load();
+        let t = s.config.timeouts;
+        let (expired, _) = self.table.purge(|m, sess| !sess.is_alive(m.protocol, now, &t), |_| false);
+        self.counters.sessions_expired.fetch_add(expired, Ordering::Relaxed);
+    }
+
+    /// A sweep on demand when ports or session slots run out, at most once per
+    /// `FORCED_SWEEP_INTERVAL`. Returns whether it ran.
+    pub(crate) fn forced_sweep(&self, now: Instant) -> bool {
+        let last = self.last_forced_sweep.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_duration_since(Instant::from_micros(last)) >= FORCED_SWEEP_INTERVAL;
+        if !due
+            || self
+                .last_forced_sweep
+                .compare_exchange(last, now.as_micros().max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.sweep(now);
+        true
     }
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        Some(Instant::from_micros(self.last_sweep.load(Ordering::Relaxed)) + SWEEP_INTERVAL)
     }
 
-    /// The session table, one row per session (Get-NetNatSession).
+    /// The session table, one row per session (Get-NetNatSession), sorted by internal
+    /// endpoint then remote. Idle sessions not yet swept are included.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        todo!()
+        let name = self.settings.load().config.name.clone();
+        let mut rows = Vec::with_capacity(self.session_count());
+        for entry in self.table.by_internal.iter() {
+            let m = entry.value().lock();
+            for sess in &m.sessions {
+                rows.push(SessionInfo {
+                    nat_name: name.clone(),
+                    protocol: m.protocol.number(),
+                    creation_time: sess.created,
+                    internal_source_address: m.internal_addr.into(),
+                    internal_source_port: m.internal_port,
+                    internal_destination_address: sess.remote_addr.into(),
+                    internal_destination_port: sess.remote_port,
+                    external_source_address: m.external_addr.into(),
+                    external_source_port: m.external_port,
+                    external_destination_address: sess.remote_addr.into(),
+                    external_destination_port: sess.remote_port,
+                });
+            }
+        }
+        rows.sort_by_key(|r| {
+            (
+                r.protocol,
+                r.internal_source_address,
+                r.internal_source_port,
+                r.external_destination_address,
+                r.external_destination_port,
+            )
+        });
+        rows
     }
 
-    /// Number of live sessions.
+    /// Number of live sessions (idle ones not yet swept included).
     pub fn session_count(&self) -> usize {
-        todo!()
+        self.table.session_count()
     }
 
     /// The counters.
     pub fn stats(&self) -> Stats {
-        todo!()
+        self.counters.snapshot(self.session_count() as u64)
     }
 
     /// The settings in force.
     pub fn config(&self) -> Arc<NatConfig> {
-        todo!()
+        self.settings.load().config.clone()
     }
 
     /// Replaces the settings (Set-NetNat, Add/Remove-NetNatStaticMapping,
     /// Add/Remove-NetNatExternalAddress). Sessions survive unless their external address was
-    /// removed or a new static mapping claims their external port.
+    /// removed, their internal host left the internal prefix, a new static mapping claims their
+    /// external port, or the static mapping that made them is gone.
     pub fn reconfigure(&self, config: NatConfig) -> Result<(), ConfigError> {
-        let _ = config;
-        todo!()
+        config.validate()?;
+        let custom = self.custom_filters.lock();
+        let settings = Arc::new(Settings::new(config, &custom));
+        self.settings.store(settings.clone());
+        drop(custom);
+        let s = &*settings;
+        let (_, removed) = self.table.purge(
+            |_, _| false,
+            |m| {
+                let static_owner = s.static_owner(m.protocol, m.external_addr, m.external_port);
+                let static_ok = match static_owner {
+                    Some(sm) => {
+                        m.from_static
+                            || (u32::from(sm.internal_address) == m.internal_addr
+                                && sm.internal_port == m.internal_port)
+                    }
+                    None => !m.from_static,
+                };
+                !s.is_external(m.external_addr) || !s.is_internal(m.internal_addr) || !static_ok
+            },
+        );
+        self.counters.sessions_removed.fetch_add(removed, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Replaces the filtering policy of TCP or UDP with a custom one; `None` goes back to the
-    /// configured behaviour.
+    /// configured behaviour. ICMP echo replies are always address-dependent.
     pub fn set_filtering_policy(&self, protocol: Protocol, policy: Option<Arc<dyn FilteringPolicy>>) {
-        let _ = (protocol, policy);
-        todo!()
+        let mut custom = self.custom_filters.lock();
+        match protocol {
+            Protocol::Tcp => custom[0] = policy,
+            Protocol::Udp => custom[1] = policy,
+            Protocol::Icmp => return,
+        }
+        let config = (*self.settings.load().config).clone();
+        self.settings.store(Arc::new(Settings::new(config, &custom)));
     }
 
     /// Drops every session (Remove-NetNat drops the NAT's connections).
     pub fn clear_sessions(&self) {
-        todo!()
+        let (_, removed) = self.table.purge(|_, _| false, |_| true);
+        self.counters.sessions_removed.fetch_add(removed, Ordering::Relaxed);
+        self.fragments.lock().clear();
     }
 }

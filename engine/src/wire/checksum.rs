@@ -1,7 +1,7 @@
 //! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
 
 /// Ones'-complement sum of `data` (padded with a zero byte if odd), folded to 16 bits,
-/// added to `initial` (an unfolded partial sum).
+/// added to `initial` (a partial sum).
 pub fn sum(initial: u32, data: &[u8]) -> u32 {
     let mut acc = u64::from(initial);
     let mut chunks = data.chunks_exact(2);
@@ -11,10 +11,10 @@ pub fn sum(initial: u32, data: &[u8]) -> u32 {
     if let [last] = chunks.remainder() {
         acc += u64::from(u16::from_be_bytes([*last, 0]));
     }
-    fold64(acc)
+    fold(acc)
 }
 
-fn fold64(mut acc: u64) -> u32 {
+fn fold(mut acc: u64) -> u32 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }
@@ -23,22 +23,62 @@ fn fold64(mut acc: u64) -> u32 {
 
 /// The checksum field value for data whose partial sum is `partial`.
 pub fn finish(partial: u32) -> u16 {
-    !(fold64(u64::from(partial)) as u16)
+    !(fold(u64::from(partial)) as u16)
 }
 
-/// The Internet checksum of `data`.
+/// The Internet checksum of `data` (0 when `data` already holds a correct checksum).
 pub fn checksum(data: &[u8]) -> u16 {
     finish(sum(0, data))
 }
 
-/// RFC 1624 eqn. 3: the new checksum after a 16-bit word changed from `old` to `new`.
+/// RFC 1624 eqn. 3: the new checksum after a 16-bit word changed from `old` to `new`:
+/// HC' = ~(~HC + ~m + m').
 pub fn update16(check: u16, old: u16, new: u16) -> u16 {
-    let acc = u32::from(!check) + u32::from(!old) + u32::from(new);
-    !(fold64(u64::from(acc)) as u16)
+    let acc = u64::from(!check) + u64::from(!old) + u64::from(new);
+    !(fold(acc) as u16)
 }
 
 /// The new checksum after a 32-bit value (an address) changed from `old` to `new`.
 pub fn update32(check: u16, old: u32, new: u32) -> u16 {
-    let c = update16(check, (old >> 16) as u16, (new >> 16) as u16);
-    update16(c, old as u16, new as u16)
+    let acc = u64::from(!check)
+        + u64::from(!(old >> 16) as u16)
+        + u64::from(!(old as u16))
+        + u64::from((new >> 16) as u16)
+        + u64::from(new as u16);
+    !(fold(acc) as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: the sum of 00 01 f2 03 f4 f5 f6 f7 is ddf2 (before complement).
+        assert_eq!(sum(0, &[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+    }
+
+    proptest! {
+        #[test]
+        fn update16_equals_recompute(mut data in proptest::collection::vec(any::<u8>(), 2..64), at in any::<prop::sample::Index>(), new: u16) {
+            let words = data.len() / 2;
+            let i = at.index(words) * 2;
+            let before = checksum(&data);
+            let old = u16::from_be_bytes([data[i], data[i + 1]]);
+            data[i..i + 2].copy_from_slice(&new.to_be_bytes());
+            let full = checksum(&data);
+            let inc = update16(before, old, new);
+            // Both are valid encodings of the same ones'-complement value.
+            prop_assert!(inc == full || (inc == 0xffff && full == 0) || (inc == 0 && full == 0xffff), "{inc:#x} vs {full:#x}");
+        }
+
+        #[test]
+        fn update32_equals_two_updates(check: u16, old: u32, new: u32) {
+            let two = update16(update16(check, (old >> 16) as u16, (new >> 16) as u16), old as u16, new as u16);
+            let one = update32(check, old, new);
+            prop_assert!(one == two || (one ^ two) == 0xffff && (one == 0 || two == 0));
+        }
+    }
 }

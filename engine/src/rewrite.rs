@@ -1,0 +1,146 @@
+//! In-place rewrites of a packet's source or destination endpoint, every checksum updated
+//! incrementally (RFC 1624): the IPv4 header checksum for the address, the TCP/UDP checksum
+//! for the address (pseudo-header) and the port, the ICMP checksum for the identifier.
+
+use crate::config::Protocol;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::{checksum, icmp, tcp, udp};
+
+/// Which endpoint of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Source,
+    Destination,
+}
+
+/// Rewrites one endpoint of `packet` (an IPv4 packet whose transport header, if `with_l4`, is
+/// known to be complete up to the fields touched; callers check). For ICMP the "port" is the
+/// query identifier, which both sides share.
+pub(crate) fn rewrite_endpoint(packet: &mut [u8], proto: Protocol, side: Side, addr: u32, port: u16, with_l4: bool) {
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut *packet, false) else { return };
+    let old_addr = match side {
+        Side::Source => ip.src(),
+        Side::Destination => ip.dst(),
+    };
+    match side {
+        Side::Source => ip.set_src(addr),
+        Side::Destination => ip.set_dst(addr),
+    }
+    if !with_l4 {
+        return;
+    }
+    let seg = ip.payload_mut();
+    let port_at = if side == Side::Source { 0 } else { 2 };
+    match proto {
+        Protocol::Tcp if seg.len() >= tcp::CHECKSUM + 2 => {
+            let old_port = u16::from_be_bytes([seg[port_at], seg[port_at + 1]]);
+            seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+            let c = checksum::update16(checksum::update32(tcp::checksum_field(seg), old_addr, addr), old_port, port);
+            tcp::set_checksum(seg, c);
+        }
+        Protocol::Udp if seg.len() >= udp::HEADER_LEN => {
+            let old_port = u16::from_be_bytes([seg[port_at], seg[port_at + 1]]);
+            seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+            udp::update_checksum(seg, |c| checksum::update16(checksum::update32(c, old_addr, addr), old_port, port));
+        }
+        Protocol::Icmp if seg.len() >= icmp::HEADER_LEN => icmp::set_ident(seg, port),
+        // A truncated embedded transport header: the address is rewritten, the rest was not
+        // quoted by the ICMP error's sender.
+        _ => {
+            if seg.len() >= port_at + 2 && proto != Protocol::Icmp {
+                seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn udp_packet(src: u32, dst: u32, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ipv4(src.to_be_bytes(), dst.to_be_bytes(), 64).udp(sport, dport);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    fn tcp_packet(src: u32, dst: u32, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let b =
+            etherparse::PacketBuilder::ipv4(src.to_be_bytes(), dst.to_be_bytes(), 64).tcp(sport, dport, 7, 1024).ack(9);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    /// Recomputes every checksum of `packet` with etherparse and compares with what is there.
+    fn checksums_valid(packet: &[u8]) -> bool {
+        let Ok(s) = etherparse::SlicedPacket::from_ip(packet) else { return false };
+        let Some(etherparse::NetSlice::Ipv4(ip)) = s.net else { return false };
+        let h = ip.header().to_header();
+        if h.calc_header_checksum() != h.header_checksum {
+            return false;
+        }
+        match s.transport {
+            Some(etherparse::TransportSlice::Udp(u)) => {
+                let hdr = u.to_header();
+                hdr.checksum == 0 || hdr.calc_checksum_ipv4(&h, u.payload()).unwrap() == hdr.checksum
+            }
+            Some(etherparse::TransportSlice::Tcp(t)) => {
+                t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap() == t.checksum()
+            }
+            Some(etherparse::TransportSlice::Icmpv4(i)) => {
+                let full = i.slice();
+                checksum::checksum(full) == 0
+            }
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn incremental_l4_rewrite_equals_full_recompute(
+            src: u32, dst: u32, sport: u16, dport: u16, new_addr: u32, new_port: u16,
+            payload in proptest::collection::vec(any::<u8>(), 0..64), tcp_not_udp: bool, src_side: bool,
+        ) {
+            let mut p = if tcp_not_udp { tcp_packet(src, dst, sport, dport, &payload) } else { udp_packet(src, dst, sport, dport, &payload) };
+            let proto = if tcp_not_udp { Protocol::Tcp } else { Protocol::Udp };
+            let side = if src_side { Side::Source } else { Side::Destination };
+            rewrite_endpoint(&mut p, proto, side, new_addr, new_port, true);
+            prop_assert!(checksums_valid(&p));
+            let s = etherparse::SlicedPacket::from_ip(&p).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = s.net else { unreachable!() };
+            let (a, port) = match (side, s.transport) {
+                (Side::Source, Some(etherparse::TransportSlice::Udp(u))) => (ip.header().source(), u.source_port()),
+                (Side::Destination, Some(etherparse::TransportSlice::Udp(u))) => (ip.header().destination(), u.destination_port()),
+                (Side::Source, Some(etherparse::TransportSlice::Tcp(t))) => (ip.header().source(), t.source_port()),
+                (Side::Destination, Some(etherparse::TransportSlice::Tcp(t))) => (ip.header().destination(), t.destination_port()),
+                _ => unreachable!(),
+            };
+            prop_assert_eq!(a, new_addr.to_be_bytes());
+            prop_assert_eq!(port, new_port);
+        }
+
+        #[test]
+        fn icmp_ident_rewrite_keeps_checksum_valid(src: u32, dst: u32, id: u16, seq: u16, new_id: u16, new_addr: u32,
+            payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let b = etherparse::PacketBuilder::ipv4(src.to_be_bytes(), dst.to_be_bytes(), 64).icmpv4_echo_request(id, seq);
+            let mut p = Vec::new();
+            b.write(&mut p, &payload).unwrap();
+            rewrite_endpoint(&mut p, Protocol::Icmp, Side::Source, new_addr, new_id, true);
+            prop_assert!(checksums_valid(&p));
+            prop_assert_eq!(u16::from_be_bytes([p[24], p[25]]), new_id);
+        }
+    }
+
+    #[test]
+    fn zero_udp_checksum_stays_zero() {
+        let mut p = udp_packet(0x0a64_0a0b, 0xc633_6407, 5000, 53, b"hello");
+        p[26] = 0;
+        p[27] = 0;
+        rewrite_endpoint(&mut p, Protocol::Udp, Side::Source, 0xcb00_7101, 40000, true);
+        assert_eq!(&p[26..28], &[0, 0]);
+        assert_eq!(u16::from_be_bytes([p[20], p[21]]), 40000);
+    }
+}

@@ -1,0 +1,82 @@
+//! The configuration in the form the packet path reads it: addresses as integers, the
+//! filtering policies resolved. Swapped as a whole (`ArcSwap`) so a packet sees one version.
+
+use std::sync::Arc;
+
+use crate::config::{NatConfig, Protocol, StaticMapping};
+use crate::filter::{self, FilteringPolicy};
+
+/// One external address and its dynamic port range.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExternalRange {
+    pub addr: u32,
+    pub start: u16,
+    pub end: u16,
+}
+
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub config: Arc<NatConfig>,
+    pub internal_net: u32,
+    pub internal_mask: u32,
+    pub externals: Vec<ExternalRange>,
+    pub tcp_filter: Arc<dyn FilteringPolicy>,
+    pub udp_filter: Arc<dyn FilteringPolicy>,
+}
+
+impl Settings {
+    pub(crate) fn new(config: NatConfig, custom: &[Option<Arc<dyn FilteringPolicy>>; 2]) -> Settings {
+        let internal_mask = u32::from(config.internal_prefix.netmask());
+        let internal_net = u32::from(config.internal_prefix.network());
+        let externals = config
+            .external_addresses
+            .iter()
+            .map(|e| ExternalRange { addr: u32::from(e.address), start: e.port_start, end: e.port_end })
+            .collect();
+        let tcp_filter = custom[0].clone().unwrap_or_else(|| filter::builtin(config.tcp_filtering));
+        let udp_filter = custom[1].clone().unwrap_or_else(|| filter::builtin(config.udp_filtering));
+        Settings { config: Arc::new(config), internal_net, internal_mask, externals, tcp_filter, udp_filter }
+    }
+
+    pub(crate) fn is_internal(&self, addr: u32) -> bool {
+        addr & self.internal_mask == self.internal_net
+    }
+
+    pub(crate) fn is_external(&self, addr: u32) -> bool {
+        self.externals.iter().any(|e| e.addr == addr)
+    }
+
+    /// The static mapping that owns an external (address, port), if any.
+    pub(crate) fn static_owner(&self, proto: Protocol, addr: u32, port: u16) -> Option<&StaticMapping> {
+        let addr = addr.into();
+        self.config.static_mappings.iter().find(|m| m.owns(proto, addr, port))
+    }
+
+    /// The static mapping whose internal endpoint this is, if any.
+    pub(crate) fn static_for_internal(&self, proto: Protocol, addr: u32, port: u16) -> Option<&StaticMapping> {
+        self.config
+            .static_mappings
+            .iter()
+            .find(|m| m.protocol == proto && u32::from(m.internal_address) == addr && m.internal_port == port)
+    }
+
+    pub(crate) fn filter(&self, proto: Protocol) -> &dyn FilteringPolicy {
+        match proto {
+            Protocol::Tcp => &*self.tcp_filter,
+            _ => &*self.udp_filter,
+        }
+    }
+
+    /// The external address for an internal host: the same one for all its sessions ("paired"
+    /// pooling, RFC 4787 REQ-2), spread over the addresses by a hash.
+    pub(crate) fn external_for(&self, internal: u32) -> Option<&ExternalRange> {
+        match self.externals.len() {
+            0 => None,
+            1 => self.externals.first(),
+            n => {
+                let h = crate::alloc::mix(u64::from(internal) ^ self.config.seed);
+                self.externals.get((h % n as u64) as usize)
+            }
+        }
+    }
+}

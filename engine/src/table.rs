@@ -1,0 +1,198 @@
+//! The translation table: mappings (one per internal endpoint, RFC 4787 endpoint-independent
+//! mapping) each holding its sessions (one per remote endpoint, the NetNatSession rows).
+//!
+//! Two lock-sharded indexes point at the same mapping: by internal endpoint (outbound
+//! packets) and by external endpoint (inbound packets), so every packet costs one index
+//! lookup plus the mapping's own (uncontended) lock.
+//!
+//! Lock order, to stay deadlock-free: an `by_internal` shard, then a `by_external` shard;
+//! a mapping's mutex is taken under at most one shard lock and never held while taking a
+//! shard lock; `per_host` is innermost.
+//!
+//! Invariants: a live mapping is in both indexes under its keys; no two live mappings share
+//! an external (protocol, address, port); a mapping always holds at least one session (an
+//! empty one is removed, marked `dead`, by the next purge).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+
+use crate::config::{Limits, Protocol, Timeouts};
+use crate::tcp_state::TcpTrack;
+use crate::time::{Duration, Instant};
+use crate::verdict::DropReason;
+
+/// An index key: protocol, IPv4 address and port (or ICMP identifier) packed in 56 bits.
+pub(crate) fn key(proto: Protocol, addr: u32, port: u16) -> u64 {
+    (u64::from(proto.number()) << 48) | (u64::from(addr) << 16) | u64::from(port)
+}
+
+/// One session: the internal endpoint's traffic with one remote endpoint.
+#[derive(Clone, Debug)]
+pub(crate) struct Session {
+    pub remote_addr: u32,
+    pub remote_port: u16,
+    /// Whether the internal endpoint has sent to this remote (what filtering looks at).
+    pub outbound_seen: bool,
+    pub tcp: TcpTrack,
+    pub created: Instant,
+    pub last_seen: Instant,
+}
+
+impl Session {
+    pub(crate) fn new(remote_addr: u32, remote_port: u16, outbound: bool, now: Instant) -> Session {
+        Session {
+            remote_addr,
+            remote_port,
+            outbound_seen: outbound,
+            tcp: TcpTrack::default(),
+            created: now,
+            last_seen: now,
+        }
+    }
+
+    pub(crate) fn timeout(&self, proto: Protocol, t: &Timeouts) -> Duration {
+        match proto {
+            Protocol::Udp => t.udp_idle,
+            Protocol::Icmp => t.icmp_query,
+            Protocol::Tcp if self.tcp.is_established() => t.tcp_established,
+            Protocol::Tcp => t.tcp_transient,
+        }
+    }
+
+    /// Alive while idle for no longer than its timeout.
+    pub(crate) fn is_alive(&self, proto: Protocol, now: Instant, t: &Timeouts) -> bool {
+        now.saturating_duration_since(self.last_seen) <= self.timeout(proto, t)
+    }
+}
+
+/// One endpoint-independent mapping and its sessions.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    pub protocol: Protocol,
+    pub internal_addr: u32,
+    pub internal_port: u16,
+    pub external_addr: u32,
+    pub external_port: u16,
+    /// Created by a static mapping (its filtering is the mapping's remote prefix).
+    pub from_static: bool,
+    /// Removed from the indexes; a thread that still holds it must look up again.
+    pub dead: bool,
+    pub sessions: SmallVec<[Session; 1]>,
+}
+
+impl Mapping {
+    pub(crate) fn external_key(&self) -> u64 {
+        key(self.protocol, self.external_addr, self.external_port)
+    }
+
+    pub(crate) fn session_index(&self, remote_addr: u32, remote_port: u16) -> Option<usize> {
+        self.sessions.iter().position(|s| s.remote_addr == remote_addr && s.remote_port == remote_port)
+    }
+}
+
+pub(crate) type Cell = Arc<Mutex<Mapping>>;
+
+/// Deterministic hashing (seeded from the NAT's seed) that an outside sender cannot predict
+/// without the seed.
+pub(crate) type Hasher = ahash::RandomState;
+
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub by_internal: DashMap<u64, Cell, Hasher>,
+    pub by_external: DashMap<u64, Cell, Hasher>,
+    sessions: AtomicUsize,
+    per_host: DashMap<u32, usize, Hasher>,
+}
+
+impl Table {
+    pub(crate) fn new(seed: u64) -> Table {
+        let h = || {
+            let s = crate::alloc::mix(seed);
+            ahash::RandomState::with_seeds(s, s.rotate_left(17), s.rotate_left(31), s.rotate_left(47))
+        };
+        let shards = 64;
+        Table {
+            by_internal: DashMap::with_hasher_and_shard_amount(h(), shards),
+            by_external: DashMap::with_hasher_and_shard_amount(h(), shards),
+            sessions: AtomicUsize::new(0),
+            per_host: DashMap::with_hasher_and_shard_amount(h(), shards),
+        }
+    }
+
+    /// Live sessions (including idle ones not yet purged).
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Claims room for one more session of `host`, or says which limit stops it.
+    pub(crate) fn reserve_session(&self, host: u32, limits: &Limits) -> Result<(), DropReason> {
+        self.sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < limits.max_sessions).then_some(n + 1))
+            .map_err(|_| DropReason::SessionLimit)?;
+        let mut count = self.per_host.entry(host).or_insert(0);
+        if *count >= limits.max_sessions_per_host {
+            drop(count);
+            self.sessions.fetch_sub(1, Ordering::AcqRel);
+            return Err(DropReason::HostSessionLimit);
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    /// Gives back room for `n` sessions of `host`.
+    pub(crate) fn release_sessions(&self, host: u32, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.sessions.fetch_sub(n, Ordering::AcqRel);
+        if let Some(mut count) = self.per_host.get_mut(&host) {
+            *count = count.saturating_sub(n);
+        }
+        self.per_host.remove_if(&host, |_, c| *c == 0);
+    }
+
+    /// Removes sessions and mappings: every session for which `expire` says so, then every
+    /// mapping left empty or for which `remove` says so. Returns (expired, removed) counts.
+    pub(crate) fn purge(
+        &self,
+        mut expire: impl FnMut(&Mapping, &Session) -> bool,
+        mut remove: impl FnMut(&Mapping) -> bool,
+    ) -> (u64, u64) {
+        let (mut expired, mut removed) = (0u64, 0u64);
+        self.by_internal.retain(|_, cell| {
+            let mut m = cell.lock();
+            let before = m.sessions.len();
+            let mut sessions = core::mem::take(&mut m.sessions);
+            sessions.retain(|s| !expire(&m, s));
+            m.sessions = sessions;
+            let n_expired = before - m.sessions.len();
+            let n_removed = if m.sessions.is_empty() || remove(&m) { m.sessions.len() } else { usize::MAX };
+            let gone = n_removed != usize::MAX;
+            let host = m.internal_addr;
+            let ext = m.external_key();
+            if gone {
+                m.sessions.clear();
+                m.dead = true;
+            }
+            drop(m);
+            let n_removed = if gone { n_removed } else { 0 };
+            self.release_sessions(host, n_expired + n_removed);
+            expired += n_expired as u64;
+            removed += n_removed as u64;
+            if gone {
+                self.by_external.remove_if(&ext, |_, c| Arc::ptr_eq(c, cell));
+            }
+            !gone
+        });
+        (expired, removed)
+    }
+
+    /// Hash of a key with the table's hasher (used to decorrelate port draws).
+    pub(crate) fn hash_key(&self, k: u64) -> u64 {
+        self.by_internal.hasher().hash_one(k)
+    }
+}

@@ -1,0 +1,421 @@
+//! The mapping and filtering decisions for one packet's endpoints: find or create the
+//! mapping and session, apply the filtering behaviour and timers, and say which endpoint to
+//! rewrite to. The packet bytes are not touched here (see `rewrite.rs`).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use dashmap::mapref::entry::Entry;
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+
+use crate::alloc;
+use crate::config::{PortAllocation, Protocol, StaticMapping};
+use crate::filter::InboundContext;
+use crate::nat::Nat;
+use crate::settings::Settings;
+use crate::stats::bump;
+use crate::table::{key, Cell, Mapping, Session};
+use crate::time::Instant;
+use crate::verdict::DropReason;
+
+/// An endpoint as (address, port or ICMP identifier).
+pub(crate) type Endpoint = (u32, u16);
+
+/// Attempts of the find-or-create loop; more than two happen only when other threads race to
+/// create or remove the same mapping.
+const ATTEMPTS: usize = 4;
+
+fn retryable(e: DropReason) -> bool {
+    matches!(e, DropReason::PortsExhausted | DropReason::SessionLimit | DropReason::HostSessionLimit)
+}
+
+impl Nat {
+    /// Outbound: the external endpoint for `internal` talking to `remote`, creating the mapping
+    /// and session as needed and refreshing the session.
+    pub(crate) fn outbound(
+        &self,
+        s: &Settings,
+        now: Instant,
+        proto: Protocol,
+        internal: Endpoint,
+        remote: Endpoint,
+        tcp_flags: u8,
+    ) -> Result<Endpoint, DropReason> {
+        let ik = key(proto, internal.0, internal.1);
+        let mut swept = false;
+        for _ in 0..ATTEMPTS {
+            let attempt = match self.table.by_internal.get(&ik) {
+                Some(cell) => {
+                    let mut m = cell.lock();
+                    if m.dead {
+                        Ok(None)
+                    } else {
+                        self.touch_outbound(s, now, &mut m, remote, tcp_flags)
+                            .map(|()| Some((m.external_addr, m.external_port)))
+                    }
+                }
+                None => self.create_outbound(s, now, proto, internal, remote, tcp_flags),
+            };
+            match attempt {
+                Ok(Some(ext)) => return Ok(ext),
+                Ok(None) => {}
+                Err(e) if retryable(e) && !swept && self.forced_sweep(now) => swept = true,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(DropReason::PortsExhausted)
+    }
+
+    fn touch_outbound(
+        &self,
+        s: &Settings,
+        now: Instant,
+        m: &mut Mapping,
+        remote: Endpoint,
+        flags: u8,
+    ) -> Result<(), DropReason> {
+        let proto = m.protocol;
+        let t = &s.config.timeouts;
+        let session = match m.session_index(remote.0, remote.1) {
+            Some(i) => {
+                let sess = &mut m.sessions[i];
+                if !sess.is_alive(proto, now, t) {
+                    *sess = Session::new(remote.0, remote.1, true, now);
+                    bump(&self.counters.sessions_expired);
+                    bump(&self.counters.sessions_created);
+                }
+                sess
+            }
+            None => {
+                self.table.reserve_session(m.internal_addr, &s.config.limits)?;
+                bump(&self.counters.sessions_created);
+                m.sessions.push(Session::new(remote.0, remote.1, true, now));
+                m.sessions.last_mut().expect("just pushed")
+            }
+        };
+        session.last_seen = now;
+        session.outbound_seen = true;
+        if proto == Protocol::Tcp {
+            session.tcp.on_packet(true, flags);
+        }
+        Ok(())
+    }
+
+    /// Creates the mapping for an internal endpoint that has none. `Ok(None)`: another thread
+    /// created it meanwhile, look it up again.
+    fn create_outbound(
+        &self,
+        s: &Settings,
+        now: Instant,
+        proto: Protocol,
+        internal: Endpoint,
+        remote: Endpoint,
+        tcp_flags: u8,
+    ) -> Result<Option<Endpoint>, DropReason> {
+        self.table.reserve_session(internal.0, &s.config.limits)?;
+        let mut session = Session::new(remote.0, remote.1, true, now);
+        if proto == Protocol::Tcp {
+            session.tcp.on_packet(true, tcp_flags);
+        }
+        let ik = key(proto, internal.0, internal.1);
+        let result = match self.table.by_internal.entry(ik) {
+            Entry::Occupied(_) => Ok(None),
+            Entry::Vacant(vacant) => {
+                let mapping = Mapping {
+                    protocol: proto,
+                    internal_addr: internal.0,
+                    internal_port: internal.1,
+                    external_addr: 0,
+                    external_port: 0,
+                    from_static: false,
+                    dead: false,
+                    sessions: smallvec::smallvec![session],
+                };
+                let cell = Arc::new(Mutex::new(mapping));
+                let claimed = match s.static_for_internal(proto, internal.0, internal.1) {
+                    // The internal endpoint of a static mapping keeps the mapping's external
+                    // port for its outbound traffic too (one endpoint, one mapping).
+                    Some(sm) => {
+                        let addr = static_external_addr(s, sm, internal.0);
+                        addr.and_then(|a| {
+                            self.claim(&cell, proto, a, sm.external_port).then_some((a, sm.external_port))
+                        })
+                    }
+                    None => self.allocate(s, &cell, proto, internal),
+                };
+                match claimed {
+                    Some(ext) => {
+                        vacant.insert(cell);
+                        bump(&self.counters.sessions_created);
+                        Ok(Some(ext))
+                    }
+                    None => Err(DropReason::PortsExhausted),
+                }
+            }
+        };
+        if !matches!(result, Ok(Some(_))) {
+            self.table.release_sessions(internal.0, 1);
+        }
+        result
+    }
+
+    /// Claims an external (address, port) for `cell` in the external index.
+    fn claim(&self, cell: &Cell, proto: Protocol, addr: u32, port: u16) -> bool {
+        match self.table.by_external.entry(key(proto, addr, port)) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                {
+                    let mut m = cell.lock();
+                    m.external_addr = addr;
+                    m.external_port = port;
+                }
+                v.insert(cell.clone());
+                true
+            }
+        }
+    }
+
+    /// Picks a free external port (RFC 6056) that no static mapping owns.
+    fn allocate(&self, s: &Settings, cell: &Cell, proto: Protocol, internal: Endpoint) -> Option<Endpoint> {
+        let ext = s.external_for(internal.0)?;
+        let preserve = (s.config.port_allocation == PortAllocation::Preserve).then_some(internal.1);
+        let n = self.port_draws.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let draw = self.table.hash_key(key(proto, internal.0, internal.1)) ^ alloc::mix(n ^ s.config.seed);
+        alloc::candidates(ext.start, ext.end, preserve, draw)
+            .filter(|&p| s.static_owner(proto, ext.addr, p).is_none())
+            .find(|&p| self.claim(cell, proto, ext.addr, p))
+            .map(|p| (ext.addr, p))
+    }
+
+    /// Inbound: the internal endpoint for a packet from `remote` to `external`, if a mapping
+    /// (or a static mapping) and the filtering admit it.
+    pub(crate) fn inbound(
+        &self,
+        s: &Settings,
+        now: Instant,
+        proto: Protocol,
+        remote: Endpoint,
+        external: Endpoint,
+        tcp_flags: u8,
+    ) -> Result<Endpoint, DropReason> {
+        let ek = key(proto, external.0, external.1);
+        let mut swept = false;
+        for _ in 0..ATTEMPTS {
+            let attempt = match self.table.by_external.get(&ek) {
+                Some(cell) => {
+                    let mut m = cell.lock();
+                    if m.dead {
+                        Ok(None)
+                    } else {
+                        self.touch_inbound(s, now, &mut m, remote, tcp_flags).map(Some)
+                    }
+                }
+                None => {
+                    match (proto != Protocol::Icmp).then(|| s.static_owner(proto, external.0, external.1)).flatten() {
+                        Some(sm) => self.create_static(s, now, sm, external, remote, tcp_flags),
+                        None => Err(DropReason::NoMapping),
+                    }
+                }
+            };
+            match attempt {
+                Ok(Some(int)) => return Ok(int),
+                Ok(None) => {}
+                Err(e) if retryable(e) && !swept && self.forced_sweep(now) => swept = true,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(DropReason::NoMapping)
+    }
+
+    fn touch_inbound(
+        &self,
+        s: &Settings,
+        now: Instant,
+        m: &mut Mapping,
+        remote: Endpoint,
+        flags: u8,
+    ) -> Result<Endpoint, DropReason> {
+        let proto = m.protocol;
+        let t = &s.config.timeouts;
+        let internal = (m.internal_addr, m.internal_port);
+        let existing = m.session_index(remote.0, remote.1);
+        if let Some(i) = existing {
+            let sess = &mut m.sessions[i];
+            if sess.is_alive(proto, now, t) {
+                match proto {
+                    Protocol::Tcp => {
+                        sess.tcp.on_packet(false, flags);
+                        sess.last_seen = now;
+                    }
+                    Protocol::Udp if s.config.udp_inbound_refresh => sess.last_seen = now,
+                    _ => {}
+                }
+                return Ok(internal);
+            }
+        }
+        // A remote without a live session: only the filtering (or the static mapping's remote
+        // prefix) can let it in. ICMP echo replies must come from a remote that was queried.
+        if proto == Protocol::Icmp {
+            return Err(DropReason::Filtered);
+        }
+        if m.from_static {
+            match s.static_owner(proto, m.external_addr, m.external_port) {
+                Some(sm)
+                    if u32::from(sm.internal_address) == m.internal_addr && sm.internal_port == m.internal_port =>
+                {
+                    if !sm.remote_prefix.contains(&Ipv4Addr::from(remote.0)) {
+                        return Err(DropReason::RemoteNotAllowed);
+                    }
+                }
+                _ => return Err(DropReason::NoMapping),
+            }
+        } else {
+            let contacted: SmallVec<[SocketAddrV4; 4]> = m
+                .sessions
+                .iter()
+                .filter(|x| x.outbound_seen && x.is_alive(proto, now, t))
+                .map(|x| SocketAddrV4::new(x.remote_addr.into(), x.remote_port))
+                .collect();
+            let ctx = InboundContext {
+                now,
+                protocol: proto,
+                remote: SocketAddrV4::new(remote.0.into(), remote.1),
+                internal: SocketAddrV4::new(m.internal_addr.into(), m.internal_port),
+                external: SocketAddrV4::new(m.external_addr.into(), m.external_port),
+                new_session: true,
+                tcp_flags: flags,
+                contacted: &contacted,
+            };
+            if !s.filter(proto).admit(&ctx) {
+                return Err(DropReason::Filtered);
+            }
+        }
+        let mut session = Session::new(remote.0, remote.1, false, now);
+        if proto == Protocol::Tcp {
+            session.tcp.on_packet(false, flags);
+        }
+        match existing {
+            Some(i) => {
+                m.sessions[i] = session;
+                bump(&self.counters.sessions_expired);
+            }
+            None => {
+                self.table.reserve_session(m.internal_addr, &s.config.limits)?;
+                m.sessions.push(session);
+            }
+        }
+        bump(&self.counters.sessions_created);
+        Ok(internal)
+    }
+
+    /// An inbound packet to a static mapping's port with no mapping yet: creates it.
+    fn create_static(
+        &self,
+        s: &Settings,
+        now: Instant,
+        sm: &StaticMapping,
+        external: Endpoint,
+        remote: Endpoint,
+        tcp_flags: u8,
+    ) -> Result<Option<Endpoint>, DropReason> {
+        if !sm.remote_prefix.contains(&Ipv4Addr::from(remote.0)) {
+            return Err(DropReason::RemoteNotAllowed);
+        }
+        let internal = (u32::from(sm.internal_address), sm.internal_port);
+        self.table.reserve_session(internal.0, &s.config.limits)?;
+        let mut session = Session::new(remote.0, remote.1, false, now);
+        if sm.protocol == Protocol::Tcp {
+            session.tcp.on_packet(false, tcp_flags);
+        }
+        let result = match self.table.by_internal.entry(key(sm.protocol, internal.0, internal.1)) {
+            // The internal endpoint already has a mapping (made before the static mapping
+            // existed, or on another external address): it keeps it, one endpoint one mapping.
+            Entry::Occupied(o) => {
+                let m = o.get().lock();
+                if !m.dead && (m.external_addr, m.external_port) == external {
+                    Ok(None)
+                } else {
+                    Err(DropReason::NoMapping)
+                }
+            }
+            Entry::Vacant(vacant) => {
+                let cell = Arc::new(Mutex::new(Mapping {
+                    protocol: sm.protocol,
+                    internal_addr: internal.0,
+                    internal_port: internal.1,
+                    external_addr: 0,
+                    external_port: 0,
+                    from_static: true,
+                    dead: false,
+                    sessions: smallvec::smallvec![session],
+                }));
+                if self.claim(&cell, sm.protocol, external.0, external.1) {
+                    vacant.insert(cell);
+                    bump(&self.counters.sessions_created);
+                    Ok(Some(internal))
+                } else {
+                    Ok(None)
+                }
+            }
+        };
+        if !matches!(result, Ok(Some(_))) {
+            self.table.release_sessions(internal.0, 1);
+        }
+        result
+    }
+
+    /// Hairpinning in Local mode: the internal endpoint behind an external one, without
+    /// filtering or a session (the packet is routed within the internal subnet).
+    pub(crate) fn local_hairpin_target(&self, s: &Settings, proto: Protocol, external: Endpoint) -> Option<Endpoint> {
+        if let Some(cell) = self.table.by_external.get(&key(proto, external.0, external.1)) {
+            let m = cell.lock();
+            if !m.dead {
+                return Some((m.internal_addr, m.internal_port));
+            }
+        }
+        s.static_owner(proto, external.0, external.1).map(|sm| (u32::from(sm.internal_address), sm.internal_port))
+    }
+
+    /// Whether an external endpoint leads to an internal one (a mapping or a static mapping).
+    pub(crate) fn is_mapped(&self, s: &Settings, proto: Protocol, external: Endpoint) -> bool {
+        self.table.by_external.contains_key(&key(proto, external.0, external.1))
+            || (proto != Protocol::Icmp && s.static_owner(proto, external.0, external.1).is_some())
+    }
+
+    /// The session an ICMP error refers to, looked up without refreshing it (RFC 5508 REQ-6):
+    /// by external endpoint for inbound errors, by internal endpoint for outbound ones.
+    /// Returns the other side's endpoint.
+    pub(crate) fn session_for_error(
+        &self,
+        s: &Settings,
+        now: Instant,
+        proto: Protocol,
+        endpoint: Endpoint,
+        remote: Endpoint,
+        by_external: bool,
+    ) -> Option<Endpoint> {
+        let k = key(proto, endpoint.0, endpoint.1);
+        let cell =
+            if by_external { self.table.by_external.get(&k)?.clone() } else { self.table.by_internal.get(&k)?.clone() };
+        let m = cell.lock();
+        if m.dead {
+            return None;
+        }
+        let i = m.session_index(remote.0, remote.1)?;
+        if !m.sessions[i].is_alive(proto, now, &s.config.timeouts) {
+            return None;
+        }
+        Some(if by_external { (m.internal_addr, m.internal_port) } else { (m.external_addr, m.external_port) })
+    }
+}
+
+/// The external address a static mapping's internal endpoint uses outbound: the mapping's own,
+/// or for 0.0.0.0 (any) the address the host's sessions use.
+fn static_external_addr(s: &Settings, sm: &StaticMapping, internal: u32) -> Option<u32> {
+    if sm.external_address.is_unspecified() {
+        s.external_for(internal).map(|e| e.addr)
+    } else {
+        Some(u32::from(sm.external_address))
+    }
+}
