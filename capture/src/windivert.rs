@@ -1,0 +1,1 @@
+//! WinDivert backend (Windows only).
