@@ -271,9 +271,11 @@ impl Nfqueue {
                 Some(0) => return Ok(()),
                 Some(errno) => {
                     let hint = match errno {
-                        libc::EPERM => "run as root (CAP_NET_ADMIN is needed)".to_owned(),
-                        libc::EBUSY => format!(
-                            "another process is bound to queue {}; stop it or use another --queue-num",
+                        // The kernel answers EPERM both without CAP_NET_ADMIN and when
+                        // another socket holds the queue.
+                        libc::EPERM | libc::EBUSY => format!(
+                            "run as root (CAP_NET_ADMIN is needed); if you are, another process is bound to \
+                             queue {} (see /proc/net/netfilter/nfnetlink_queue) — stop it or use another --queue-num",
                             self.config.queue
                         ),
                         _ => String::new(),

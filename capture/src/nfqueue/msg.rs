@@ -164,7 +164,7 @@ fn u32_be(b: &[u8], at: usize) -> Option<u32> {
 /// first malformed message (lengths that do not fit); the ones before it were delivered.
 pub(super) fn parse(buf: &[u8], mut f: impl FnMut(Msg)) -> Result<(), usize> {
     let mut at = 0;
-    while buf.len() - at >= NLMSG_HDRLEN {
+    while at + NLMSG_HDRLEN <= buf.len() {
         let len = u32_ne(buf, at).ok_or(at)? as usize;
         if len < NLMSG_HDRLEN || len > buf.len() - at {
             return Err(at);
@@ -187,9 +187,6 @@ pub(super) fn parse(buf: &[u8], mut f: impl FnMut(Msg)) -> Result<(), usize> {
         };
         f(msg);
         at += len.next_multiple_of(4);
-        if at > buf.len() {
-            break;
-        }
     }
     Ok(())
 }
@@ -202,7 +199,9 @@ fn parse_packet(buf: &[u8], body: Range<usize>) -> Option<Msg> {
     let mut p = PacketMsg { queue, ..PacketMsg::default() };
     let mut have_hdr = false;
     let mut at = body.start + NFGEN_HDRLEN;
-    while body.end - at >= NLA_HDRLEN {
+    // The kernel does not count the padding after the last attribute (the payload) in
+    // nlmsg_len, so `at` may step past `body.end`.
+    while at + NLA_HDRLEN <= body.end {
         let len = usize::from(u16_ne(buf, at)?);
         let typ = u16_ne(buf, at + 2)? & NLA_TYPE_MASK;
         if len < NLA_HDRLEN || len > body.end - at {
@@ -258,6 +257,19 @@ mod tests {
         assert_eq!(&buf[p.payload.clone()], payload.as_slice());
         let Msg::Packet(q) = &got[1] else { panic!("{got:?}") };
         assert_eq!((q.id, &buf[q.payload.clone()]), (2, &[1u8, 2][..]));
+    }
+
+    #[test]
+    fn unpadded_last_attribute_as_the_kernel_sends_it() {
+        let mut buf = kernel_packet(1, 9, &[1, 2, 3, 4, 5]);
+        // The kernel's nlmsg_len stops at the payload's last byte, before the padding.
+        let unpadded = (buf.len() - 3) as u32;
+        buf[0..4].copy_from_slice(&unpadded.to_ne_bytes());
+        buf.truncate(unpadded as usize);
+        let mut got = Vec::new();
+        parse(&buf, |m| got.push(m)).unwrap();
+        let [Msg::Packet(p)] = got.as_slice() else { panic!("{got:?}") };
+        assert_eq!((p.id, &buf[p.payload.clone()]), (9, &[1u8, 2, 3, 4, 5][..]));
     }
 
     #[test]
