@@ -322,7 +322,7 @@ impl PcapReader {
     }
 
     /// Approximately how many bytes of the file have been consumed (for a progress bar).
-    pub fn position(&self) -> u64 {
+    pub fn bytes_consumed(&self) -> u64 {
         self.position
     }
 

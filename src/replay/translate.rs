@@ -1,0 +1,231 @@
+//! The replay loop: frames from the reader through the engine into the writers.
+//!
+//! Invariants: the engine's clock is the frames' timestamps, held still when a timestamp goes
+//! backwards (the engine requires `now` never to decrease); `handle_timeout` runs before a
+//! frame whenever `poll_timeout` has passed; every frame the engine forwards or passes, and
+//! every frame without IPv4, is written in input order with its own timestamp and its link
+//! header untouched; held fragments are written when the engine releases them, with the
+//! timestamp they came in with and the link header of the frame that carried them.
+
+use netnat_capture::pcap::{Frame, LinkType, PcapReader, PcapWriter};
+use netnat_engine::{Direction, Instant, Nat, ReleasedPacket, Verdict};
+
+use super::output::AtomicFile;
+use super::summary::ReplayCounts;
+
+/// How often (in frames) the progress bar is updated.
+const PROGRESS_EVERY: u64 = 1024;
+
+/// Where translated and dropped frames go.
+#[derive(Debug)]
+pub struct Sinks {
+    /// The translated capture.
+    pub output: PcapWriter<AtomicFile>,
+    /// The dropped frames, as they came in.
+    pub drops: Option<PcapWriter<AtomicFile>>,
+}
+
+/// A frame whose IPv4 packet the engine holds (a fragment that came before its first one).
+#[derive(Debug)]
+struct HeldFrame {
+    /// The `now` it was handed to the engine at.
+    received: Instant,
+    /// IPv4 identification and flags/fragment-offset words: unchanged by translation, so they
+    /// find the frame again when the engine releases the packet.
+    id_and_fragment: [u8; 4],
+    /// The frame as it came in.
+    frame: Frame,
+    /// Where its IPv4 header starts.
+    offset: usize,
+}
+
+/// Replays every frame of `reader` through `nat` into `sinks`.
+pub fn replay(
+    reader: &mut PcapReader,
+    nat: &Nat,
+    sinks: &mut Sinks,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<ReplayCounts> {
+    let mut counts = ReplayCounts::default();
+    let mut held: Vec<HeldFrame> = Vec::new();
+    let mut clock = 0u64;
+    while let Some(frame) = reader.next() {
+        let mut frame = frame?;
+        counts.packets_read += 1;
+        if counts.packets_read % PROGRESS_EVERY == 0 {
+            progress.set_position(reader.bytes_consumed());
+        }
+        if frame.timestamp_micros < clock {
+            counts.timestamps_out_of_order += 1;
+        }
+        clock = clock.max(frame.timestamp_micros);
+        let now = Instant::from_micros(clock);
+        if nat.poll_timeout().is_some_and(|t| t <= now) {
+            nat.handle_timeout(now);
+        }
+        let Some(offset) = frame.ipv4_offset else {
+            counts.non_ipv4 += 1;
+            write(&mut sinks.output, &frame, &frame.data, &mut counts)?;
+            continue;
+        };
+        counts.ipv4 += 1;
+        // The engine may have rewritten part of a packet it then drops; --drops wants it as it came.
+        let original = sinks.drops.is_some().then(|| frame.data.clone());
+        match nat.handle_packet(now, &mut frame.data[offset..]) {
+            Verdict::Forward { direction, len } => {
+                count_direction(&mut counts, direction);
+                let end = forwarded_end(frame.link_type, offset, len, frame.data.len());
+                write(&mut sinks.output, &frame, &frame.data[..end], &mut counts)?;
+            }
+            Verdict::Pass => {
+                counts.passed += 1;
+                write(&mut sinks.output, &frame, &frame.data, &mut counts)?;
+            }
+            Verdict::Held => {
+                counts.held += 1;
+                if let Some(original) = original {
+                    frame.data = original;
+                }
+                let id_and_fragment = id_and_fragment(&frame.data[offset..]);
+                held.push(HeldFrame { received: now, id_and_fragment, frame, offset });
+            }
+            Verdict::Drop(_) => {
+                counts.dropped += 1;
+                if let (Some(drops), Some(original)) = (sinks.drops.as_mut(), original) {
+                    drops.write(frame.timestamp_micros, &original, frame.original_len)?;
+                }
+            }
+        }
+        drain_released(nat, &mut held, sinks, &mut counts)?;
+    }
+    // Expire what the last timestamp expires, so the session table is the one at the end.
+    let now = Instant::from_micros(clock);
+    if nat.poll_timeout().is_some_and(|t| t <= now) {
+        nat.handle_timeout(now);
+    }
+    drain_released(nat, &mut held, sinks, &mut counts)?;
+    // Fragments never released were dropped (their first fragment never came or came too late).
+    if let Some(drops) = sinks.drops.as_mut() {
+        for h in &held {
+            drops.write_frame(&h.frame)?;
+        }
+    }
+    progress.set_position(reader.bytes_consumed());
+    Ok(counts)
+}
+
+/// Where a forwarded frame ends: an Ethernet frame keeps its trailer (padding) as it was; a
+/// raw IP frame is the packet.
+fn forwarded_end(link_type: LinkType, offset: usize, len: usize, frame_len: usize) -> usize {
+    match link_type {
+        LinkType::Ethernet => frame_len.max(offset + len).min(frame_len),
+        LinkType::Raw | LinkType::Ipv4 => (offset + len).min(frame_len),
+    }
+}
+
+fn count_direction(counts: &mut ReplayCounts, direction: Direction) {
+    match direction {
+        Direction::Outbound => counts.outbound += 1,
+        Direction::Inbound => counts.inbound += 1,
+        Direction::Hairpin => counts.hairpinned += 1,
+    }
+}
+
+fn write(
+    out: &mut PcapWriter<AtomicFile>,
+    frame: &Frame,
+    data: &[u8],
+    counts: &mut ReplayCounts,
+) -> anyhow::Result<()> {
+    // A frame the capture cut short stays as short, with its original wire length.
+    let original_len = if data.len() == frame.data.len() { frame.original_len } else { 0 };
+    out.write(frame.timestamp_micros, data, original_len)?;
+    counts.packets_written += 1;
+    Ok(())
+}
+
+/// Bytes 4..8 of an IPv4 header (zeros if the packet is shorter).
+fn id_and_fragment(packet: &[u8]) -> [u8; 4] {
+    packet.get(4..8).and_then(|b| b.try_into().ok()).unwrap_or_default()
+}
+
+/// Writes every packet the engine releases, behind the link header it came with.
+fn drain_released(
+    nat: &Nat,
+    held: &mut Vec<HeldFrame>,
+    sinks: &mut Sinks,
+    counts: &mut ReplayCounts,
+) -> anyhow::Result<()> {
+    while let Some(released) = nat.poll_released() {
+        counts.released += 1;
+        match released.direction {
+            Some(direction) => count_direction(counts, direction),
+            None => counts.passed += 1,
+        }
+        let Some(at) = find_held(held, &released) else {
+            // The engine released a packet it never said it held: write it with no link
+            // header only if the capture has none, otherwise it cannot be framed.
+            if sinks.output.link_type() != LinkType::Ethernet {
+                sinks.output.write(released.received.as_micros(), &released.packet, 0)?;
+                counts.packets_written += 1;
+            }
+            continue;
+        };
+        let h = held.remove(at);
+        let mut data = h.frame.data[..h.offset].to_vec();
+        data.extend_from_slice(&released.packet);
+        sinks.output.write(h.frame.timestamp_micros, &data, 0)?;
+        counts.packets_written += 1;
+    }
+    Ok(())
+}
+
+/// The held frame a released packet came in: same receive time and IPv4 id/fragment words,
+/// else the oldest with the same receive time, else the oldest.
+fn find_held(held: &[HeldFrame], released: &ReleasedPacket) -> Option<usize> {
+    let key = id_and_fragment(&released.packet);
+    held.iter()
+        .position(|h| h.received == released.received && h.id_and_fragment == key)
+        .or_else(|| held.iter().position(|h| h.received == released.received))
+        .or(if held.is_empty() { None } else { Some(0) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_frames_keep_ethernet_padding_and_trim_raw() {
+        assert_eq!(forwarded_end(LinkType::Ethernet, 14, 28, 60), 60);
+        assert_eq!(forwarded_end(LinkType::Ethernet, 14, 46, 60), 60);
+        assert_eq!(forwarded_end(LinkType::Raw, 0, 28, 30), 28);
+        assert_eq!(forwarded_end(LinkType::Ipv4, 0, 40, 30), 30, "never beyond the frame");
+    }
+
+    #[test]
+    fn released_packets_find_their_frame() {
+        let frame = |id: u8| Frame {
+            timestamp_micros: 1,
+            link_type: LinkType::Raw,
+            data: vec![0x45, 0, 0, 20, 0, id, 0, 10],
+            original_len: 8,
+            ipv4_offset: Some(0),
+        };
+        let held = |t: u64, id: u8| HeldFrame {
+            received: Instant::from_micros(t),
+            id_and_fragment: [0, id, 0, 10],
+            frame: frame(id),
+            offset: 0,
+        };
+        let list = vec![held(1, 1), held(2, 2), held(2, 3)];
+        let released = |t: u64, id: u8| ReleasedPacket {
+            direction: Some(Direction::Inbound),
+            received: Instant::from_micros(t),
+            packet: vec![0x45, 0, 0, 20, 0, id, 0, 10],
+        };
+        assert_eq!(find_held(&list, &released(2, 3)), Some(2));
+        assert_eq!(find_held(&list, &released(2, 9)), Some(1));
+        assert_eq!(find_held(&list, &released(5, 9)), Some(0));
+        assert_eq!(find_held(&[], &released(5, 9)), None);
+    }
+}
