@@ -198,12 +198,17 @@ impl Scenario {
     /// port or ICMP id) of the packet at `ms`, which must have been forwarded. Later runs
     /// check that this packet translates the same (the seed is fixed).
     pub fn learn_port(&mut self, ms: u64) -> u16 {
+        let bytes = self.learn(ms);
+        View::new(&bytes).src_key()
+    }
+
+    /// Runs the scenario as built so far and returns the output packet at `ms` (which must
+    /// have been forwarded); later runs check it comes out the same.
+    pub fn learn(&mut self, ms: u64) -> Vec<u8> {
         let o = self.run();
-        let v = o.fwd(ms);
-        let port = v.src_key();
-        let bytes = v.bytes.to_vec();
-        self.learnt.push((ts(ms), bytes));
-        port
+        let bytes = o.fwd(ms).bytes.to_vec();
+        self.learnt.push((ts(ms), bytes.clone()));
+        bytes
     }
 }
 
