@@ -55,3 +55,6 @@ mod settings;
 mod table;
 mod tcp_state;
 mod translate;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! Filtering behaviours (RFC 4787 §5) and WinNAT's timers.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::filter::{FilteringPolicy, InboundContext};
+use crate::{DropReason, Duration, FilteringBehavior, Protocol};
+
+fn with_filtering(b: FilteringBehavior) -> Nat {
+    let mut c = config();
+    c.udp_filtering = b;
+    c.tcp_filtering = b;
+    Nat::new(c).unwrap()
+}
+
+/// Opens a mapping to WAN1:53 (UDP) / WAN1:80 (TCP) and returns the external ports.
+fn open(nat: &Nat) -> (u16, u16) {
+    let u = forward(nat, 1.0, udp(INSIDE_A, 5000, WAN1, 53), Direction::Outbound).sport;
+    let t = forward(nat, 1.0, tcp(INSIDE_A, 6000, WAN1, 80, "S"), Direction::Outbound).sport;
+    (u, t)
+}
+
+#[test]
+fn each_behaviour_admits_exactly_its_remotes() {
+    use FilteringBehavior::*;
+    // (remote, port) -> admitted under EIF, ADF, APDF.
+    let cases: [([u8; 4], u16, bool, bool, bool); 3] =
+        [(WAN1, 0, true, true, true), (WAN1, 1, true, true, false), (WAN2, 0, true, false, false)];
+    for (i, b) in [EndpointIndependent, AddressDependent, AddressAndPortDependent].into_iter().enumerate() {
+        for (remote, port_delta, eif, adf, apdf) in cases {
+            let nat = with_filtering(b);
+            let (u, t) = open(&nat);
+            let admitted = [eif, adf, apdf][i];
+            let mut p = udp(remote, 53 + port_delta, EXT, u);
+            let v = run(&nat, 2.0, &mut p);
+            assert_eq!(
+                matches!(v, Verdict::Forward { .. }),
+                admitted,
+                "{b:?} udp from {remote:?}:+{port_delta}: {v:?}"
+            );
+            if !admitted {
+                assert_eq!(v, Verdict::Drop(DropReason::Filtered));
+            }
+            let mut p = tcp(remote, 80 + port_delta, EXT, t, "SA");
+            let v = run(&nat, 2.0, &mut p);
+            assert_eq!(
+                matches!(v, Verdict::Forward { .. }),
+                admitted,
+                "{b:?} tcp from {remote:?}:+{port_delta}: {v:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn default_is_address_dependent_and_unsolicited_inbound_creates_nothing() {
+    let nat = nat();
+    assert_eq!(dropped(&nat, 1.0, udp(WAN1, 53, EXT, 40000)), DropReason::NoMapping);
+    let (u, _) = open(&nat);
+    assert_eq!(dropped(&nat, 2.0, udp(WAN2, 53, EXT, u)), DropReason::Filtered);
+    assert_eq!(nat.session_count(), 2);
+}
+
+#[test]
+fn udp_idle_timeout_just_below_and_just_above() {
+    let nat = nat();
+    let (u, _) = open(&nat);
+    // Last outbound at 1.0; the session lives 120 s of idle time.
+    forward(&nat, 120.9, udp(WAN1, 53, EXT, u), Direction::Inbound);
+    assert_eq!(dropped(&nat, 121.1, udp(WAN1, 53, EXT, u)), DropReason::Filtered);
+}
+
+#[test]
+fn inbound_refresh_only_when_udp_inbound_refresh_is_true() {
+    for refresh in [false, true] {
+        let mut c = config();
+        c.udp_inbound_refresh = refresh;
+        let nat = Nat::new(c).unwrap();
+        let u = forward(&nat, 0.0, udp(INSIDE_A, 5000, WAN1, 53), Direction::Outbound).sport;
+        forward(&nat, 100.0, udp(WAN1, 53, EXT, u), Direction::Inbound);
+        // 150 s after the outbound packet, 50 s after the inbound one.
+        let mut p = udp(WAN1, 53, EXT, u);
+        let v = run(&nat, 150.0, &mut p);
+        assert_eq!(matches!(v, Verdict::Forward { .. }), refresh, "UdpInboundRefresh={refresh}: {v:?}");
+    }
+}
+
+#[test]
+fn configured_timeouts_are_used() {
+    let mut c = config();
+    c.timeouts.udp_idle = Duration::from_secs(10);
+    c.timeouts.icmp_query = Duration::from_secs(5);
+    let nat = Nat::new(c).unwrap();
+    let u = forward(&nat, 0.0, udp(INSIDE_A, 5000, WAN1, 53), Direction::Outbound).sport;
+    let i = forward(&nat, 0.0, echo_request(INSIDE_A, WAN1, 3, 1), Direction::Outbound).sport;
+    forward(&nat, 4.9, echo_reply(WAN1, EXT, i, 1), Direction::Inbound);
+    assert_eq!(dropped(&nat, 5.1, echo_reply(WAN1, EXT, i, 1)), DropReason::Filtered);
+    forward(&nat, 9.9, udp(WAN1, 53, EXT, u), Direction::Inbound);
+    assert_eq!(dropped(&nat, 10.1, udp(WAN1, 53, EXT, u)), DropReason::Filtered);
+}
+
+#[test]
+fn icmp_query_default_is_30_seconds() {
+    let nat = nat();
+    let i = forward(&nat, 0.0, echo_request(INSIDE_A, WAN1, 3, 1), Direction::Outbound).sport;
+    forward(&nat, 29.9, echo_reply(WAN1, EXT, i, 1), Direction::Inbound);
+    assert_eq!(dropped(&nat, 30.1, echo_reply(WAN1, EXT, i, 2)), DropReason::Filtered);
+}
+
+/// Runs a handshake at t=0 and returns the external port.
+fn handshake(nat: &Nat) -> u16 {
+    let t = forward(nat, 0.0, tcp(INSIDE_A, 6000, WAN1, 80, "S"), Direction::Outbound).sport;
+    forward(nat, 0.0, tcp(WAN1, 80, EXT, t, "SA"), Direction::Inbound);
+    forward(nat, 0.0, tcp(INSIDE_A, 6000, WAN1, 80, "A"), Direction::Outbound);
+    t
+}
+
+#[test]
+fn tcp_transient_until_the_handshake_completes() {
+    let nat = nat();
+    let t = forward(&nat, 0.0, tcp(INSIDE_A, 6000, WAN1, 80, "S"), Direction::Outbound).sport;
+    forward(&nat, 119.9, tcp(WAN1, 80, EXT, t, "SA"), Direction::Inbound);
+    // The SYN-ACK refreshed the session at 119.9; without the final ACK it stays transient.
+    assert_eq!(dropped(&nat, 240.0, tcp(WAN1, 80, EXT, t, "SA")), DropReason::Filtered);
+}
+
+#[test]
+fn tcp_established_timeout_after_handshake() {
+    let below = nat();
+    let t = handshake(&below);
+    forward(&below, 1799.9, tcp(WAN1, 80, EXT, t, "A"), Direction::Inbound);
+    let above = nat();
+    let t = handshake(&above);
+    assert_eq!(dropped(&above, 1800.1, tcp(WAN1, 80, EXT, t, "A")), DropReason::Filtered);
+}
+
+#[test]
+fn tcp_fin_both_ways_and_rst_return_to_transient() {
+    for closing in [&[("out", "FA"), ("in", "FA")][..], &[("in", "R")][..], &[("out", "RA")][..]] {
+        let nat = nat();
+        let t = handshake(&nat);
+        for (dir, flags) in closing {
+            let mut p = if *dir == "out" { tcp(INSIDE_A, 6000, WAN1, 80, flags) } else { tcp(WAN1, 80, EXT, t, flags) };
+            assert!(matches!(run(&nat, 10.0, &mut p), Verdict::Forward { .. }));
+        }
+        forward(&nat, 129.9, tcp(WAN1, 80, EXT, t, "A"), Direction::Inbound);
+        assert_eq!(dropped(&nat, 250.1, tcp(WAN1, 80, EXT, t, "A")), DropReason::Filtered, "{closing:?}");
+    }
+    // One FIN only: still established (half-close).
+    let nat = nat();
+    let t = handshake(&nat);
+    forward(&nat, 10.0, tcp(INSIDE_A, 6000, WAN1, 80, "FA"), Direction::Outbound);
+    forward(&nat, 1000.0, tcp(WAN1, 80, EXT, t, "A"), Direction::Inbound);
+}
+
+#[test]
+fn expiry_frees_the_port_and_is_counted() {
+    let mut c = config();
+    c.external_addresses[0].port_start = 40000;
+    c.external_addresses[0].port_end = 40000;
+    let nat = Nat::new(c).unwrap();
+    forward(&nat, 0.0, udp(INSIDE_A, 5000, WAN1, 53), Direction::Outbound);
+    assert_eq!(dropped(&nat, 60.0, udp(INSIDE_B, 5000, WAN1, 53)), DropReason::PortsExhausted);
+    // After the idle timeout the single port goes to B (a forced sweep frees it).
+    let b = forward(&nat, 121.0, udp(INSIDE_B, 5000, WAN1, 53), Direction::Outbound);
+    assert_eq!(b.sport, 40000);
+    let s = nat.stats();
+    assert_eq!((s.sessions_expired, s.sessions_active), (1, 1));
+    nat.handle_timeout(crate::Instant::from_secs(300));
+    assert_eq!(nat.session_count(), 0);
+    assert_eq!(nat.stats().sessions_expired, 2);
+}
+
+/// A custom policy: admits only remotes from one /24, whatever the internal host sent to.
+#[derive(Debug)]
+struct OnlyFrom(u32);
+
+impl FilteringPolicy for OnlyFrom {
+    fn admit(&self, ctx: &InboundContext<'_>) -> bool {
+        u32::from(*ctx.remote.ip()) >> 8 == self.0 >> 8
+    }
+}
+
+#[test]
+fn a_custom_filtering_policy_replaces_the_builtin_and_can_be_removed() {
+    let nat = nat();
+    nat.set_filtering_policy(Protocol::Udp, Some(Arc::new(OnlyFrom(u32::from_be_bytes(FAR)))));
+    let u = forward(&nat, 1.0, udp(INSIDE_A, 5000, WAN1, 53), Direction::Outbound).sport;
+    forward(&nat, 1.1, udp([198, 51, 100, 99], 1, EXT, u), Direction::Inbound);
+    assert_eq!(dropped(&nat, 1.2, udp(WAN2, 53, EXT, u)), DropReason::Filtered);
+    nat.set_filtering_policy(Protocol::Udp, None);
+    assert_eq!(dropped(&nat, 1.3, udp([198, 51, 100, 98], 1, EXT, u)), DropReason::Filtered);
+}
+
+#[test]
+fn reconfigure_changes_filtering_and_keeps_sessions() {
+    let nat = nat();
+    let (u, _) = open(&nat);
+    assert_eq!(dropped(&nat, 2.0, udp(WAN2, 53, EXT, u)), DropReason::Filtered);
+    let mut c = (*nat.config()).clone();
+    c.udp_filtering = FilteringBehavior::EndpointIndependent;
+    nat.reconfigure(c).unwrap();
+    assert_eq!(nat.session_count(), 2, "Set-NetNat keeps sessions");
+    forward(&nat, 3.0, udp(WAN2, 53, EXT, u), Direction::Inbound);
+}

@@ -1,0 +1,116 @@
+//! Property tests of the engine's invariants over random traffic (style.md): nothing leaves
+//! outward with an internal source; every forwarded packet's checksums are right; two internal
+//! endpoints never share an external endpoint; limits hold; out→in round-trips.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::FilteringBehavior;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Out { host: u8, port: u16, remote: u8, rport: u16, kind: u8 },
+    In { remote: u8, rport: u16, ext_port_pick: u16, kind: u8 },
+    Advance(u16),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0u8..4, 1u16..5, 0u8..3, 1u16..4, 0u8..3).prop_map(|(host, port, remote, rport, kind)| Step::Out { host, port, remote, rport, kind }),
+        3 => (0u8..3, 1u16..4, any::<u16>(), 0u8..3).prop_map(|(remote, rport, ext_port_pick, kind)| Step::In { remote, rport, ext_port_pick, kind }),
+        1 => (0u16..200).prop_map(Step::Advance),
+    ]
+}
+
+fn host(i: u8) -> [u8; 4] {
+    [10, 100, 10, 10 + i]
+}
+
+fn remote(i: u8) -> [u8; 4] {
+    [[203, 0, 113, 10], [203, 0, 113, 11], [198, 51, 100, 7]][usize::from(i % 3)]
+}
+
+fn packet(kind: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, outbound: bool) -> Vec<u8> {
+    match kind {
+        0 => udp(src, sport, dst, dport),
+        1 => tcp(src, sport, dst, dport, if outbound { "S" } else { "SA" }),
+        _ if outbound => echo_request(src, dst, sport, 1),
+        _ => echo_reply(src, dst, dport, 1),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_over_random_traffic(
+        steps in proptest::collection::vec(step(), 1..60),
+        filtering in prop_oneof![Just(FilteringBehavior::EndpointIndependent), Just(FilteringBehavior::AddressDependent), Just(FilteringBehavior::AddressAndPortDependent)],
+        max_sessions in 1usize..12,
+        seed: u64,
+    ) {
+        let mut c = config();
+        c.udp_filtering = filtering;
+        c.tcp_filtering = filtering;
+        c.limits.max_sessions = max_sessions;
+        c.limits.max_sessions_per_host = 4;
+        c.external_addresses[0].port_start = 40000;
+        c.external_addresses[0].port_end = 40015;
+        c.seed = seed;
+        let nat = Nat::new(c).unwrap();
+        let mut now = 0.0;
+        // Ports the engine handed out, so inbound packets can hit real mappings.
+        let mut seen_ports: Vec<u16> = vec![40000];
+        for s in steps {
+            match s {
+                Step::Out { host: h, port, remote: r, rport, kind } => {
+                    let orig = packet(kind, host(h), port, remote(r), rport, true);
+                    let mut p = orig.clone();
+                    if let Verdict::Forward { direction, .. } = run(&nat, now, &mut p) {
+                        prop_assert_eq!(direction, Direction::Outbound);
+                        let out = seen(&p);
+                        prop_assert_eq!(out.src, EXT, "nothing leaves with an internal source");
+                        prop_assert!((40000..=40015).contains(&out.sport));
+                        seen_ports.push(out.sport);
+                        // Round trip: the remote's answer comes back to the sender, unless the
+                        // filter or the limits refuse it (only APDF/ADF cannot refuse a
+                        // remote that was just sent to).
+                        let mut back = packet(kind, remote(r), rport, EXT, out.sport, false);
+                        if kind == 2 { back = echo_reply(remote(r), EXT, out.sport, 1); }
+                        match run(&nat, now, &mut back) {
+                            Verdict::Forward { .. } => {
+                                let b = seen(&back);
+                                prop_assert_eq!(b.dst, host(h));
+                                prop_assert_eq!(b.dport, port);
+                            }
+                            v => prop_assert!(false, "reply to a live session refused: {:?}", v),
+                        }
+                    }
+                }
+                Step::In { remote: r, rport, ext_port_pick, kind } => {
+                    let ext_port = seen_ports[usize::from(ext_port_pick) % seen_ports.len()];
+                    let mut p = packet(kind, remote(r), rport, EXT, ext_port, false);
+                    if let Verdict::Forward { .. } = run(&nat, now, &mut p) {
+                        let inn = seen(&p);
+                        prop_assert_eq!(&inn.dst[..3], &[10, 100, 10]);
+                    }
+                }
+                Step::Advance(secs) => {
+                    now += f64::from(secs);
+                    nat.handle_timeout(crate::Instant::from_micros((now * 1e6) as u64));
+                }
+            }
+            prop_assert!(nat.session_count() <= max_sessions);
+            let rows = nat.sessions();
+            prop_assert_eq!(rows.len(), nat.session_count());
+            let mut owner = HashMap::new();
+            for r in &rows {
+                let k = (r.protocol, r.external_source_address, r.external_source_port);
+                let v = (r.internal_source_address, r.internal_source_port);
+                prop_assert_eq!(*owner.entry(k).or_insert(v), v, "two internal endpoints share {:?}", k);
+            }
+        }
+    }
+}
