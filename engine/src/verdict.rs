@@ -82,16 +82,12 @@ drop_reasons! {
     Filtered => "filtered",
     /// A static mapping exists but the remote is outside its RemoteExternalIPAddressPrefix.
     RemoteNotAllowed => "remote_not_allowed",
-    /// Outbound from an internal source with the source port 0 (or ICMP type that needs an id) that cannot be mapped.
-    Unmappable => "unmappable",
     /// No free external port for a new mapping.
     PortsExhausted => "ports_exhausted",
     /// The NAT holds its maximum number of sessions.
     SessionLimit => "session_limit",
     /// The internal host holds its maximum number of sessions.
     HostSessionLimit => "host_session_limit",
-    /// Hairpinning is needed but the destination maps to nothing.
-    HairpinNoMapping => "hairpin_no_mapping",
     /// A non-first fragment could not be held: the fragment buffer is full.
     FragmentBufferFull => "fragment_buffer_full",
     /// A held fragment whose first fragment never came in time.
