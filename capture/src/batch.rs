@@ -103,6 +103,7 @@ impl Packet {
     }
 
     /// The whole buffer including the receive headroom; for backends only.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn raw_buffer_mut(&mut self) -> &mut [u8] {
         &mut self.buf
     }
@@ -176,6 +177,7 @@ impl Packet {
     }
 
     /// Sets length and offset directly; for backends that wrote into `raw_buffer_mut`.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn set_raw(&mut self, len: usize, l3_offset: usize) {
         self.len = len.min(self.max_len());
         self.l3_offset = l3_offset.min(self.len);
