@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmdlets;
+mod control;
 mod daemon;
+mod platform;
 mod replay;
+mod state;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,13 +1,200 @@
 //! `netnat daemon`: the live NAT.
+//!
+//! Threads: NFQUEUE workers (one per queue) run packets through the engines; a timer expires
+//! idle sessions; a watcher follows the host's route and address changes; the control socket
+//! answers the cmdlets; the main thread waits for SIGINT/SIGTERM, then removes the kernel
+//! rules and the socket and exits.
+//!
+//! Failure behaviour (see `platform::rules`): outbound packets of the NATs fail closed (with
+//! no daemon they are dropped, never leaked untranslated); inbound packets fail open (with no
+//! daemon they reach the host unchanged, so the host's own traffic keeps working). The rules
+//! stay after `kill -9`; the next daemon start replaces them.
 
+pub mod clock;
+pub mod dataplane;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+mod nfqueue;
+pub mod server;
+pub mod service;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Arguments of `netnat daemon`.
 #[derive(Debug, clap::Args)]
-pub struct DaemonArgs {}
+pub struct DaemonArgs {
+    /// Control socket path (default /run/netnat/netnat.sock).
+    #[arg(long, env = "NETNAT_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Where the configuration is kept.
+    #[arg(long, value_name = "DIR", default_value = crate::state::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// First NFQUEUE number used.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub queue_num: u16,
+    /// Number of NFQUEUE queues (one worker thread each); default: one per CPU, at most 4.
+    #[arg(long, value_name = "N")]
+    pub queues: Option<u16>,
+}
 
 /// Runs the daemon in the foreground.
 pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("netnat daemon is not implemented yet")
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NETNAT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    imp::run(args)
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use std::hash::{BuildHasher, Hasher};
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use parking_lot::Mutex;
+
+    use super::clock::Clock;
+    use super::dataplane::Dataplane;
+    use super::service::Service;
+    use super::{linux, nfqueue, server, DaemonArgs};
+    use crate::control::{self, transport};
+    use crate::platform::rules::{self, Queues};
+    use crate::platform::{addrs, watch};
+    use crate::state::StateStore;
+
+    pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            anyhow::bail!("netnat daemon must run as root: it installs iptables rules and reads NFQUEUE (try sudo)");
+        }
+        let socket = control::socket_path(args.socket.clone());
+        let store = StateStore::new(&args.state_dir);
+        let state = store.load()?;
+        if socket.exists() {
+            if transport::is_live(&socket) {
+                anyhow::bail!(
+                    "another netnat daemon is already serving {}; stop it first, or give this one another --socket",
+                    socket.display()
+                );
+            }
+            std::fs::remove_file(&socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+        }
+        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "0").unwrap_or(false) {
+            tracing::warn!(
+                "IP forwarding is off: nothing will cross the NAT; enable it with `sysctl -w net.ipv4.ip_forward=1`"
+            );
+        }
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let queues = Queues {
+            first: args.queue_num,
+            count: args.queues.unwrap_or(u16::try_from(cpus.min(4)).unwrap_or(1)).max(1),
+        };
+
+        // Rules left by a daemon that was killed are replaced; start from none.
+        rules::remove()?;
+        let clock = Clock::start();
+        let plane = Arc::new(Dataplane::new());
+        nfqueue::start(queues.first, queues.count, Arc::clone(&plane), clock)?;
+
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let host = addrs::local_ipv4().context("listing the host's addresses")?;
+        let service = Service::new(
+            state,
+            Some(store),
+            Arc::clone(&plane),
+            clock,
+            seed,
+            host,
+            Box::new(move |_, nats| linux::install(nats, queues)),
+        )
+        .with_context(|| format!("loading the configuration from {}", args.state_dir.display()))?;
+        let service = Arc::new(Mutex::new(service));
+
+        spawn("netnat-timer", {
+            let plane = Arc::clone(&plane);
+            move || timer(&plane, clock)
+        })?;
+        spawn("netnat-watch", {
+            let plane = Arc::clone(&plane);
+            let service = Arc::clone(&service);
+            move || {
+                let result = watch::run(|| {
+                    plane.routes().invalidate();
+                    match addrs::local_ipv4() {
+                        Ok(a) => service.lock().set_host_addresses(a),
+                        Err(e) => tracing::warn!("cannot list the host's addresses: {e}"),
+                    }
+                });
+                if let Err(e) = result {
+                    tracing::error!("route/address watcher stopped: {e}; route changes will not be followed");
+                }
+            }
+        })?;
+
+        let listener =
+            transport::listen(&socket).with_context(|| format!("creating the control socket {}", socket.display()))?;
+        spawn("netnat-control", {
+            let service = Arc::clone(&service);
+            move || server::serve(listener, service)
+        })?;
+
+        let mut signals =
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+                .context("installing signal handlers")?;
+        tracing::info!(
+            socket = %socket.display(),
+            state = %args.state_dir.display(),
+            queues = ?(queues.first..queues.first + queues.count),
+            "netnat daemon ready"
+        );
+        eprintln!("netnat daemon: listening on {}", socket.display());
+        let signal = signals.forever().next().unwrap_or(signal_hook::consts::SIGTERM);
+        tracing::info!(signal, "stopping: removing the kernel rules and the socket");
+        let _ = service.lock();
+        let removed = rules::remove();
+        let _ = std::fs::remove_file(&socket);
+        removed?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+        std::thread::Builder::new().name(name.into()).spawn(f).with_context(|| format!("starting thread {name}"))?;
+        Ok(())
+    }
+
+    /// Expires idle sessions. Timeouts are whole seconds, so a 100 ms tick is precise enough
+    /// and costs nothing measurable.
+    fn timer(plane: &Dataplane, clock: Clock) {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = clock.now();
+            for nat in plane.nats().iter() {
+                let released = nat.handle_timeout(now);
+                if !released.is_empty() {
+                    tracing::debug!(count = released.len(), "held fragments released by the timer were dropped");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    use std::process::ExitCode;
+
+    use super::DaemonArgs;
+
+    pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+        let _ = args;
+        anyhow::bail!(
+            "netnat daemon runs on Linux (NFQUEUE) for now; the Windows (WinDivert) daemon is not written yet"
+        )
+    }
 }

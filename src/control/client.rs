@@ -1,0 +1,36 @@
+//! The cmdlets' side of the control protocol: send one request, read one reply.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::protocol::{Reply, Request};
+use super::transport;
+
+/// Sends `request` to the daemon at `socket` and returns its reply.
+pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
+    let mut stream = transport::connect(socket).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                "is `netnat daemon` running? Start it (as root) with `netnat daemon`, or point to its socket with --socket PATH or NETNAT_SOCKET"
+            }
+            std::io::ErrorKind::PermissionDenied => "the control socket is root-only: run the cmdlet as root (sudo)",
+            _ => "check that the daemon is running and the socket path is right",
+        };
+        anyhow::anyhow!("cannot reach the netnat daemon at {}: {e}; {hint}", socket.display())
+    })?;
+    let mut line = serde_json::to_string(request).context("encoding the request")?;
+    line.push('\n');
+    stream.write_all(line.as_bytes()).with_context(|| format!("sending the request to {}", socket.display()))?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).with_context(|| format!("reading the daemon's reply on {}", socket.display()))?;
+    if answer.is_empty() {
+        anyhow::bail!(
+            "the netnat daemon at {} closed the connection without answering (see its log; the socket is root-only)",
+            socket.display()
+        );
+    }
+    serde_json::from_str(&answer).with_context(|| format!("the daemon's reply is not valid: {}", answer.trim_end()))
+}

@@ -1,0 +1,333 @@
+//! The NetNat objects as the cmdlets print them: one struct per CIM class, fields named and
+//! ordered as PowerShell shows them, serialised with the CIM property names (`-o json`).
+//!
+//! Layouts: `MSFT_NetNat` and `MSFT_NetNatStaticMapping` follow the Format-List samples in
+//! `shared/reference/winnat-semantics.md`; `MSFT_NetNatSession` follows the sample in the
+//! seed article; `MSFT_NetNatExternalAddress` and `MSFT_NetNatGlobal` have no published
+//! layout, so they use the class property order (id, owner, values, Active). Every block pads
+//! its labels to its longest label, as PowerShell's Format-List does.
+
+use serde::{Deserialize, Serialize};
+
+/// The `InternalRoutingDomainId` of everything netnat creates (netnat has no routing domains).
+pub const NULL_ROUTING_DOMAIN: &str = "{00000000-0000-0000-0000-000000000000}";
+
+/// An object that Format-List can print.
+pub trait ListView {
+    /// Label and value of each row, in display order.
+    fn rows(&self) -> Vec<(&'static str, String)>;
+}
+
+/// `MSFT_NetNat`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetNat {
+    /// Name.
+    pub name: String,
+    /// ExternalIPInterfaceAddressPrefix (empty unless given to New-NetNat).
+    #[serde(rename = "ExternalIPInterfaceAddressPrefix")]
+    pub external_ip_interface_address_prefix: String,
+    /// InternalIPInterfaceAddressPrefix.
+    #[serde(rename = "InternalIPInterfaceAddressPrefix")]
+    pub internal_ip_interface_address_prefix: String,
+    /// IcmpQueryTimeout, seconds.
+    pub icmp_query_timeout: u32,
+    /// TcpEstablishedConnectionTimeout, seconds.
+    pub tcp_established_connection_timeout: u32,
+    /// TcpTransientConnectionTimeout, seconds.
+    pub tcp_transient_connection_timeout: u32,
+    /// TcpFilteringBehavior.
+    pub tcp_filtering_behavior: String,
+    /// UdpFilteringBehavior.
+    pub udp_filtering_behavior: String,
+    /// UdpIdleSessionTimeout, seconds.
+    pub udp_idle_session_timeout: u32,
+    /// UdpInboundRefresh.
+    pub udp_inbound_refresh: bool,
+    /// Store (always `Local`).
+    pub store: String,
+    /// Active.
+    pub active: bool,
+}
+
+impl ListView for NetNat {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("Name", self.name.clone()),
+            ("ExternalIPInterfaceAddressPrefix", self.external_ip_interface_address_prefix.clone()),
+            ("InternalIPInterfaceAddressPrefix", self.internal_ip_interface_address_prefix.clone()),
+            ("IcmpQueryTimeout", self.icmp_query_timeout.to_string()),
+            ("TcpEstablishedConnectionTimeout", self.tcp_established_connection_timeout.to_string()),
+            ("TcpTransientConnectionTimeout", self.tcp_transient_connection_timeout.to_string()),
+            ("TcpFilteringBehavior", self.tcp_filtering_behavior.clone()),
+            ("UdpFilteringBehavior", self.udp_filtering_behavior.clone()),
+            ("UdpIdleSessionTimeout", self.udp_idle_session_timeout.to_string()),
+            ("UdpInboundRefresh", ps_bool(self.udp_inbound_refresh)),
+            ("Store", self.store.clone()),
+            ("Active", ps_bool(self.active)),
+        ]
+    }
+}
+
+/// `MSFT_NetNatStaticMapping`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetNatStaticMapping {
+    /// StaticMappingID.
+    #[serde(rename = "StaticMappingID")]
+    pub static_mapping_id: u32,
+    /// NatName.
+    pub nat_name: String,
+    /// Protocol (`TCP` or `UDP`).
+    pub protocol: String,
+    /// RemoteExternalIPAddressPrefix.
+    #[serde(rename = "RemoteExternalIPAddressPrefix")]
+    pub remote_external_ip_address_prefix: String,
+    /// ExternalIPAddress.
+    #[serde(rename = "ExternalIPAddress")]
+    pub external_ip_address: String,
+    /// ExternalPort.
+    pub external_port: u16,
+    /// InternalIPAddress.
+    #[serde(rename = "InternalIPAddress")]
+    pub internal_ip_address: String,
+    /// InternalPort.
+    pub internal_port: u16,
+    /// InternalRoutingDomainId.
+    pub internal_routing_domain_id: String,
+    /// Active.
+    pub active: bool,
+}
+
+impl ListView for NetNatStaticMapping {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("StaticMappingID", self.static_mapping_id.to_string()),
+            ("NatName", self.nat_name.clone()),
+            ("Protocol", self.protocol.clone()),
+            ("RemoteExternalIPAddressPrefix", self.remote_external_ip_address_prefix.clone()),
+            ("ExternalIPAddress", self.external_ip_address.clone()),
+            ("ExternalPort", self.external_port.to_string()),
+            ("InternalIPAddress", self.internal_ip_address.clone()),
+            ("InternalPort", self.internal_port.to_string()),
+            ("InternalRoutingDomainId", self.internal_routing_domain_id.clone()),
+            ("Active", ps_bool(self.active)),
+        ]
+    }
+}
+
+/// `MSFT_NetNatExternalAddress`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetNatExternalAddress {
+    /// ExternalAddressID.
+    #[serde(rename = "ExternalAddressID")]
+    pub external_address_id: u32,
+    /// NatName.
+    pub nat_name: String,
+    /// IPAddress.
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    /// PortStart.
+    pub port_start: u16,
+    /// PortEnd.
+    pub port_end: u16,
+    /// Active.
+    pub active: bool,
+}
+
+impl ListView for NetNatExternalAddress {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ExternalAddressID", self.external_address_id.to_string()),
+            ("NatName", self.nat_name.clone()),
+            ("IPAddress", self.ip_address.clone()),
+            ("PortStart", self.port_start.to_string()),
+            ("PortEnd", self.port_end.to_string()),
+            ("Active", ps_bool(self.active)),
+        ]
+    }
+}
+
+/// `MSFT_NetNatSession`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetNatSession {
+    /// NatName.
+    pub nat_name: String,
+    /// InternalRoutingDomainId.
+    pub internal_routing_domain_id: String,
+    /// CreationTime, local time `yyyy/MM/dd HH:mm:ss` as in the seed article.
+    pub creation_time: String,
+    /// Protocol, the IP protocol number (1 ICMP, 6 TCP, 17 UDP).
+    pub protocol: u8,
+    /// InternalSourceAddress.
+    pub internal_source_address: String,
+    /// InternalSourcePort (ICMP identifier for ICMP).
+    pub internal_source_port: u16,
+    /// InternalDestinationAddress.
+    pub internal_destination_address: String,
+    /// InternalDestinationPort.
+    pub internal_destination_port: u16,
+    /// ExternalSourceAddress.
+    pub external_source_address: String,
+    /// ExternalSourcePort.
+    pub external_source_port: u16,
+    /// ExternalDestinationAddress.
+    pub external_destination_address: String,
+    /// ExternalDestinationPort.
+    pub external_destination_port: u16,
+}
+
+impl ListView for NetNatSession {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("NatName", self.nat_name.clone()),
+            ("InternalRoutingDomainId", self.internal_routing_domain_id.clone()),
+            ("CreationTime", self.creation_time.clone()),
+            ("Protocol", self.protocol.to_string()),
+            ("InternalSourceAddress", self.internal_source_address.clone()),
+            ("InternalSourcePort", self.internal_source_port.to_string()),
+            ("InternalDestinationAddress", self.internal_destination_address.clone()),
+            ("InternalDestinationPort", self.internal_destination_port.to_string()),
+            ("ExternalSourceAddress", self.external_source_address.clone()),
+            ("ExternalSourcePort", self.external_source_port.to_string()),
+            ("ExternalDestinationAddress", self.external_destination_address.clone()),
+            ("ExternalDestinationPort", self.external_destination_port.to_string()),
+        ]
+    }
+}
+
+/// `MSFT_NetNatGlobal`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetNatGlobal {
+    /// InterRoutingDomainHairpinningMode (`External` or `Local`).
+    pub inter_routing_domain_hairpinning_mode: String,
+}
+
+impl ListView for NetNatGlobal {
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![("InterRoutingDomainHairpinningMode", self.inter_routing_domain_hairpinning_mode.clone())]
+    }
+}
+
+/// PowerShell's spelling of a boolean.
+pub fn ps_bool(b: bool) -> String {
+    if b { "True" } else { "False" }.to_owned()
+}
+
+/// Renders objects the way PowerShell's Format-List prints them: a blank line, then each
+/// object's rows (labels padded to the longest label of the block, then ` : `, then the
+/// value; no trailing blank for an empty value) followed by a blank line, and one more blank
+/// line at the end. Nothing at all for no objects.
+pub fn format_list<T: ListView>(objects: &[T]) -> String {
+    if objects.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n");
+    for object in objects {
+        let rows = object.rows();
+        let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+        for (label, value) in rows {
+            let line = format!("{label:<width$} : {value}");
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn winnat() -> NetNat {
+        NetNat {
+            name: "ContainerNat".into(),
+            external_ip_interface_address_prefix: String::new(),
+            internal_ip_interface_address_prefix: "172.16.0.0/12".into(),
+            icmp_query_timeout: 30,
+            tcp_established_connection_timeout: 1800,
+            tcp_transient_connection_timeout: 120,
+            tcp_filtering_behavior: "AddressDependentFiltering".into(),
+            udp_filtering_behavior: "AddressDependentFiltering".into(),
+            udp_idle_session_timeout: 120,
+            udp_inbound_refresh: false,
+            store: "Local".into(),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn get_netnat_matches_the_published_sample_byte_for_byte() {
+        let expected = "
+Name                             : ContainerNat
+ExternalIPInterfaceAddressPrefix :
+InternalIPInterfaceAddressPrefix : 172.16.0.0/12
+IcmpQueryTimeout                 : 30
+TcpEstablishedConnectionTimeout  : 1800
+TcpTransientConnectionTimeout    : 120
+TcpFilteringBehavior             : AddressDependentFiltering
+UdpFilteringBehavior             : AddressDependentFiltering
+UdpIdleSessionTimeout            : 120
+UdpInboundRefresh                : False
+Store                            : Local
+Active                           : True
+
+
+";
+        assert_eq!(format_list(&[winnat()]), expected);
+    }
+
+    #[test]
+    fn static_mapping_matches_the_published_sample() {
+        let m = NetNatStaticMapping {
+            static_mapping_id: 1,
+            nat_name: "ContainerNat".into(),
+            protocol: "TCP".into(),
+            remote_external_ip_address_prefix: "0.0.0.0/0".into(),
+            external_ip_address: "0.0.0.0".into(),
+            external_port: 80,
+            internal_ip_address: "172.16.0.2".into(),
+            internal_port: 80,
+            internal_routing_domain_id: NULL_ROUTING_DOMAIN.into(),
+            active: true,
+        };
+        let expected = "
+StaticMappingID               : 1
+NatName                       : ContainerNat
+Protocol                      : TCP
+RemoteExternalIPAddressPrefix : 0.0.0.0/0
+ExternalIPAddress             : 0.0.0.0
+ExternalPort                  : 80
+InternalIPAddress             : 172.16.0.2
+InternalPort                  : 80
+InternalRoutingDomainId       : {00000000-0000-0000-0000-000000000000}
+Active                        : True
+
+
+";
+        assert_eq!(format_list(&[m]), expected);
+    }
+
+    #[test]
+    fn several_objects_are_separated_by_one_blank_line_and_none_print_nothing() {
+        let two = format_list(&[winnat(), winnat()]);
+        assert!(two.contains("Active                           : True\n\nName"));
+        assert!(two.ends_with("True\n\n\n"));
+        assert_eq!(format_list::<NetNat>(&[]), "");
+    }
+
+    #[test]
+    fn json_uses_the_cim_property_names() {
+        let v = serde_json::to_value(winnat()).unwrap();
+        assert_eq!(v["InternalIPInterfaceAddressPrefix"], "172.16.0.0/12");
+        assert_eq!(v["UdpInboundRefresh"], false);
+        let g =
+            serde_json::to_value(NetNatGlobal { inter_routing_domain_hairpinning_mode: "External".into() }).unwrap();
+        assert_eq!(g["InterRoutingDomainHairpinningMode"], "External");
+    }
+}

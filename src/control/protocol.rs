@@ -1,0 +1,337 @@
+//! The control protocol between the cmdlets and the daemon: one JSON object per line.
+//!
+//! A client writes one [`Request`] line and reads one [`Reply`] line; a connection may carry
+//! several exchanges. A line that is not a valid request gets a `BadRequest` error reply and
+//! the connection (and the daemon) stay up. Values are already typed here: the cmdlets parse
+//! PowerShell's spelling, the daemon checks the values against each other and the state.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use netnat_engine::{FilteringBehavior, HairpinningMode, Protocol};
+use serde::{Deserialize, Serialize};
+
+use super::objects::{NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping};
+
+/// Longest request line the daemon reads; longer lines are refused.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The settable properties of Set-NetNat; `None` leaves a property as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatChanges {
+    /// IcmpQueryTimeout, seconds.
+    pub icmp_query_timeout: Option<u32>,
+    /// TcpEstablishedConnectionTimeout, seconds.
+    pub tcp_established_connection_timeout: Option<u32>,
+    /// TcpTransientConnectionTimeout, seconds.
+    pub tcp_transient_connection_timeout: Option<u32>,
+    /// TcpFilteringBehavior.
+    pub tcp_filtering_behavior: Option<FilteringBehavior>,
+    /// UdpFilteringBehavior.
+    pub udp_filtering_behavior: Option<FilteringBehavior>,
+    /// UdpIdleSessionTimeout, seconds.
+    pub udp_idle_session_timeout: Option<u32>,
+    /// UdpInboundRefresh.
+    pub udp_inbound_refresh: Option<bool>,
+}
+
+impl NatChanges {
+    /// Whether nothing is to change.
+    pub fn is_empty(&self) -> bool {
+        *self == NatChanges::default()
+    }
+}
+
+/// One request: a cmdlet with typed parameters. Name lists (`names`, `nat_names`) filter;
+/// `None` means all objects. Wildcards `*` and `?` are allowed in names, as in PowerShell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmdlet", deny_unknown_fields)]
+pub enum Request {
+    /// New-NetNat.
+    #[serde(rename = "New-NetNat")]
+    NewNetNat {
+        /// Name.
+        name: String,
+        /// InternalIPInterfaceAddressPrefix.
+        internal_prefix: Ipv4Net,
+        /// ExternalIPInterfaceAddressPrefix.
+        #[serde(default)]
+        external_prefix: Option<Ipv4Net>,
+    },
+    /// Get-NetNat.
+    #[serde(rename = "Get-NetNat")]
+    GetNetNat {
+        /// Names to show.
+        #[serde(default)]
+        names: Option<Vec<String>>,
+    },
+    /// Set-NetNat.
+    #[serde(rename = "Set-NetNat")]
+    SetNetNat {
+        /// NATs to change.
+        #[serde(default)]
+        names: Option<Vec<String>>,
+        /// What to change.
+        changes: NatChanges,
+    },
+    /// Remove-NetNat.
+    #[serde(rename = "Remove-NetNat")]
+    RemoveNetNat {
+        /// NATs to remove; `None` removes all.
+        #[serde(default)]
+        names: Option<Vec<String>>,
+    },
+    /// Get-NetNatSession.
+    #[serde(rename = "Get-NetNatSession")]
+    GetNetNatSession,
+    /// Add-NetNatStaticMapping.
+    #[serde(rename = "Add-NetNatStaticMapping")]
+    AddNetNatStaticMapping {
+        /// NatName.
+        nat_name: String,
+        /// Protocol.
+        protocol: Protocol,
+        /// RemoteExternalIPAddressPrefix (default 0.0.0.0/0).
+        #[serde(default)]
+        remote_prefix: Option<Ipv4Net>,
+        /// ExternalIPAddress.
+        external_address: Ipv4Addr,
+        /// ExternalPort.
+        external_port: u16,
+        /// InternalIPAddress.
+        internal_address: Ipv4Addr,
+        /// InternalPort (default ExternalPort).
+        #[serde(default)]
+        internal_port: Option<u16>,
+    },
+    /// Get-NetNatStaticMapping.
+    #[serde(rename = "Get-NetNatStaticMapping")]
+    GetNetNatStaticMapping {
+        /// NATs whose mappings to show.
+        #[serde(default)]
+        nat_names: Option<Vec<String>>,
+    },
+    /// Remove-NetNatStaticMapping.
+    #[serde(rename = "Remove-NetNatStaticMapping")]
+    RemoveNetNatStaticMapping {
+        /// StaticMappingIDs.
+        #[serde(default)]
+        ids: Option<Vec<u32>>,
+        /// NATs whose mappings to remove.
+        #[serde(default)]
+        nat_names: Option<Vec<String>>,
+    },
+    /// Add-NetNatExternalAddress.
+    #[serde(rename = "Add-NetNatExternalAddress")]
+    AddNetNatExternalAddress {
+        /// NatName.
+        nat_name: String,
+        /// IPAddress.
+        address: Ipv4Addr,
+        /// PortStart (default 1024).
+        #[serde(default)]
+        port_start: Option<u16>,
+        /// PortEnd (default 65535).
+        #[serde(default)]
+        port_end: Option<u16>,
+    },
+    /// Get-NetNatExternalAddress.
+    #[serde(rename = "Get-NetNatExternalAddress")]
+    GetNetNatExternalAddress {
+        /// NATs whose addresses to show.
+        #[serde(default)]
+        nat_names: Option<Vec<String>>,
+    },
+    /// Remove-NetNatExternalAddress.
+    #[serde(rename = "Remove-NetNatExternalAddress")]
+    RemoveNetNatExternalAddress {
+        /// ExternalAddressIDs.
+        #[serde(default)]
+        ids: Option<Vec<u32>>,
+        /// NATs whose addresses to remove.
+        #[serde(default)]
+        nat_names: Option<Vec<String>>,
+    },
+    /// Get-NetNatGlobal.
+    #[serde(rename = "Get-NetNatGlobal")]
+    GetNetNatGlobal,
+    /// Set-NetNatGlobal.
+    #[serde(rename = "Set-NetNatGlobal")]
+    SetNetNatGlobal {
+        /// InterRoutingDomainHairpinningMode.
+        hairpinning_mode: HairpinningMode,
+    },
+    /// netnat's own: counters of every NAT, for scripts and tests (`netnat Get-NetNatStatistics`).
+    #[serde(rename = "Get-NetNatStatistics")]
+    GetNetNatStatistics,
+}
+
+/// What a request produced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "objects")]
+pub enum Output {
+    /// Nothing (Set-* without -PassThru).
+    Nothing,
+    /// NetNat objects.
+    Nats(Vec<NetNat>),
+    /// NetNatStaticMapping objects.
+    StaticMappings(Vec<NetNatStaticMapping>),
+    /// NetNatExternalAddress objects.
+    ExternalAddresses(Vec<NetNatExternalAddress>),
+    /// NetNatSession objects.
+    Sessions(Vec<NetNatSession>),
+    /// The NetNatGlobal object.
+    Global(NetNatGlobal),
+    /// Counters per NAT name (the engine's stats, as JSON).
+    Statistics(serde_json::Map<String, serde_json::Value>),
+}
+
+/// The kind of a refused request; the first three carry WinNAT's own wording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// Win32 ERROR_INVALID_PARAMETER (87).
+    InvalidParameter,
+    /// Win32 ERROR_DUP_NAME (52).
+    DuplicateName,
+    /// CIM "no objects found".
+    NotFound,
+    /// A line that is not a valid request.
+    BadRequest,
+    /// The daemon failed to do what was asked (e.g. could not save its state).
+    Internal,
+}
+
+/// A refused request: the kind and a message saying what is wrong and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ControlError {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// What is wrong and how to fix it.
+    pub detail: String,
+}
+
+impl ControlError {
+    /// The parameter is incorrect: `detail` says which and how to fix it.
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        ControlError { kind: ErrorKind::InvalidParameter, detail: detail.into() }
+    }
+
+    /// A duplicate name exists on the network: `detail` says which.
+    pub fn duplicate(detail: impl Into<String>) -> Self {
+        ControlError { kind: ErrorKind::DuplicateName, detail: detail.into() }
+    }
+
+    /// No objects found; `detail` is the whole CIM message.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        ControlError { kind: ErrorKind::NotFound, detail: detail.into() }
+    }
+
+    /// A malformed request.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ControlError { kind: ErrorKind::BadRequest, detail: detail.into() }
+    }
+
+    /// The daemon failed.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        ControlError { kind: ErrorKind::Internal, detail: detail.into() }
+    }
+
+    /// WinNAT's sentence for the kind followed by the detail.
+    pub fn render(&self) -> String {
+        match self.kind {
+            ErrorKind::InvalidParameter => format!("The parameter is incorrect. {}", self.detail),
+            ErrorKind::DuplicateName => {
+                format!("You were not connected because a duplicate name exists on the network. {}", self.detail)
+            }
+            ErrorKind::NotFound | ErrorKind::Internal => self.detail.clone(),
+            ErrorKind::BadRequest => format!("malformed control request: {}", self.detail),
+        }
+    }
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// Done.
+    Ok {
+        /// What it produced.
+        output: Output,
+        /// Things the user should know (printed to stderr by the cmdlets).
+        #[serde(default)]
+        warnings: Vec<String>,
+    },
+    /// Refused.
+    Error(ControlError),
+}
+
+/// PowerShell-style wildcard match (`*` any run, `?` one character), case-insensitive.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some(('?', rest)) => !n.is_empty() && go(rest, &n[1..]),
+            Some((c, rest)) => n.first().is_some_and(|m| m.eq_ignore_ascii_case(c)) && go(rest, &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_json_lines() {
+        let reqs = vec![
+            Request::NewNetNat {
+                name: "WinNAT".into(),
+                internal_prefix: "10.100.0.0/16".parse().unwrap(),
+                external_prefix: None,
+            },
+            Request::GetNetNatSession,
+            Request::SetNetNat {
+                names: Some(vec!["WinNAT".into()]),
+                changes: NatChanges {
+                    udp_filtering_behavior: Some(FilteringBehavior::EndpointIndependent),
+                    ..Default::default()
+                },
+            },
+        ];
+        for r in reqs {
+            let line = serde_json::to_string(&r).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        }
+        let s = serde_json::to_string(&Request::GetNetNatSession).unwrap();
+        assert_eq!(s, r#"{"cmdlet":"Get-NetNatSession"}"#);
+    }
+
+    #[test]
+    fn unknown_fields_and_cmdlets_are_refused() {
+        assert!(serde_json::from_str::<Request>(r#"{"cmdlet":"Get-NetNat","bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"cmdlet":"Format-C"}"#).is_err());
+    }
+
+    #[test]
+    fn errors_carry_winnat_wording() {
+        let e = ControlError::invalid("prefix overlaps");
+        assert_eq!(e.to_string(), "The parameter is incorrect. prefix overlaps");
+        let e = ControlError::duplicate("TCP port 8080 is taken");
+        assert!(e.to_string().starts_with("You were not connected because a duplicate name exists on the network."));
+    }
+
+    #[test]
+    fn wildcards_match_like_powershell() {
+        assert!(wildcard_match("win*", "WinNAT"));
+        assert!(wildcard_match("W?nNAT", "WinNAT"));
+        assert!(wildcard_match("WinNAT", "winnat"));
+        assert!(!wildcard_match("Win", "WinNAT"));
+        assert!(wildcard_match("*", ""));
+    }
+}

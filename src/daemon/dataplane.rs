@@ -1,0 +1,326 @@
+//! The packet path: which NAT a packet belongs to, and what to tell the kernel.
+//!
+//! Each NetNat object is a [`LiveNat`] with one or more engine instances ([`Instance`]):
+//! - a NAT with NetNatExternalAddress objects has one instance translating to those addresses;
+//! - a NAT without any uses the host's own addresses, like WinNAT: one instance per host
+//!   address (outside every internal prefix), each translating to that address only. An
+//!   outbound packet goes to the instance of the source address the kernel would pick on the
+//!   route toward its destination ([`RouteCache`], refreshed on route/address changes), so
+//!   replies come back to an address the remote can reach. Several such NATs share the
+//!   host's addresses by splitting the dynamic port range 1024–65535 between them.
+//!
+//! Inbound packets (to a host or external address) that no instance claims, i.e. the engine
+//! says "no mapping" or "ICMP error for no session", belong to the host itself and are
+//! accepted unchanged: host services and the host's own connections keep working.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ipnet::Ipv4Net;
+use netnat_engine::{ConfigError, DropReason, ExternalAddress, Instant, Nat, NatConfig, SessionInfo, Verdict};
+use parking_lot::Mutex;
+
+use crate::platform::route::RouteCache;
+
+/// One engine and the external addresses it translates to.
+#[derive(Debug)]
+pub struct Instance {
+    /// Its external addresses.
+    pub addresses: Vec<Ipv4Addr>,
+    /// The engine.
+    pub nat: Nat,
+}
+
+/// How a NAT picks its external addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addressing {
+    /// The NetNatExternalAddress objects (already in the template).
+    Explicit,
+    /// The host's own addresses, each with this dynamic port range.
+    Implicit {
+        /// PortStart, PortEnd.
+        ports: (u16, u16),
+    },
+}
+
+/// The settings of a NAT minus what depends on the instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    /// The engine configuration; for implicit addressing `external_addresses` is empty and
+    /// filled per instance.
+    pub config: NatConfig,
+    /// How addresses are chosen.
+    pub addressing: Addressing,
+}
+
+impl Template {
+    /// The engine configuration of the instance for `address` (implicit addressing), or of
+    /// the single instance (explicit).
+    pub fn config_for(&self, address: Option<Ipv4Addr>) -> NatConfig {
+        let mut config = self.config.clone();
+        if let (Addressing::Implicit { ports }, Some(a)) = (&self.addressing, address) {
+            config.external_addresses = vec![ExternalAddress { address: a, port_start: ports.0, port_end: ports.1 }];
+            config.static_mappings.retain(|m| m.external_address.is_unspecified() || m.external_address == a);
+            config.seed ^= u64::from(u32::from(a)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        config
+    }
+
+    /// Checks the template as the engine would, for each address it would run on.
+    pub fn validate(&self, host_addresses: &[Ipv4Addr]) -> Result<(), ConfigError> {
+        match self.addressing {
+            Addressing::Explicit => self.config.validate(),
+            Addressing::Implicit { .. } => {
+                self.config_for(None).validate()?;
+                for a in host_addresses.iter().filter(|a| !self.config.internal_prefix.contains(*a)) {
+                    self.config_for(Some(*a)).validate()?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One NetNat object at run time.
+#[derive(Debug)]
+pub struct LiveNat {
+    /// Name.
+    pub name: String,
+    /// The internal prefix (network address form).
+    pub prefix: Ipv4Net,
+    template: Mutex<Template>,
+    instances: ArcSwap<Vec<Arc<Instance>>>,
+}
+
+impl LiveNat {
+    /// A NAT with `template`, with instances for `host_addresses` when addressing is implicit.
+    pub fn new(
+        name: String,
+        template: Template,
+        host_addresses: &[Ipv4Addr],
+        others: &[Ipv4Net],
+    ) -> Result<Self, ConfigError> {
+        let live = LiveNat {
+            name,
+            prefix: template.config.internal_prefix.trunc(),
+            template: Mutex::new(template),
+            instances: ArcSwap::from_pointee(Vec::new()),
+        };
+        live.rebuild(host_addresses, others)?;
+        Ok(live)
+    }
+
+    /// The engine instances.
+    pub fn instances(&self) -> Arc<Vec<Arc<Instance>>> {
+        self.instances.load_full()
+    }
+
+    /// The template in force.
+    pub fn template(&self) -> Template {
+        self.template.lock().clone()
+    }
+
+    /// Applies a new template: instances whose addresses stay keep their sessions
+    /// (`Nat::reconfigure`); a change of addressing mode starts new instances.
+    pub fn set_template(
+        &self,
+        template: Template,
+        host_addresses: &[Ipv4Addr],
+        others: &[Ipv4Net],
+    ) -> Result<(), ConfigError> {
+        let mut current = self.template.lock();
+        let same_mode = std::mem::discriminant(&current.addressing) == std::mem::discriminant(&template.addressing)
+            && (template.addressing != Addressing::Explicit
+                || current.config.external_addresses == template.config.external_addresses);
+        let old = std::mem::replace(&mut *current, template);
+        drop(current);
+        let result = if same_mode {
+            self.reconfigure_all().and_then(|()| self.rebuild(host_addresses, others))
+        } else {
+            self.instances.store(Arc::new(Vec::new()));
+            self.rebuild(host_addresses, others)
+        };
+        if result.is_err() {
+            *self.template.lock() = old;
+        }
+        result
+    }
+
+    fn reconfigure_all(&self) -> Result<(), ConfigError> {
+        let template = self.template.lock().clone();
+        for inst in self.instances.load().iter() {
+            let address = match template.addressing {
+                Addressing::Explicit => None,
+                Addressing::Implicit { .. } => inst.addresses.first().copied(),
+            };
+            inst.nat.reconfigure(template.config_for(address))?;
+        }
+        Ok(())
+    }
+
+    /// Makes the instance set match the template and the host's addresses: creates missing
+    /// instances, drops those whose address is gone, keeps the rest.
+    pub fn rebuild(&self, host_addresses: &[Ipv4Addr], others: &[Ipv4Net]) -> Result<(), ConfigError> {
+        let template = self.template.lock().clone();
+        let current = self.instances.load_full();
+        let next: Vec<Arc<Instance>> = match template.addressing {
+            Addressing::Explicit => {
+                let addresses: Vec<Ipv4Addr> = template.config.external_addresses.iter().map(|e| e.address).collect();
+                match current.first() {
+                    Some(inst) if inst.addresses == addresses => vec![Arc::clone(inst)],
+                    _ => vec![Arc::new(Instance { addresses, nat: Nat::new(template.config_for(None))? })],
+                }
+            }
+            Addressing::Implicit { .. } => {
+                let mut next = Vec::new();
+                for a in host_addresses {
+                    if self.prefix.contains(a) || others.iter().any(|p| p.contains(a)) {
+                        continue;
+                    }
+                    match current.iter().find(|i| i.addresses.first() == Some(a)) {
+                        Some(inst) => next.push(Arc::clone(inst)),
+                        None => next.push(Arc::new(Instance {
+                            addresses: vec![*a],
+                            nat: Nat::new(template.config_for(Some(*a)))?,
+                        })),
+                    }
+                }
+                next
+            }
+        };
+        self.instances.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The instance for an outbound packet to `dst`.
+    fn outbound_instance(&self, dst: Ipv4Addr, routes: &RouteCache) -> Option<Arc<Instance>> {
+        let instances = self.instances.load();
+        if self.is_explicit() {
+            return instances.first().cloned();
+        }
+        let source = routes.source_toward(dst)?;
+        instances.iter().find(|i| i.addresses.first() == Some(&source)).cloned()
+    }
+
+    fn is_explicit(&self) -> bool {
+        self.template.lock().addressing == Addressing::Explicit
+    }
+
+    /// Every session of every instance.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.instances.load().iter().flat_map(|i| i.nat.sessions()).collect()
+    }
+
+    /// Drops every session.
+    pub fn clear_sessions(&self) {
+        for i in self.instances.load().iter() {
+            i.nat.clear_sessions();
+        }
+    }
+
+    /// Expires idle sessions and releases held fragments (returned for sending).
+    pub fn handle_timeout(&self, now: Instant) -> Vec<Vec<u8>> {
+        let mut released = Vec::new();
+        for i in self.instances.load().iter() {
+            i.nat.handle_timeout(now);
+            while let Some(p) = i.nat.poll_released() {
+                released.push(p.packet);
+            }
+        }
+        released
+    }
+}
+
+/// What to do with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Let it continue unchanged.
+    Accept,
+    /// It was translated in place; send the first `len` bytes. `inbound`: its destination
+    /// changed (inbound or hairpin), so it is re-injected for routing toward the inside.
+    Translated {
+        /// Bytes to send.
+        len: usize,
+        /// Destination rewritten.
+        inbound: bool,
+    },
+    /// Drop it.
+    Drop,
+}
+
+/// The NATs the packet path serves; swapped as a whole when the configuration changes.
+#[derive(Debug, Default)]
+pub struct Dataplane {
+    nats: ArcSwap<Vec<Arc<LiveNat>>>,
+    routes: RouteCache,
+}
+
+impl Dataplane {
+    /// No NATs yet.
+    pub fn new() -> Self {
+        Dataplane::default()
+    }
+
+    /// The route cache (its generation is bumped on route changes).
+    pub fn routes(&self) -> &RouteCache {
+        &self.routes
+    }
+
+    /// The NATs in force.
+    pub fn nats(&self) -> Arc<Vec<Arc<LiveNat>>> {
+        self.nats.load_full()
+    }
+
+    /// Replaces the set of NATs.
+    pub fn set_nats(&self, nats: Vec<Arc<LiveNat>>) {
+        self.nats.store(Arc::new(nats));
+    }
+
+    /// Translates `packet` (IPv4, no link header) in place and says what to do with it.
+    pub fn process(&self, now: Instant, packet: &mut [u8]) -> Action {
+        let Some((src, dst)) = addresses(packet) else { return Action::Accept };
+        let nats = self.nats.load();
+        let internal = |a: Ipv4Addr| nats.iter().any(|n| n.prefix.contains(&a));
+        if let Some(nat) = nats.iter().find(|n| n.prefix.contains(&src)) {
+            if internal(dst) {
+                return Action::Accept;
+            }
+            let Some(inst) = nat.outbound_instance(dst, &self.routes) else {
+                // No route toward dst (or no usable host address): the kernel could not
+                // deliver it either.
+                return Action::Drop;
+            };
+            return verdict_action(inst.nat.handle_packet(now, packet));
+        }
+        for nat in nats.iter() {
+            for inst in nat.instances.load().iter().filter(|i| i.addresses.contains(&dst)) {
+                match inst.nat.handle_packet(now, packet) {
+                    Verdict::Pass | Verdict::Drop(DropReason::NoMapping | DropReason::IcmpErrorNoSession) => continue,
+                    v => return verdict_action(v),
+                }
+            }
+        }
+        Action::Accept
+    }
+}
+
+fn verdict_action(v: Verdict) -> Action {
+    match v {
+        Verdict::Forward { direction, len } => {
+            Action::Translated { len, inbound: direction != netnat_engine::Direction::Outbound }
+        }
+        Verdict::Pass => Action::Accept,
+        Verdict::Held | Verdict::Drop(_) => Action::Drop,
+    }
+}
+
+/// Source and destination of an IPv4 packet, if it is one.
+fn addresses(packet: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    if packet.len() < 20 || packet[0] >> 4 != 4 {
+        return None;
+    }
+    let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+    let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+    Some((src, dst))
+}

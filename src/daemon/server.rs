@@ -1,0 +1,124 @@
+//! The control socket: accepts clients, reads request lines, answers each with a reply line.
+//!
+//! Only root (or the daemon's own user) may talk to it: the socket is mode 0600 and the
+//! peer's uid is checked (SO_PEERCRED). A malformed line is answered with a `BadRequest`
+//! error; the connection and the daemon stay up.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::service::Service;
+use crate::control::protocol::{ControlError, Reply, Request, MAX_LINE};
+use crate::control::transport::{self, Listener, Peer};
+
+/// Serves clients forever (one thread per client).
+pub fn serve(listener: Listener, service: Arc<Mutex<Service>>) {
+    let own = transport::own_uid();
+    loop {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let service = Arc::clone(&service);
+                let spawned = std::thread::Builder::new()
+                    .name("netnat-control".into())
+                    .spawn(move || serve_client(stream, peer, own, &service));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start a control thread: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("control socket accept failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn serve_client<S: Read + Write>(stream: S, peer: Peer, own: Option<u32>, service: &Mutex<Service>) {
+    let mut reader = BufReader::new(stream);
+    if !peer.is_allowed(own) {
+        let reply = Reply::Error(ControlError::bad_request(format!(
+            "permission denied: uid {:?} may not manage the NAT; run the cmdlet as root",
+            peer.uid
+        )));
+        let _ = write_reply(reader.get_mut(), &reply);
+        return;
+    }
+    loop {
+        let mut line = Vec::new();
+        match reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!("control client read error: {e}");
+                return;
+            }
+        }
+        if line.len() > MAX_LINE {
+            let reply = Reply::Error(ControlError::bad_request(format!("request longer than {MAX_LINE} bytes")));
+            let _ = write_reply(reader.get_mut(), &reply);
+            return;
+        }
+        let reply = answer(&line, service);
+        if write_reply(reader.get_mut(), &reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// The reply to one request line.
+pub fn answer(line: &[u8], service: &Mutex<Service>) -> Reply {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if text.is_empty() {
+        return Reply::Error(ControlError::bad_request("empty line; send one JSON request per line"));
+    }
+    match serde_json::from_str::<Request>(text) {
+        Ok(request) => {
+            tracing::info!(?request, "control request");
+            service.lock().handle(request)
+        }
+        Err(e) => Reply::Error(ControlError::bad_request(format!(
+            "{e}; expected one JSON object per line such as {{\"cmdlet\":\"Get-NetNat\"}}"
+        ))),
+    }
+}
+
+fn write_reply(stream: &mut impl Write, reply: &Reply) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(reply).map_err(std::io::Error::other)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes())?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::clock::Clock;
+    use crate::daemon::dataplane::Dataplane;
+    use crate::state::State;
+
+    #[test]
+    fn malformed_lines_get_an_error_reply() {
+        let service = Mutex::new(
+            Service::new(
+                State::default(),
+                None,
+                Arc::new(Dataplane::new()),
+                Clock::start(),
+                1,
+                vec![],
+                Box::new(|_, _| {}),
+            )
+            .unwrap(),
+        );
+        for bad in [&b"not json"[..], b"{\"cmdlet\":\"Nope\"}", b"", b"{\"cmdlet\":\"Get-NetNat\",\"x\":1}"] {
+            match answer(bad, &service) {
+                Reply::Error(e) => assert!(e.to_string().starts_with("malformed control request"), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(answer(br#"{"cmdlet":"Get-NetNat"}"#, &service), Reply::Ok { .. }));
+    }
+}

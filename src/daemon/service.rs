@@ -1,0 +1,750 @@
+//! The control plane: applies the cmdlets' requests to the configuration, persists it and
+//! brings the packet path ([`Dataplane`]) in line.
+//!
+//! Every change goes: copy the state, change the copy, check it (WinNAT's rules, then the
+//! engine's), save it atomically, then apply it. A refused or unsaved change leaves both the
+//! file and the running NATs as they were.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+use netnat_engine::{ConfigError, ExternalAddress, NatConfig, Protocol, StaticMapping, Timeouts};
+
+use super::clock::Clock;
+use super::dataplane::{Addressing, Dataplane, LiveNat, Template};
+use crate::control::objects::{
+    NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping, NULL_ROUTING_DOMAIN,
+};
+use crate::control::protocol::{wildcard_match, ControlError, NatChanges, Output, Reply, Request};
+use crate::state::{ExternalAddressRecord, NatRecord, State, StateStore, StaticMappingRecord};
+
+/// Lowest port of the dynamic range when the user gives none.
+const PORT_FIRST: u16 = 1024;
+/// Highest port of the dynamic range when the user gives none.
+const PORT_LAST: u16 = 65535;
+
+/// Called after every applied change with the new state and NATs (installs kernel rules).
+pub type ChangeHook = Box<dyn FnMut(&State, &[Arc<LiveNat>]) + Send>;
+
+/// The daemon's configuration and the NATs it runs.
+pub struct Service {
+    state: State,
+    store: Option<StateStore>,
+    plane: Arc<Dataplane>,
+    clock: Clock,
+    seed: u64,
+    host_addresses: Vec<Ipv4Addr>,
+    on_change: ChangeHook,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+type Result<T> = std::result::Result<T, ControlError>;
+
+fn engine_error(e: ConfigError) -> ControlError {
+    match e {
+        ConfigError::DuplicateStaticMapping { protocol, port } => ControlError::duplicate(format!(
+            "{protocol} external port {port} is already mapped; remove the other mapping or choose another ExternalPort"
+        )),
+        other => ControlError::invalid(capitalise(&other.to_string())),
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect::<String>() + ".",
+        None => String::new(),
+    }
+}
+
+fn not_found(class: &str, property: &str, value: impl std::fmt::Display) -> ControlError {
+    ControlError::not_found(format!(
+        "No MSFT_{class} objects found with property '{property}' equal to '{value}'. Verify the value of the property and retry."
+    ))
+}
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
+/// The names in `all` selected by `patterns` (all when `None`); a pattern without wildcards
+/// that selects nothing is an error, as in PowerShell.
+fn select<'a>(
+    all: impl Iterator<Item = &'a str> + Clone,
+    patterns: &Option<Vec<String>>,
+    class: &str,
+    property: &str,
+) -> Result<HashSet<String>> {
+    let Some(patterns) = patterns else { return Ok(all.map(|n| n.to_ascii_lowercase()).collect()) };
+    let mut out = HashSet::new();
+    for p in patterns {
+        let hits: Vec<&str> = all.clone().filter(|n| wildcard_match(p, n)).collect();
+        if hits.is_empty() && !has_wildcard(p) {
+            return Err(not_found(class, property, p));
+        }
+        out.extend(hits.into_iter().map(|n| n.to_ascii_lowercase()));
+    }
+    Ok(out)
+}
+
+fn secs(s: u32) -> netnat_engine::Duration {
+    netnat_engine::Duration::from_secs(u64::from(s))
+}
+
+impl Service {
+    /// A service over `state` (already loaded), saving to `store` when given.
+    pub fn new(
+        state: State,
+        store: Option<StateStore>,
+        plane: Arc<Dataplane>,
+        clock: Clock,
+        seed: u64,
+        host_addresses: Vec<Ipv4Addr>,
+        on_change: ChangeHook,
+    ) -> anyhow::Result<Self> {
+        let mut service = Service { state, store, plane, clock, seed, host_addresses, on_change };
+        let templates = service.templates(&service.state).map_err(|e| anyhow::anyhow!("{e}"))?;
+        service.sync(templates).map_err(|e| anyhow::anyhow!("the saved configuration cannot run: {e}"))?;
+        Ok(service)
+    }
+
+    /// The configuration in force.
+    #[cfg(test)]
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, request: Request) -> Reply {
+        let mut warnings = Vec::new();
+        match self.dispatch(request, &mut warnings) {
+            Ok(output) => Reply::Ok { output, warnings },
+            Err(e) => Reply::Error(e),
+        }
+    }
+
+    /// The host's addresses changed: rebuild the NATs that use them.
+    pub fn set_host_addresses(&mut self, addresses: Vec<Ipv4Addr>) {
+        if addresses == self.host_addresses {
+            return;
+        }
+        self.host_addresses = addresses;
+        let others = self.prefixes(&self.state);
+        for nat in self.plane.nats().iter() {
+            if let Err(e) = nat.rebuild(&self.host_addresses, &others) {
+                tracing::warn!(nat = %nat.name, "cannot follow the host's address change: {e}");
+            }
+        }
+        let nats = self.plane.nats();
+        (self.on_change)(&self.state, &nats);
+    }
+
+    fn dispatch(&mut self, request: Request, warnings: &mut Vec<String>) -> Result<Output> {
+        match request {
+            Request::NewNetNat { name, internal_prefix, external_prefix } => {
+                self.new_nat(name, internal_prefix, external_prefix)
+            }
+            Request::GetNetNat { names } => {
+                let chosen = select(self.state.nats.iter().map(|n| n.name.as_str()), &names, "NetNat", "Name")?;
+                Ok(Output::Nats(self.nat_objects(&chosen)))
+            }
+            Request::SetNetNat { names, changes } => self.set_nat(names, changes),
+            Request::RemoveNetNat { names } => self.remove_nats(names),
+            Request::GetNetNatSession => Ok(Output::Sessions(self.sessions())),
+            Request::AddNetNatStaticMapping {
+                nat_name,
+                protocol,
+                remote_prefix,
+                external_address,
+                external_port,
+                internal_address,
+                internal_port,
+            } => self.add_static_mapping(StaticMappingRecord {
+                id: self.state.next_static_mapping_id,
+                nat_name,
+                protocol,
+                remote_prefix: remote_prefix.unwrap_or_default(),
+                external_address,
+                external_port,
+                internal_address,
+                internal_port: internal_port.unwrap_or(external_port),
+            }),
+            Request::GetNetNatStaticMapping { nat_names } => {
+                let chosen = select(
+                    self.state.nats.iter().map(|n| n.name.as_str()),
+                    &nat_names,
+                    "NetNatStaticMapping",
+                    "NatName",
+                )?;
+                Ok(Output::StaticMappings(
+                    self.state
+                        .static_mappings
+                        .iter()
+                        .filter(|m| chosen.contains(&m.nat_name.to_ascii_lowercase()))
+                        .map(mapping_object)
+                        .collect(),
+                ))
+            }
+            Request::RemoveNetNatStaticMapping { ids, nat_names } => self.remove_static_mappings(ids, nat_names),
+            Request::AddNetNatExternalAddress { nat_name, address, port_start, port_end } => {
+                self.add_external_address(nat_name, address, port_start, port_end, warnings)
+            }
+            Request::GetNetNatExternalAddress { nat_names } => {
+                let chosen = select(
+                    self.state.nats.iter().map(|n| n.name.as_str()),
+                    &nat_names,
+                    "NetNatExternalAddress",
+                    "NatName",
+                )?;
+                Ok(Output::ExternalAddresses(
+                    self.state
+                        .external_addresses
+                        .iter()
+                        .filter(|a| chosen.contains(&a.nat_name.to_ascii_lowercase()))
+                        .map(address_object)
+                        .collect(),
+                ))
+            }
+            Request::RemoveNetNatExternalAddress { ids, nat_names } => self.remove_external_addresses(ids, nat_names),
+            Request::GetNetNatGlobal => Ok(Output::Global(self.global())),
+            Request::SetNetNatGlobal { hairpinning_mode } => {
+                let mut next = self.state.clone();
+                next.hairpinning_mode = hairpinning_mode;
+                self.commit(next)?;
+                Ok(Output::Global(self.global()))
+            }
+            Request::GetNetNatStatistics => Ok(Output::Statistics(self.statistics())),
+        }
+    }
+
+    fn global(&self) -> NetNatGlobal {
+        NetNatGlobal { inter_routing_domain_hairpinning_mode: self.state.hairpinning_mode.to_string() }
+    }
+
+    fn find_nat<'s>(state: &'s State, name: &str) -> Result<&'s NatRecord> {
+        state.nats.iter().find(|n| n.name.eq_ignore_ascii_case(name)).ok_or_else(|| not_found("NetNat", "Name", name))
+    }
+
+    fn new_nat(&mut self, name: String, internal_prefix: Ipv4Net, external_prefix: Option<Ipv4Net>) -> Result<Output> {
+        if name.trim().is_empty() {
+            return Err(ControlError::invalid("Name is empty; give the NAT a name, e.g. -Name WinNAT."));
+        }
+        if let Some(other) = self.state.nats.iter().find(|n| n.name.eq_ignore_ascii_case(&name)) {
+            return Err(ControlError::duplicate(format!(
+                "A NAT named '{}' already exists; choose another -Name, or remove it first with Remove-NetNat -Name {}.",
+                other.name, other.name
+            )));
+        }
+        if internal_prefix.prefix_len() == 0 {
+            return Err(ControlError::invalid(
+                "InternalIPInterfaceAddressPrefix 0.0.0.0/0 would translate every address; give the internal subnet, e.g. 10.100.0.0/16.",
+            ));
+        }
+        for other in &self.state.nats {
+            if overlaps(other.internal_prefix, internal_prefix) {
+                return Err(ControlError::invalid(format!(
+                    "InternalIPInterfaceAddressPrefix {internal_prefix} overlaps {} of NAT '{}'. Internal prefixes of different NATs must not overlap: choose a prefix outside {}, or remove that NAT with Remove-NetNat -Name {}.",
+                    other.internal_prefix, other.name, other.internal_prefix, other.name
+                )));
+            }
+        }
+        if let Some(ext) = external_prefix {
+            if overlaps(ext, internal_prefix) {
+                return Err(ControlError::invalid(format!(
+                    "ExternalIPInterfaceAddressPrefix {ext} overlaps InternalIPInterfaceAddressPrefix {internal_prefix}; the internal and external networks must be disjoint."
+                )));
+            }
+        }
+        let mut next = self.state.clone();
+        next.nats.push(NatRecord::new(name.clone(), internal_prefix, external_prefix));
+        self.commit(next)?;
+        let chosen = [name.to_ascii_lowercase()].into_iter().collect();
+        Ok(Output::Nats(self.nat_objects(&chosen)))
+    }
+
+    fn set_nat(&mut self, names: Option<Vec<String>>, changes: NatChanges) -> Result<Output> {
+        if changes.is_empty() {
+            return Err(ControlError::invalid(
+                "Set-NetNat changes nothing: give at least one of -IcmpQueryTimeout, -TcpEstablishedConnectionTimeout, -TcpTransientConnectionTimeout, -TcpFilteringBehavior, -UdpFilteringBehavior, -UdpIdleSessionTimeout, -UdpInboundRefresh.",
+            ));
+        }
+        for (label, v) in [
+            ("IcmpQueryTimeout", changes.icmp_query_timeout),
+            ("TcpEstablishedConnectionTimeout", changes.tcp_established_connection_timeout),
+            ("TcpTransientConnectionTimeout", changes.tcp_transient_connection_timeout),
+            ("UdpIdleSessionTimeout", changes.udp_idle_session_timeout),
+        ] {
+            if v == Some(0) {
+                return Err(ControlError::invalid(format!(
+                    "{label} is 0; timeouts are seconds of idle time and must be at least 1."
+                )));
+            }
+        }
+        let chosen = select(self.state.nats.iter().map(|n| n.name.as_str()), &names, "NetNat", "Name")?;
+        let mut next = self.state.clone();
+        for nat in next.nats.iter_mut().filter(|n| chosen.contains(&n.name.to_ascii_lowercase())) {
+            let c = &changes;
+            nat.icmp_query_timeout = c.icmp_query_timeout.unwrap_or(nat.icmp_query_timeout);
+            nat.tcp_established_connection_timeout =
+                c.tcp_established_connection_timeout.unwrap_or(nat.tcp_established_connection_timeout);
+            nat.tcp_transient_connection_timeout =
+                c.tcp_transient_connection_timeout.unwrap_or(nat.tcp_transient_connection_timeout);
+            nat.tcp_filtering_behavior = c.tcp_filtering_behavior.unwrap_or(nat.tcp_filtering_behavior);
+            nat.udp_filtering_behavior = c.udp_filtering_behavior.unwrap_or(nat.udp_filtering_behavior);
+            nat.udp_idle_session_timeout = c.udp_idle_session_timeout.unwrap_or(nat.udp_idle_session_timeout);
+            nat.udp_inbound_refresh = c.udp_inbound_refresh.unwrap_or(nat.udp_inbound_refresh);
+        }
+        self.commit(next)?;
+        Ok(Output::Nats(self.nat_objects(&chosen)))
+    }
+
+    fn remove_nats(&mut self, names: Option<Vec<String>>) -> Result<Output> {
+        let chosen = select(self.state.nats.iter().map(|n| n.name.as_str()), &names, "NetNat", "Name")?;
+        let removed = self.nat_objects(&chosen);
+        let mut next = self.state.clone();
+        let keep = |n: &str| !chosen.contains(&n.to_ascii_lowercase());
+        next.nats.retain(|n| keep(&n.name));
+        next.static_mappings.retain(|m| keep(&m.nat_name));
+        next.external_addresses.retain(|a| keep(&a.nat_name));
+        self.commit(next)?;
+        Ok(Output::Nats(removed))
+    }
+
+    fn add_static_mapping(&mut self, m: StaticMappingRecord) -> Result<Output> {
+        let nat = Self::find_nat(&self.state, &m.nat_name)?.clone();
+        if m.protocol == Protocol::Icmp {
+            return Err(ControlError::invalid("Protocol must be TCP or UDP for a static mapping."));
+        }
+        if m.external_port == 0 || m.internal_port == 0 {
+            return Err(ControlError::invalid("ExternalPort and InternalPort must be between 1 and 65535."));
+        }
+        if !nat.internal_prefix.contains(&m.internal_address) {
+            return Err(ControlError::invalid(format!(
+                "InternalIPAddress {} is outside NAT '{}''s InternalIPInterfaceAddressPrefix {}; map to an address inside it.",
+                m.internal_address, nat.name, nat.internal_prefix
+            )));
+        }
+        for o in &self.state.static_mappings {
+            let same_address = o.external_address.is_unspecified()
+                || m.external_address.is_unspecified()
+                || o.external_address == m.external_address;
+            if o.protocol == m.protocol && o.external_port == m.external_port && same_address {
+                return Err(ControlError::duplicate(format!(
+                    "{} port {} on {} is already mapped by StaticMappingID {} of NAT '{}' (to {}:{}); remove it with Remove-NetNatStaticMapping -StaticMappingID {}, or choose another ExternalPort.",
+                    m.protocol, m.external_port, o.external_address, o.id, o.nat_name, o.internal_address, o.internal_port, o.id
+                )));
+            }
+        }
+        let explicit = self.state.external_addresses.iter().any(|a| a.nat_name.eq_ignore_ascii_case(&nat.name));
+        if !m.external_address.is_unspecified() && !explicit && !self.host_addresses.contains(&m.external_address) {
+            return Err(ControlError::invalid(format!(
+                "ExternalIPAddress {} is not an address of this host, and NAT '{}' has no NetNatExternalAddress; use 0.0.0.0 (any host address), an address from `ip -4 addr`, or add it first with Add-NetNatExternalAddress.",
+                m.external_address, nat.name
+            )));
+        }
+        let mut m = m;
+        m.nat_name = nat.name.clone();
+        let mut next = self.state.clone();
+        next.next_static_mapping_id = m.id.wrapping_add(1);
+        next.static_mappings.push(m.clone());
+        self.commit(next)?;
+        Ok(Output::StaticMappings(vec![mapping_object(&m)]))
+    }
+
+    fn remove_static_mappings(&mut self, ids: Option<Vec<u32>>, nat_names: Option<Vec<String>>) -> Result<Output> {
+        let chosen =
+            select(self.state.nats.iter().map(|n| n.name.as_str()), &nat_names, "NetNatStaticMapping", "NatName")?;
+        if let Some(ids) = &ids {
+            for id in ids {
+                if !self.state.static_mappings.iter().any(|m| m.id == *id) {
+                    return Err(not_found("NetNatStaticMapping", "StaticMappingID", id));
+                }
+            }
+        }
+        let hit = |m: &StaticMappingRecord| {
+            chosen.contains(&m.nat_name.to_ascii_lowercase()) && ids.as_ref().is_none_or(|ids| ids.contains(&m.id))
+        };
+        let removed: Vec<_> = self.state.static_mappings.iter().filter(|m| hit(m)).map(mapping_object).collect();
+        let mut next = self.state.clone();
+        next.static_mappings.retain(|m| !hit(m));
+        self.commit(next)?;
+        Ok(Output::StaticMappings(removed))
+    }
+
+    fn add_external_address(
+        &mut self,
+        nat_name: String,
+        address: Ipv4Addr,
+        port_start: Option<u16>,
+        port_end: Option<u16>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Output> {
+        let nat = Self::find_nat(&self.state, &nat_name)?.clone();
+        let (start, end) = (port_start.unwrap_or(PORT_FIRST), port_end.unwrap_or(PORT_LAST));
+        if start == 0 || start > end {
+            return Err(ControlError::invalid(format!(
+                "PortStart {start} and PortEnd {end} do not make a port range; give 1 <= PortStart <= PortEnd <= 65535, e.g. -PortStart 10000 -PortEnd 19999."
+            )));
+        }
+        if nat.internal_prefix.contains(&address) {
+            return Err(ControlError::invalid(format!(
+                "IPAddress {address} lies inside the internal prefix {} of NAT '{}'; an external address must be outside it.",
+                nat.internal_prefix, nat.name
+            )));
+        }
+        for o in &self.state.external_addresses {
+            if o.address != address {
+                continue;
+            }
+            if o.nat_name.eq_ignore_ascii_case(&nat.name) {
+                return Err(ControlError::duplicate(format!(
+                    "{address} is already ExternalAddressID {} of NAT '{}'; remove it first with Remove-NetNatExternalAddress -ExternalAddressID {} to change its ports.",
+                    o.id, o.nat_name, o.id
+                )));
+            }
+            if start <= o.port_end && o.port_start <= end {
+                return Err(ControlError::invalid(format!(
+                    "Ports {start}-{end} on {address} overlap ports {}-{} that NAT '{}' uses on the same address; give disjoint ranges with -PortStart/-PortEnd.",
+                    o.port_start, o.port_end, o.nat_name
+                )));
+            }
+        }
+        if !self.host_addresses.contains(&address) && !crate::platform::addrs::is_local(address) {
+            warnings.push(format!(
+                "{address} is not an address of this host: replies to it will not reach netnat until it is (e.g. `ip addr add {address}/24 dev <external interface>`)."
+            ));
+        }
+        let first = !self.state.external_addresses.iter().any(|a| a.nat_name.eq_ignore_ascii_case(&nat.name));
+        if first
+            && !self.plane.nats().iter().all(|n| !n.name.eq_ignore_ascii_case(&nat.name) || n.sessions().is_empty())
+        {
+            warnings.push(format!(
+                "NAT '{}' now translates to its external addresses instead of the host's; its existing sessions were dropped.",
+                nat.name
+            ));
+        }
+        let record = ExternalAddressRecord {
+            id: self.state.next_external_address_id,
+            nat_name: nat.name.clone(),
+            address,
+            port_start: start,
+            port_end: end,
+        };
+        let mut next = self.state.clone();
+        next.next_external_address_id = record.id.wrapping_add(1);
+        next.external_addresses.push(record.clone());
+        self.commit(next)?;
+        Ok(Output::ExternalAddresses(vec![address_object(&record)]))
+    }
+
+    fn remove_external_addresses(&mut self, ids: Option<Vec<u32>>, nat_names: Option<Vec<String>>) -> Result<Output> {
+        let chosen =
+            select(self.state.nats.iter().map(|n| n.name.as_str()), &nat_names, "NetNatExternalAddress", "NatName")?;
+        if let Some(ids) = &ids {
+            for id in ids {
+                if !self.state.external_addresses.iter().any(|a| a.id == *id) {
+                    return Err(not_found("NetNatExternalAddress", "ExternalAddressID", id));
+                }
+            }
+        }
+        let hit = |a: &ExternalAddressRecord| {
+            chosen.contains(&a.nat_name.to_ascii_lowercase()) && ids.as_ref().is_none_or(|ids| ids.contains(&a.id))
+        };
+        let removed: Vec<_> = self.state.external_addresses.iter().filter(|a| hit(a)).map(address_object).collect();
+        let mut next = self.state.clone();
+        next.external_addresses.retain(|a| !hit(a));
+        self.commit(next)?;
+        Ok(Output::ExternalAddresses(removed))
+    }
+
+    fn prefixes(&self, state: &State) -> Vec<Ipv4Net> {
+        state.nats.iter().map(|n| n.internal_prefix.trunc()).collect()
+    }
+
+    /// The engine templates of every NAT of `state`, checked.
+    fn templates(&self, state: &State) -> Result<Vec<(String, Template)>> {
+        let implicit: Vec<&str> = state
+            .nats
+            .iter()
+            .filter(|n| !state.external_addresses.iter().any(|a| a.nat_name.eq_ignore_ascii_case(&n.name)))
+            .map(|n| n.name.as_str())
+            .collect();
+        let mut out = Vec::new();
+        for (i, rec) in state.nats.iter().enumerate() {
+            let explicit: Vec<ExternalAddress> = state
+                .external_addresses
+                .iter()
+                .filter(|a| a.nat_name.eq_ignore_ascii_case(&rec.name))
+                .map(|a| ExternalAddress { address: a.address, port_start: a.port_start, port_end: a.port_end })
+                .collect();
+            let addressing = match implicit.iter().position(|n| *n == rec.name) {
+                None => Addressing::Explicit,
+                Some(k) => Addressing::Implicit { ports: port_slice(k, implicit.len()) },
+            };
+            let config = NatConfig {
+                name: rec.name.clone(),
+                internal_prefix: rec.internal_prefix.trunc(),
+                external_prefix: rec.external_prefix,
+                external_addresses: explicit,
+                timeouts: Timeouts {
+                    icmp_query: secs(rec.icmp_query_timeout),
+                    tcp_established: secs(rec.tcp_established_connection_timeout),
+                    tcp_transient: secs(rec.tcp_transient_connection_timeout),
+                    udp_idle: secs(rec.udp_idle_session_timeout),
+                },
+                tcp_filtering: rec.tcp_filtering_behavior,
+                udp_filtering: rec.udp_filtering_behavior,
+                udp_inbound_refresh: rec.udp_inbound_refresh,
+                static_mappings: state
+                    .static_mappings
+                    .iter()
+                    .filter(|m| m.nat_name.eq_ignore_ascii_case(&rec.name))
+                    .map(|m| StaticMapping {
+                        protocol: m.protocol,
+                        external_address: m.external_address,
+                        external_port: m.external_port,
+                        internal_address: m.internal_address,
+                        internal_port: m.internal_port,
+                        remote_prefix: m.remote_prefix,
+                    })
+                    .collect(),
+                hairpinning: state.hairpinning_mode,
+                seed: self.seed.wrapping_add(i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
+                ..NatConfig::new(rec.name.clone(), rec.internal_prefix.trunc(), Ipv4Addr::UNSPECIFIED)
+            };
+            let template = Template { config, addressing };
+            template.validate(&self.host_addresses).map_err(engine_error)?;
+            out.push((rec.name.clone(), template));
+        }
+        Ok(out)
+    }
+
+    /// Checks `next`, saves it, applies it.
+    fn commit(&mut self, next: State) -> Result<()> {
+        let templates = self.templates(&next)?;
+        if let Some(store) = &self.store {
+            store.save(&next).map_err(|e| ControlError::internal(format!("the change was not made: {e}")))?;
+        }
+        self.state = next;
+        self.sync(templates)
+    }
+
+    /// Brings the running NATs in line with `templates`.
+    fn sync(&mut self, templates: Vec<(String, Template)>) -> Result<()> {
+        let current = self.plane.nats();
+        let others = self.prefixes(&self.state);
+        let mut next = Vec::new();
+        let mut failure = None;
+        for (name, template) in templates {
+            let existing = current.iter().find(|n| n.name == name);
+            let result = match existing {
+                Some(live) => live.set_template(template, &self.host_addresses, &others).map(|()| Arc::clone(live)),
+                None => LiveNat::new(name.clone(), template, &self.host_addresses, &others).map(Arc::new),
+            };
+            match result {
+                Ok(live) => next.push(live),
+                Err(e) => failure = Some(engine_error(e)),
+            }
+        }
+        for gone in current.iter().filter(|c| !next.iter().any(|n| Arc::ptr_eq(n, c))) {
+            gone.clear_sessions();
+        }
+        self.plane.set_nats(next);
+        let nats = self.plane.nats();
+        (self.on_change)(&self.state, &nats);
+        match failure {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    fn nat_objects(&self, chosen: &HashSet<String>) -> Vec<NetNat> {
+        self.state
+            .nats
+            .iter()
+            .filter(|n| chosen.contains(&n.name.to_ascii_lowercase()))
+            .map(|n| NetNat {
+                name: n.name.clone(),
+                external_ip_interface_address_prefix: n.external_prefix.map(|p| p.to_string()).unwrap_or_default(),
+                internal_ip_interface_address_prefix: n.internal_prefix.to_string(),
+                icmp_query_timeout: n.icmp_query_timeout,
+                tcp_established_connection_timeout: n.tcp_established_connection_timeout,
+                tcp_transient_connection_timeout: n.tcp_transient_connection_timeout,
+                tcp_filtering_behavior: n.tcp_filtering_behavior.winnat_name().to_owned(),
+                udp_filtering_behavior: n.udp_filtering_behavior.winnat_name().to_owned(),
+                udp_idle_session_timeout: n.udp_idle_session_timeout,
+                udp_inbound_refresh: n.udp_inbound_refresh,
+                store: "Local".to_owned(),
+                active: true,
+            })
+            .collect()
+    }
+
+    fn sessions(&self) -> Vec<NetNatSession> {
+        let mut rows: Vec<_> = self.plane.nats().iter().flat_map(|n| n.sessions()).collect();
+        rows.sort_by_key(|s| (s.creation_time, s.internal_source_address, s.internal_source_port));
+        rows.into_iter()
+            .map(|s| NetNatSession {
+                nat_name: s.nat_name,
+                internal_routing_domain_id: NULL_ROUTING_DOMAIN.to_owned(),
+                creation_time: self.clock.format_local(s.creation_time),
+                protocol: s.protocol,
+                internal_source_address: s.internal_source_address.to_string(),
+                internal_source_port: s.internal_source_port,
+                internal_destination_address: s.internal_destination_address.to_string(),
+                internal_destination_port: s.internal_destination_port,
+                external_source_address: s.external_source_address.to_string(),
+                external_source_port: s.external_source_port,
+                external_destination_address: s.external_destination_address.to_string(),
+                external_destination_port: s.external_destination_port,
+            })
+            .collect()
+    }
+
+    fn statistics(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        for nat in self.plane.nats().iter() {
+            let per: Vec<serde_json::Value> = nat
+                .instances()
+                .iter()
+                .map(|i| serde_json::json!({ "addresses": i.addresses, "stats": i.nat.stats() }))
+                .collect();
+            out.insert(nat.name.clone(), serde_json::Value::Array(per));
+        }
+        out
+    }
+}
+
+/// The `k`-th of `n` equal slices of 1024–65535 (NATs sharing the host's addresses).
+fn port_slice(k: usize, n: usize) -> (u16, u16) {
+    let total = u32::from(PORT_LAST - PORT_FIRST) + 1;
+    let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+    let k = u32::try_from(k).unwrap_or(0);
+    let size = total / n;
+    let start = u32::from(PORT_FIRST) + k * size;
+    let end = if k + 1 == n { u32::from(PORT_LAST) } else { start + size - 1 };
+    (u16::try_from(start).unwrap_or(PORT_LAST), u16::try_from(end).unwrap_or(PORT_LAST))
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn mapping_object(m: &StaticMappingRecord) -> NetNatStaticMapping {
+    NetNatStaticMapping {
+        static_mapping_id: m.id,
+        nat_name: m.nat_name.clone(),
+        protocol: m.protocol.to_string(),
+        remote_external_ip_address_prefix: m.remote_prefix.to_string(),
+        external_ip_address: m.external_address.to_string(),
+        external_port: m.external_port,
+        internal_ip_address: m.internal_address.to_string(),
+        internal_port: m.internal_port,
+        internal_routing_domain_id: NULL_ROUTING_DOMAIN.to_owned(),
+        active: true,
+    }
+}
+
+fn address_object(a: &ExternalAddressRecord) -> NetNatExternalAddress {
+    NetNatExternalAddress {
+        external_address_id: a.id,
+        nat_name: a.nat_name.clone(),
+        ip_address: a.address.to_string(),
+        port_start: a.port_start,
+        port_end: a.port_end,
+        active: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::ErrorKind;
+
+    fn service() -> Service {
+        Service::new(
+            State::default(),
+            None,
+            Arc::new(Dataplane::new()),
+            Clock::start(),
+            7,
+            vec![Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(10, 100, 1, 1)],
+            Box::new(|_, _| {}),
+        )
+        .unwrap()
+    }
+
+    fn new_nat(s: &mut Service, name: &str, prefix: &str) -> Reply {
+        s.handle(Request::NewNetNat {
+            name: name.into(),
+            internal_prefix: prefix.parse().unwrap(),
+            external_prefix: None,
+        })
+    }
+
+    fn err(r: Reply) -> ControlError {
+        match r {
+            Reply::Error(e) => e,
+            Reply::Ok { output, .. } => panic!("expected an error, got {output:?}"),
+        }
+    }
+
+    #[test]
+    fn port_slices_cover_the_range_without_overlap() {
+        assert_eq!(port_slice(0, 1), (1024, 65535));
+        let (a, b) = (port_slice(0, 2), port_slice(1, 2));
+        assert_eq!(a.0, 1024);
+        assert_eq!(a.1 + 1, b.0);
+        assert_eq!(b.1, 65535);
+    }
+
+    #[test]
+    fn overlapping_prefixes_are_refused_with_winnat_wording() {
+        let mut s = service();
+        assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
+        let e = err(new_nat(&mut s, "Other", "10.100.5.0/24"));
+        assert_eq!(e.kind, ErrorKind::InvalidParameter);
+        assert!(e.to_string().starts_with("The parameter is incorrect."), "{e}");
+        assert!(e.to_string().contains("WinNAT"), "{e}");
+        let e = err(new_nat(&mut s, "winnat", "10.200.0.0/16"));
+        assert_eq!(e.kind, ErrorKind::DuplicateName);
+        assert!(matches!(new_nat(&mut s, "Second", "10.200.0.0/16"), Reply::Ok { .. }));
+        assert_eq!(s.state().nats.len(), 2);
+    }
+
+    #[test]
+    fn duplicate_static_port_and_remove_all() {
+        let mut s = service();
+        new_nat(&mut s, "WinNAT", "10.100.0.0/16");
+        let add = |port| Request::AddNetNatStaticMapping {
+            nat_name: "WinNAT".into(),
+            protocol: Protocol::Tcp,
+            remote_prefix: None,
+            external_address: Ipv4Addr::UNSPECIFIED,
+            external_port: port,
+            internal_address: Ipv4Addr::new(10, 100, 10, 11),
+            internal_port: None,
+        };
+        assert!(matches!(s.handle(add(8080)), Reply::Ok { .. }));
+        let e = err(s.handle(add(8080)));
+        assert!(e.to_string().contains("duplicate name exists on the network"), "{e}");
+        assert_eq!(s.state().static_mappings[0].internal_port, 8080);
+        assert!(matches!(s.handle(Request::RemoveNetNat { names: None }), Reply::Ok { .. }));
+        assert!(s.state().nats.is_empty() && s.state().static_mappings.is_empty());
+    }
+
+    #[test]
+    fn get_unknown_name_is_not_found_but_wildcards_may_match_nothing() {
+        let mut s = service();
+        let e = err(s.handle(Request::GetNetNat { names: Some(vec!["Nope".into()]) }));
+        assert!(e.to_string().contains("No MSFT_NetNat objects found with property 'Name' equal to 'Nope'"));
+        assert!(matches!(s.handle(Request::GetNetNat { names: Some(vec!["No*".into()]) }), Reply::Ok { .. }));
+    }
+}

@@ -1,0 +1,312 @@
+//! The daemon's persisted configuration: NATs, their external addresses and static mappings,
+//! and the global settings. Sessions are not persisted.
+//!
+//! One JSON file, `state.json`, in the state directory (default `/var/lib/netnat`). Writes are
+//! atomic: a temporary file in the same directory is written and fsynced, renamed over the
+//! old file, and the directory is fsynced, so a crash leaves either the old or the new file.
+//! A file that cannot be read or parsed stops the daemon with an error naming it; it is never
+//! overwritten (the daemon refuses to start instead).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use netnat_engine::{FilteringBehavior, HairpinningMode, Protocol};
+use serde::{Deserialize, Serialize};
+
+/// File name of the state inside the state directory.
+pub const STATE_FILE: &str = "state.json";
+
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/netnat";
+
+/// Version written in the file; a newer version is refused rather than misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One NetNat object's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatRecord {
+    /// Name.
+    pub name: String,
+    /// InternalIPInterfaceAddressPrefix, as given.
+    pub internal_prefix: Ipv4Net,
+    /// ExternalIPInterfaceAddressPrefix, as given.
+    #[serde(default)]
+    pub external_prefix: Option<Ipv4Net>,
+    /// IcmpQueryTimeout, seconds.
+    pub icmp_query_timeout: u32,
+    /// TcpEstablishedConnectionTimeout, seconds.
+    pub tcp_established_connection_timeout: u32,
+    /// TcpTransientConnectionTimeout, seconds.
+    pub tcp_transient_connection_timeout: u32,
+    /// TcpFilteringBehavior.
+    pub tcp_filtering_behavior: FilteringBehavior,
+    /// UdpFilteringBehavior.
+    pub udp_filtering_behavior: FilteringBehavior,
+    /// UdpIdleSessionTimeout, seconds.
+    pub udp_idle_session_timeout: u32,
+    /// UdpInboundRefresh.
+    pub udp_inbound_refresh: bool,
+}
+
+impl NatRecord {
+    /// A NAT with WinNAT's defaults.
+    pub fn new(name: String, internal_prefix: Ipv4Net, external_prefix: Option<Ipv4Net>) -> Self {
+        let t = netnat_engine::Timeouts::default();
+        NatRecord {
+            name,
+            internal_prefix,
+            external_prefix,
+            icmp_query_timeout: secs(t.icmp_query),
+            tcp_established_connection_timeout: secs(t.tcp_established),
+            tcp_transient_connection_timeout: secs(t.tcp_transient),
+            tcp_filtering_behavior: FilteringBehavior::default(),
+            udp_filtering_behavior: FilteringBehavior::default(),
+            udp_idle_session_timeout: secs(t.udp_idle),
+            udp_inbound_refresh: false,
+        }
+    }
+}
+
+fn secs(d: netnat_engine::Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
+}
+
+/// One NetNatStaticMapping.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticMappingRecord {
+    /// StaticMappingID.
+    pub id: u32,
+    /// NatName.
+    pub nat_name: String,
+    /// Protocol (TCP or UDP).
+    pub protocol: Protocol,
+    /// RemoteExternalIPAddressPrefix.
+    pub remote_prefix: Ipv4Net,
+    /// ExternalIPAddress (0.0.0.0 = any).
+    pub external_address: Ipv4Addr,
+    /// ExternalPort.
+    pub external_port: u16,
+    /// InternalIPAddress.
+    pub internal_address: Ipv4Addr,
+    /// InternalPort.
+    pub internal_port: u16,
+}
+
+/// One NetNatExternalAddress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalAddressRecord {
+    /// ExternalAddressID.
+    pub id: u32,
+    /// NatName.
+    pub nat_name: String,
+    /// IPAddress.
+    pub address: Ipv4Addr,
+    /// PortStart.
+    pub port_start: u16,
+    /// PortEnd.
+    pub port_end: u16,
+}
+
+/// Everything the daemon persists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// [`FORMAT_VERSION`].
+    pub version: u32,
+    /// NATs in creation order.
+    pub nats: Vec<NatRecord>,
+    /// Static mappings in creation order.
+    pub static_mappings: Vec<StaticMappingRecord>,
+    /// External addresses in creation order.
+    pub external_addresses: Vec<ExternalAddressRecord>,
+    /// InterRoutingDomainHairpinningMode.
+    pub hairpinning_mode: HairpinningMode,
+    /// Next StaticMappingID.
+    pub next_static_mapping_id: u32,
+    /// Next ExternalAddressID.
+    pub next_external_address_id: u32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            version: FORMAT_VERSION,
+            nats: Vec::new(),
+            static_mappings: Vec::new(),
+            external_addresses: Vec::new(),
+            hairpinning_mode: HairpinningMode::default(),
+            next_static_mapping_id: 0,
+            next_external_address_id: 0,
+        }
+    }
+}
+
+/// Why the state could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file exists but cannot be read.
+    #[error("cannot read the state file {path}: {source}; check its permissions (the daemon runs as root)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid state.
+    #[error(
+        "the state file {path} is corrupt: {detail}. netnat did not start and left the file as it is; \
+         repair it, or move it away to start with no NATs (e.g. mv {path} {path}.bad)"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Writing failed.
+    #[error("cannot save the state to {path}: {source}; check that the state directory is writable and not full")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The state file in a state directory.
+#[derive(Clone, Debug)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    /// The store in `dir` (created on first save if missing).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StateStore { dir: dir.into() }
+    }
+
+    /// Path of the state file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Loads the state; no file means a fresh, empty state.
+    pub fn load(&self) -> Result<State, StateError> {
+        let path = self.path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        let state: State = serde_json::from_str(&text)
+            .map_err(|e| StateError::Corrupt { path: path.clone(), detail: e.to_string() })?;
+        if state.version != FORMAT_VERSION {
+            return Err(StateError::Corrupt {
+                path,
+                detail: format!(
+                    "format version {} is not the version {FORMAT_VERSION} this netnat understands",
+                    state.version
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Writes `state` atomically (temp file + fsync + rename + fsync of the directory).
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let werr = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Write { path, source }
+        };
+        fs::create_dir_all(&self.dir).map_err(werr(&self.dir))?;
+        let path = self.path();
+        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
+        let mut text = serde_json::to_string_pretty(state)
+            .map_err(|e| StateError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+        text.push('\n');
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(&self.dir)
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            StateError::Write { path: path.clone(), source: e }
+        })
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        // Directories cannot be opened for syncing on Windows; rename is already durable there.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> State {
+        let mut s = State::default();
+        s.nats.push(NatRecord::new("WinNAT".into(), "10.100.0.0/16".parse().unwrap(), None));
+        s.static_mappings.push(StaticMappingRecord {
+            id: 0,
+            nat_name: "WinNAT".into(),
+            protocol: Protocol::Tcp,
+            remote_prefix: "0.0.0.0/0".parse().unwrap(),
+            external_address: Ipv4Addr::UNSPECIFIED,
+            external_port: 8080,
+            internal_address: Ipv4Addr::new(10, 100, 10, 11),
+            internal_port: 80,
+        });
+        s.next_static_mapping_id = 1;
+        s
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("sub"));
+        assert_eq!(store.load().unwrap(), State::default());
+        store.save(&sample()).unwrap();
+        assert_eq!(store.load().unwrap(), sample());
+        let names: Vec<_> = fs::read_dir(dir.path().join("sub")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(STATE_FILE)]);
+    }
+
+    #[test]
+    fn corrupt_file_is_named_in_the_error_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        fs::write(store.path(), "{ not json").unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains(&store.path().display().to_string()), "{err}");
+        assert!(err.contains("corrupt"), "{err}");
+        assert_eq!(fs::read_to_string(store.path()).unwrap(), "{ not json");
+    }
+
+    #[test]
+    fn newer_format_versions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let mut s = sample();
+        s.version = 99;
+        fs::write(store.path(), serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(store.load().unwrap_err().to_string().contains("version 99"));
+    }
+}
