@@ -176,6 +176,14 @@ fn dest_unreachable_embedding_tcp_is_translated_back() {
 }
 
 #[test]
+fn dest_unreachable_embedding_truncated_tcp_is_translated_back() {
+    // IP header + 8 bytes of TCP: ports and sequence number, no checksum to fix.
+    let (o, orig) = error_scenario(tcp_original(), ROUTER, ICMP_DEST_UNREACHABLE, 13, Some(28));
+    assert_error_translated_back(&o, 100, &orig, ROUTER, ICMP_DEST_UNREACHABLE, 13);
+    assert_eq!(o.fwd(100).embedded().bytes.len(), 28);
+}
+
+#[test]
 fn time_exceeded_embedding_tcp_is_translated_back() {
     let (o, orig) = error_scenario(tcp_original(), ROUTER, ICMP_TIME_EXCEEDED, 0, None);
     assert_error_translated_back(&o, 100, &orig, ROUTER, ICMP_TIME_EXCEEDED, 0);
@@ -303,4 +311,32 @@ fn outbound_error_about_a_static_mapping_packet_is_translated() {
     assert_eq!(e.dst_ep(), ep(EXT, 5353));
     assert_eq!(e.bytes.len(), from_remote.len());
     assert_embedded_is(&o, e, &from_remote);
+}
+
+#[test]
+fn outbound_error_matching_no_session_is_dropped() {
+    // An internal host reports an error about a packet that never came through the NAT:
+    // nothing to translate it with, and forwarding it would leak the internal address.
+    let mut s = Scenario::new();
+    let never_seen = udp(ep(R, 53), ep(A, 5000), b"x");
+    s.at(0, icmp_error(ip(A), ip(R), ICMP_DEST_UNREACHABLE, 3, &never_seen));
+    let o = s.run();
+    o.assert_dropped(0);
+    o.assert_drops(&[("icmp_error_no_session", 1)]);
+}
+
+#[test]
+fn inbound_error_about_a_static_mapping_reply_reaches_the_server() {
+    // A static-mapping server's reply went out from EXT:8080; a router reports it could not
+    // deliver it: the error reaches the server with the embedded source back to SRV:80.
+    let mut s = Scenario::new();
+    s.args(&["--static-mapping", "tcp:0.0.0.0:8080=10.100.10.12:80"]);
+    s.at(0, tcp(ep(R, 41000), ep(EXT, 8080), TCP_SYN, 1, 0, b""));
+    let reply = tcp(ep(B, 80), ep(R, 41000), TCP_SYN | TCP_ACK, 9, 2, b"");
+    s.at(10, reply.clone());
+    let seen = s.learn(10);
+    assert_eq!(View::new(&seen).src_ep(), ep(EXT, 8080));
+    s.at(20, icmp_error(ip(ROUTER), ip(EXT), ICMP_DEST_UNREACHABLE, 1, &seen));
+    let o = s.run();
+    assert_error_translated_back(&o, 20, &reply, ROUTER, ICMP_DEST_UNREACHABLE, 1);
 }

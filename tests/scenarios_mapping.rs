@@ -224,8 +224,9 @@ fn same_seed_same_output_different_seed_different_ports() {
 fn sessions_json_has_the_netnatsession_fields() {
     let mut s = Scenario::new();
     s.at(0, udp(ep(A, 5000), ep(R1, 53), b"x"));
-    s.at(1, tcp(ep(B, 6000), ep(R2, 443), TCP_SYN, 1, 0, b""));
-    s.at(2, icmp_echo(ip(A), ip(R1), true, 0x77, 1, b""));
+    s.at(1000, tcp(ep(B, 6000), ep(R2, 443), TCP_SYN, 1, 0, b""));
+    s.at(65_000, icmp_echo(ip(A), ip(R1), true, 0x77, 1, b""));
+    s.at(66_000, udp(ep(A, 5000), ep(R1, 53), b"later packets do not change CreationTime"));
     let o = s.run();
     let rows = o.sessions();
     assert_eq!(rows.len(), 3, "{:#}", o.sessions);
@@ -234,14 +235,22 @@ fn sessions_json_has_the_netnatsession_fields() {
             .find(|r| r["Protocol"].as_u64() == Some(proto))
             .unwrap_or_else(|| panic!("no session with Protocol {proto} (a number): {:#}", o.sessions))
     };
-    for (proto, ms, int_src, int_port, rem, rem_port) in
-        [(17, 0, A, 5000, R1, 53), (6, 1, B, 6000, R2, 443), (1, 2, A, 0x77, R1, 0)]
-    {
+    // CreationTime is the capture time of the packet that created the session (the packet
+    // timestamps are the clock); the scenario epoch is 2023-11-14T22:13:20Z. Its exact
+    // format is not in the contract: the date and the time to the second must be in it.
+    for (proto, ms, int_src, int_port, rem, rem_port, created) in [
+        (17, 0, A, 5000, R1, 53, "22:13:20"),
+        (6, 1000, B, 6000, R2, 443, "22:13:21"),
+        (1, 65_000, A, 0x77, R1, 0, "22:14:25"),
+    ] {
         let r = find(proto);
         let ext_port = o.fwd(ms).src_key();
-        for key in ["NatName", "CreationTime"] {
-            assert!(r.get(key).is_some(), "session row lacks {key}: {r}");
-        }
+        assert!(r["NatName"].is_string(), "NatName: {r}");
+        let ct = r["CreationTime"].as_str().unwrap_or_else(|| panic!("CreationTime is not a string: {r}"));
+        assert!(
+            ct.contains("2023-11-14") && ct.contains(created),
+            "CreationTime {ct:?}, expected 2023-11-14 {created}"
+        );
         assert_eq!(r["InternalSourceAddress"], int_src, "{r}");
         assert_eq!(r["InternalSourcePort"], int_port, "{r}");
         assert_eq!(r["InternalDestinationAddress"], rem, "{r}");
@@ -343,13 +352,19 @@ fn ethernet_non_ipv4_frames_pass_unchanged() {
 
 #[test]
 fn pcapng_input_is_translated_into_a_pcap() {
-    let mut s = Scenario::new();
-    s.format = Format::PcapNg;
-    s.at(0, udp(ep(A, 5000), ep(R1, 53), b"x"));
-    s.at(1, icmp_echo(ip(A), ip(R1), true, 9, 1, b""));
-    let o = s.run();
-    assert_snat(&o, 0);
-    assert_snat(&o, 1);
+    // Microsecond (default) and nanosecond interface resolutions; timestamps (checked by the
+    // harness against the input's) survive both.
+    for format in [Format::PcapNg, Format::PcapNgNanos] {
+        let mut s = Scenario::new();
+        s.format = format;
+        s.at(0, udp(ep(A, 5000), ep(R1, 53), b"x"));
+        s.at(1, icmp_echo(ip(A), ip(R1), true, 9, 1, b""));
+        s.at(secs(119.999), udp(ep(A, 5001), ep(R1, 53), b"x"));
+        let o = s.run();
+        assert_snat(&o, 0);
+        assert_snat(&o, 1);
+        assert_snat(&o, secs(119.999));
+    }
 }
 
 #[test]
@@ -363,4 +378,38 @@ fn udp_zero_checksum_stays_zero() {
     assert_eq!(o.fwd(0).l4_checksum(), 0, "design §2: a UDP checksum of zero stays zero");
     assert_eq!(o.fwd(1).dst_ep(), ep(A, 5000));
     assert_eq!(o.fwd(1).l4_checksum(), 0);
+}
+
+#[test]
+fn dropped_packets_go_to_the_drops_file_as_they_came_in() {
+    let mut s = Scenario::new();
+    s.args(&["--port-range", "40000-40000"]);
+    s.at(0, udp(ep(A, 5000), ep(R1, 53), b"gets the only port"));
+    s.at(1, udp(ep(B, 5000), ep(R1, 53), b"finds none"));
+    s.at(2, udp(ep(R2, 53), ep(EXT, 40000), b"filtered"));
+    s.at(3, tcp(ep(R2, 1), ep(EXT, 80), TCP_SYN, 1, 0, b""));
+    let o = s.run();
+    o.assert_drops(&[("ports_exhausted", 1), ("filtered", 1), ("no_mapping", 1)]);
+    for ms in [1, 2, 3] {
+        let d = o.drops.iter().find(|r| r.ts == ts(ms)).expect("in --drops");
+        assert_eq!(d.data, o.input_at(ms), "--drops holds the packet as it came in, untranslated");
+    }
+}
+
+#[test]
+fn timestamps_going_backwards_do_not_break_the_replay() {
+    // Merged captures are not always sorted. The engine's clock must not go backwards
+    // (design: `now` never goes backwards), so the replay has to cope; every packet is still
+    // translated and keeps its own timestamp.
+    let mut s = Scenario::new();
+    s.strict_order = false;
+    s.at(10_000, udp(ep(A, 5000), ep(R1, 53), b"first in file"));
+    s.recs.push(Rec { ts: ts(5_000), data: udp(ep(A, 5001), ep(R1, 53), b"earlier timestamp") });
+    s.recs.push(Rec { ts: ts(11_000), data: udp(ep(A, 5000), ep(R1, 53), b"back to normal") });
+    let o = s.run();
+    let p = assert_snat(&o, 10_000);
+    assert_snat(&o, 5_000);
+    assert_eq!(assert_snat(&o, 11_000), p);
+    let order: Vec<_> = o.out.iter().map(|r| r.ts).collect();
+    assert_eq!(order, vec![ts(10_000), ts(5_000), ts(11_000)], "output keeps input order");
 }

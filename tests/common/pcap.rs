@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
 
@@ -29,8 +29,13 @@ pub enum Link {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// Classic pcap, microsecond timestamps.
     Pcap,
+    /// pcapng with the default timestamp resolution (microseconds, no `if_tsresol`), as
+    /// tcpdump writes it.
     PcapNg,
+    /// pcapng with `if_tsresol` = 9 (nanoseconds).
+    PcapNgNanos,
 }
 
 /// MACs used in Ethernet inputs: frames go from the "vm" side to the "gateway" side; the
@@ -72,13 +77,22 @@ pub fn write_frames(path: &Path, link: Link, format: Format, frames: &[(Duration
                 w.write_packet(&PcapPacket::new(*ts, data.len() as u32, data)).expect("write pcap packet");
             }
         }
-        Format::PcapNg => {
+        Format::PcapNg | Format::PcapNgNanos => {
+            let nanos = format == Format::PcapNgNanos;
             let mut w = PcapNgWriter::new(file).expect("pcapng header");
-            w.write_pcapng_block(InterfaceDescriptionBlock::new(link.datalink(), 65535)).expect("pcapng idb");
+            let mut idb = InterfaceDescriptionBlock::new(link.datalink(), 65535);
+            if nanos {
+                idb.options.push(InterfaceDescriptionOption::IfTsResol(9));
+            }
+            w.write_pcapng_block(idb).expect("pcapng idb");
             for (ts, data) in frames {
+                // pcap-file 2.0 writes the EPB timestamp as a count of nanoseconds whatever
+                // the interface's resolution; for the default (microsecond) resolution hand
+                // it a Duration whose nanosecond count is the microsecond count.
+                let timestamp = if nanos { *ts } else { std::time::Duration::from_nanos(ts.as_micros() as u64) };
                 let epb = EnhancedPacketBlock {
                     interface_id: 0,
-                    timestamp: *ts,
+                    timestamp,
                     original_len: data.len() as u32,
                     data: Cow::Borrowed(data),
                     options: vec![],

@@ -91,7 +91,7 @@ impl Scenario {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join(match self.format {
             Format::Pcap => "in.pcap",
-            Format::PcapNg => "in.pcapng",
+            Format::PcapNg | Format::PcapNgNanos => "in.pcapng",
         });
         let output = dir.path().join("out.pcap");
         let drops = dir.path().join("drops.pcap");
@@ -111,8 +111,12 @@ impl Scenario {
                 )
             })
             .collect();
-        frames.extend(self.other_frames.iter().cloned());
-        frames.sort_by_key(|f| f.0);
+        // Other frames go before the first packet with a later time; packets keep their
+        // order (a test may write timestamps that go backwards on purpose).
+        for f in &self.other_frames {
+            let at = frames.iter().position(|g| g.0 > f.0).unwrap_or(frames.len());
+            frames.insert(at, f.clone());
+        }
         write_frames(&input, self.link, self.format, &frames);
 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_netnat"));
