@@ -14,6 +14,7 @@ use netnat_engine::{FilteringBehavior, HairpinningMode, PortAllocation, Protocol
 /// Arguments of `netnat replay`.
 #[derive(Debug, clap::Args)]
 #[command(
+    args_override_self = true,
     about = "Translate a pcap/pcapng capture through the NAT engine, using packet timestamps as the clock",
     after_help = "Examples:\n  \
 netnat replay in.pcap -o out.pcap --internal-prefix 10.100.0.0/16 --external-address 203.0.113.1\n  \

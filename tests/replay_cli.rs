@@ -1,0 +1,546 @@
+//! `netnat replay` as a user meets it: flags and their errors, the `--config` file and its
+//! precedence, bad input files, the JSON outputs, pcapng and raw-IP inputs, non-IPv4 frames,
+//! `--drops`, and atomic output. Packet-level NAT behaviour is tested in `scenarios_*.rs`;
+//! these tests run the real binary on the kernel sample and on captures derived from it.
+
+use std::fs::{self, File};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::DataLink;
+
+const SAMPLE_INPUT: &str = "samples/kernel-nat/input.pcap";
+const ETH: usize = 14;
+/// The settings that make the sample translate (see tests/kernel_sample.rs).
+const NAT_FLAGS: [&str; 6] =
+    ["--internal-prefix", "10.100.0.0/16", "--external-address", "203.0.113.1", "--port-allocation", "preserve"];
+
+fn sample_input() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE_INPUT)
+}
+
+fn netnat<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_netnat")).arg("replay").args(args).output().expect("run netnat")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts failure with a message containing every one of `needles`.
+fn assert_fails_with(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected {n:?} in stderr:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "must not panic:\n{err}");
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "netnat replay failed:\n{}", stderr(o));
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    micros: u64,
+    data: Vec<u8>,
+}
+
+fn read_pcap(path: &Path) -> (DataLink, Vec<Record>) {
+    let mut reader = PcapReader::new(File::open(path).unwrap()).unwrap();
+    let link = reader.header().datalink;
+    let mut records = Vec::new();
+    while let Some(p) = reader.next_packet() {
+        let p = p.unwrap();
+        records.push(Record { micros: u64::try_from(p.timestamp.as_micros()).unwrap(), data: p.data.into_owned() });
+    }
+    (link, records)
+}
+
+fn write_pcap(path: &Path, link: DataLink, records: &[Record]) {
+    let header = PcapHeader { datalink: link, ..PcapHeader::default() };
+    let mut w = PcapWriter::with_header(File::create(path).unwrap(), header).unwrap();
+    for r in records {
+        let len = u32::try_from(r.data.len()).unwrap();
+        w.write_packet(&PcapPacket::new(std::time::Duration::from_micros(r.micros), len, &r.data)).unwrap();
+    }
+}
+
+/// Replays `input` with the sample's NAT settings plus `extra`; returns the output records.
+fn replay(dir: &Path, input: &Path, extra: &[&str]) -> (DataLink, Vec<Record>) {
+    let out = dir.join("out.pcap");
+    let o = netnat(
+        [input.as_os_str(), "-o".as_ref(), out.as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().chain(extra).map(|s| s.as_ref())),
+    );
+    assert_ok(&o);
+    read_pcap(&out)
+}
+
+fn ip_src(frame: &[u8], offset: usize) -> Ipv4Addr {
+    let ip = &frame[offset..];
+    Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15])
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn help_lists_every_flag_of_the_design() {
+    let o = netnat(["--help"]);
+    assert_ok(&o);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--output",
+        "--internal-prefix",
+        "--external-address",
+        "--port-range",
+        "--port-allocation",
+        "--udp-idle-timeout",
+        "--tcp-established-timeout",
+        "--tcp-transient-timeout",
+        "--icmp-query-timeout",
+        "--udp-filtering",
+        "--tcp-filtering",
+        "--udp-inbound-refresh",
+        "--static-mapping",
+        "--max-sessions",
+        "--max-sessions-per-host",
+        "--seed",
+        "--config",
+        "--drops",
+        "--sessions-json",
+        "--stats-json",
+        "--nat-name",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn missing_settings_say_which_flag_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pcap");
+    let input = sample_input();
+    let o = netnat([
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--external-address".as_ref(),
+        "203.0.113.1".as_ref(),
+    ]);
+    assert_fails_with(&o, &["--internal-prefix", "10.100.0.0/16"]);
+    let o = netnat([
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--internal-prefix".as_ref(),
+        "10.100.0.0/16".as_ref(),
+    ]);
+    assert_fails_with(&o, &["--external-address"]);
+    let o = netnat([input.as_os_str(), "--internal-prefix".as_ref(), "10.100.0.0/16".as_ref()]);
+    assert_fails_with(&o, &["-o OUTPUT"]);
+    assert!(files_in(dir.path()).is_empty(), "nothing written on a settings error");
+}
+
+#[test]
+fn bad_flag_values_are_rejected_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pcap");
+    let input = sample_input();
+    for (flag, value, needles) in [
+        ("--internal-prefix", "10.100.0.0/33", &["10.100.0.0/33", "ADDRESS/LENGTH"][..]),
+        ("--external-address", "203.0.113.300", &["203.0.113.300", "dotted quad"]),
+        ("--port-range", "2000-1000", &["empty", "1024-65535"]),
+        ("--port-allocation", "sequential", &["random or preserve"]),
+        ("--udp-filtering", "open", &["EndpointIndependentFiltering"]),
+        ("--tcp-filtering", "closed", &["AddressAndPortDependentFiltering"]),
+        ("--udp-inbound-refresh", "maybe", &["true or false"]),
+        ("--udp-idle-timeout", "0", &["at least 1"]),
+        ("--tcp-established-timeout", "long", &["number of seconds"]),
+        ("--static-mapping", "tcp:0.0.0.0:8080", &["PROTO:EXTADDR:EXTPORT=INTADDR"]),
+        ("--max-sessions", "0", &["at least 1"]),
+        ("--hairpinning", "sideways", &["External or Local"]),
+        ("--no-such-flag", "1", &["--no-such-flag"]),
+    ] {
+        let o = netnat(
+            [input.as_os_str(), "-o".as_ref(), out.as_os_str()]
+                .into_iter()
+                .chain(NAT_FLAGS.iter().map(|s| s.as_ref()))
+                .chain([flag.as_ref(), value.as_ref()]),
+        );
+        assert_fails_with(&o, needles);
+    }
+    // Settings that parse but contradict each other: the engine's check, reported by flag.
+    let o = netnat([
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--internal-prefix".as_ref(),
+        "10.100.0.0/16".as_ref(),
+        "--external-address".as_ref(),
+        "10.100.0.1".as_ref(),
+    ]);
+    assert_fails_with(&o, &["10.100.0.1", "inside the internal prefix"]);
+    let o = netnat(
+        [input.as_os_str(), "-o".as_ref(), out.as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref()))
+            .chain(["--static-mapping", "tcp:0.0.0.0:80=192.0.2.1:80"].iter().map(|s| s.as_ref())),
+    );
+    assert_fails_with(&o, &["192.0.2.1", "outside the internal prefix"]);
+    // --external-address accumulates (a repeated one is a duplicate), other flags: the last wins.
+    let o = netnat(
+        [input.as_os_str(), "-o".as_ref(), out.as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref()))
+            .chain(["--external-address", "203.0.113.1", "--seed", "1", "--seed", "2"].iter().map(|s| s.as_ref())),
+    );
+    assert_fails_with(&o, &["203.0.113.1 is given twice"]);
+    assert!(files_in(dir.path()).is_empty(), "nothing written on a settings error");
+}
+
+#[test]
+fn config_file_errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pcap");
+    let config = dir.path().join("nat.toml");
+    let input = sample_input();
+    let run = |text: &str| {
+        fs::write(&config, text).unwrap();
+        netnat([input.as_os_str(), "-o".as_ref(), out.as_os_str(), "--config".as_ref(), config.as_os_str()])
+    };
+    let path = config.display().to_string();
+    assert_fails_with(
+        &run("internal_prefix = \"10.100.0.0/16\"\nexternal_adress = [\"203.0.113.1\"]\n"),
+        &[&path, "external_adress"],
+    );
+    assert_fails_with(&run("internal_prefix = \"10.100.0.0/99\"\n"), &[&path, "internal_prefix", "10.100.0.0/99"]);
+    assert_fails_with(&run("udp_idle_timeout = \"two minutes\"\n"), &[&path, "udp_idle_timeout"]);
+    assert_fails_with(&run("static_mapping = [\"tcp:0.0.0.0:80=10.100.0.2:80:80\"]\n"), &[&path, "static_mapping"]);
+    assert_fails_with(&run("not = valid = toml\n"), &[&path]);
+    let missing = dir.path().join("missing.toml");
+    let o = netnat([input.as_os_str(), "-o".as_ref(), out.as_os_str(), "--config".as_ref(), missing.as_os_str()]);
+    assert_fails_with(&o, &[&missing.display().to_string(), "--config"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn flags_override_the_config_file_and_the_file_fills_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nat.toml");
+    // The file alone would translate to 198.51.100.99 with random ports; the command line
+    // overrides the address, the file still supplies the prefix, the policy and the JSON path.
+    fs::write(
+        &config,
+        "internal_prefix = \"10.100.0.0/16\"\n\
+         external_address = [\"198.51.100.99\"]\n\
+         port_allocation = \"preserve\"\n\
+         nat_name = \"FromFile\"\n\
+         sessions_json = \"sessions.json\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.pcap");
+    let input = sample_input();
+    let o = netnat([
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--external-address".as_ref(),
+        "203.0.113.1".as_ref(),
+    ]);
+    assert_ok(&o);
+    let (_, records) = read_pcap(&out);
+    let (_, input_records) = read_pcap(&input);
+    let outbound: Vec<Ipv4Addr> = records
+        .iter()
+        .zip(&input_records)
+        .filter(|(_, i)| ip_src(&i.data, ETH).octets()[..2] == [10, 100])
+        .map(|(o, _)| ip_src(&o.data, ETH))
+        .collect();
+    assert!(!outbound.is_empty());
+    assert!(outbound.iter().all(|a| *a == Ipv4Addr::new(203, 0, 113, 1)), "the flag wins: {outbound:?}");
+    // sessions_json is relative to the config file's directory.
+    let sessions: Vec<serde_json::Value> =
+        serde_json::from_str(&fs::read_to_string(dir.path().join("sessions.json")).unwrap()).unwrap();
+    assert!(!sessions.is_empty());
+    for s in &sessions {
+        assert_eq!(s["NatName"], "FromFile", "nat_name from the file");
+        assert_eq!(s["ExternalSourcePort"], s["InternalSourcePort"], "port_allocation from the file");
+    }
+}
+
+#[test]
+fn unreadable_garbage_and_truncated_inputs_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pcap");
+    let run = |input: &Path| {
+        netnat(
+            [input.as_os_str(), "-o".as_ref(), out.as_os_str()].into_iter().chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+        )
+    };
+    let missing = dir.path().join("missing.pcap");
+    assert_fails_with(&run(&missing), &[&missing.display().to_string(), "cannot read"]);
+
+    let garbage = dir.path().join("garbage.pcap");
+    fs::write(&garbage, b"GET / HTTP/1.1\r\nHost: example\r\n\r\n").unwrap();
+    assert_fails_with(&run(&garbage), &[&garbage.display().to_string(), "not a pcap"]);
+
+    let empty = dir.path().join("empty.pcap");
+    fs::write(&empty, b"").unwrap();
+    assert_fails_with(&run(&empty), &[&empty.display().to_string(), "empty"]);
+
+    let sample = fs::read(sample_input()).unwrap();
+    let truncated = dir.path().join("truncated.pcap");
+    fs::write(&truncated, &sample[..sample.len() - 100]).unwrap();
+    assert_fails_with(&run(&truncated), &[&truncated.display().to_string(), "truncated", "record"]);
+
+    let header_only = dir.path().join("short-header.pcap");
+    fs::write(&header_only, &sample[..12]).unwrap();
+    assert_fails_with(&run(&header_only), &[&header_only.display().to_string(), "truncated"]);
+
+    let mut sll = sample[..24].to_vec();
+    sll[20..24].copy_from_slice(&113u32.to_le_bytes());
+    let sll_path = dir.path().join("cooked.pcap");
+    fs::write(&sll_path, &sll).unwrap();
+    assert_fails_with(&run(&sll_path), &[&sll_path.display().to_string(), "link type 113", "Ethernet"]);
+
+    assert_fails_with(&run(dir.path()), &[&dir.path().display().to_string(), "directory"]);
+    assert!(!out.exists(), "no output for a failed replay");
+}
+
+#[test]
+fn failed_replay_keeps_the_old_output_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.pcap");
+    fs::write(&out, b"previous result").unwrap();
+    let sample = fs::read(sample_input()).unwrap();
+    let truncated = dir.path().join("in.pcap");
+    // Cut inside the last record: the replay writes 111 packets, then fails.
+    fs::write(&truncated, &sample[..sample.len() - 10]).unwrap();
+    let sessions = dir.path().join("sessions.json");
+    let o = netnat(
+        [truncated.as_os_str(), "-o".as_ref(), out.as_os_str(), "--sessions-json".as_ref(), sessions.as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+    );
+    assert_fails_with(&o, &["truncated"]);
+    assert_eq!(fs::read(&out).unwrap(), b"previous result", "the old output is untouched");
+    assert_eq!(files_in(dir.path()), ["in.pcap", "out.pcap"], "no temporary or partial files");
+
+    // The same run on the whole file replaces it, again without leftovers.
+    fs::copy(sample_input(), &truncated).unwrap();
+    let o = netnat(
+        [truncated.as_os_str(), "-o".as_ref(), out.as_os_str(), "--sessions-json".as_ref(), sessions.as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+    );
+    assert_ok(&o);
+    assert_eq!(read_pcap(&out).1.len(), read_pcap(&sample_input()).1.len());
+    assert_eq!(files_in(dir.path()), ["in.pcap", "out.pcap", "sessions.json"]);
+}
+
+#[test]
+fn stats_and_sessions_json_agree_with_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats_path = dir.path().join("stats.json");
+    let sessions_path = dir.path().join("sessions.json");
+    let (_, out) = replay(
+        dir.path(),
+        &sample_input(),
+        &["--stats-json", stats_path.to_str().unwrap(), "--sessions-json", sessions_path.to_str().unwrap()],
+    );
+    let (_, input) = read_pcap(&sample_input());
+    let stats: serde_json::Value = serde_json::from_str(&fs::read_to_string(&stats_path).unwrap()).unwrap();
+    let n = |k: &str| stats[k].as_u64().unwrap_or_else(|| panic!("stats lacks {k}: {stats}"));
+    assert_eq!(n("packets_read"), input.len() as u64);
+    assert_eq!(n("packets_written"), out.len() as u64);
+    assert_eq!(n("non_ipv4"), 0);
+    assert_eq!(n("translated_out") + n("translated_in") + n("passed"), out.len() as u64);
+    let outbound = input.iter().filter(|r| ip_src(&r.data, ETH).octets()[..2] == [10, 100]).count() as u64;
+    assert_eq!(n("translated_out"), outbound);
+    assert_eq!(n("packets_dropped"), 0);
+    assert!(stats["dropped"].as_object().is_some_and(|m| m.contains_key("no_mapping")), "{stats}");
+
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&fs::read_to_string(&sessions_path).unwrap()).unwrap();
+    assert_eq!(sessions.len() as u64, n("sessions_active"));
+    assert_eq!(n("sessions_created"), n("sessions_active") + n("sessions_expired") + n("sessions_removed"));
+    let keys = [
+        "NatName",
+        "Protocol",
+        "CreationTime",
+        "InternalSourceAddress",
+        "InternalSourcePort",
+        "InternalDestinationAddress",
+        "InternalDestinationPort",
+        "ExternalSourceAddress",
+        "ExternalSourcePort",
+        "ExternalDestinationAddress",
+        "ExternalDestinationPort",
+    ];
+    for s in &sessions {
+        let obj = s.as_object().unwrap();
+        assert_eq!(obj.len(), keys.len(), "exactly the NetNatSession properties: {s}");
+        for k in keys {
+            assert!(obj.contains_key(k), "{k} missing: {s}");
+        }
+        assert_eq!(s["NatName"], "WinNAT", "default NatName");
+        assert!([1, 6, 17].contains(&s["Protocol"].as_u64().unwrap()), "{s}");
+        let t = s["CreationTime"].as_str().unwrap();
+        assert!(t.len() == 27 && t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+    }
+}
+
+#[test]
+fn pcapng_input_replays_like_pcap() {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
+    use pcap_file::pcapng::PcapNgWriter;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_, input) = read_pcap(&sample_input());
+    let ng = dir.path().join("in.pcapng");
+    let mut w = PcapNgWriter::new(File::create(&ng).unwrap()).unwrap();
+    let mut idb = InterfaceDescriptionBlock::new(DataLink::ETHERNET, 262_144);
+    // Nanosecond timestamps, as dumpcap writes them on Linux.
+    idb.options.push(InterfaceDescriptionOption::IfTsResol(9));
+    w.write_pcapng_block(idb).unwrap();
+    for r in &input {
+        let epb = EnhancedPacketBlock {
+            interface_id: 0,
+            // pcap-file writes the nanoseconds of this field as the raw timestamp.
+            timestamp: std::time::Duration::from_micros(r.micros),
+            original_len: u32::try_from(r.data.len()).unwrap(),
+            data: r.data.as_slice().into(),
+            options: vec![],
+        };
+        w.write_pcapng_block(epb).unwrap();
+    }
+    drop(w);
+
+    let (link_ng, from_ng) = replay(dir.path(), &ng, &[]);
+    let (link_pcap, from_pcap) = replay(dir.path(), &sample_input(), &[]);
+    assert_eq!(link_ng, DataLink::ETHERNET);
+    assert_eq!(link_ng, link_pcap);
+    assert_eq!(from_ng, from_pcap, "same packets, same timestamps");
+}
+
+#[test]
+fn raw_ip_link_types_replay_and_keep_their_link_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, eth_out) = replay(dir.path(), &sample_input(), &[]);
+    let (_, input) = read_pcap(&sample_input());
+    let raw: Vec<Record> = input.iter().map(|r| Record { micros: r.micros, data: r.data[ETH..].to_vec() }).collect();
+    for link in [DataLink::RAW, DataLink::IPV4] {
+        let path = dir.path().join("raw.pcap");
+        write_pcap(&path, link, &raw);
+        let (out_link, out) = replay(dir.path(), &path, &[]);
+        assert_eq!(out_link, link, "output keeps link type {link:?}");
+        assert_eq!(out.len(), eth_out.len());
+        for (o, e) in out.iter().zip(&eth_out) {
+            assert_eq!(o.micros, e.micros);
+            assert_eq!(o.data, e.data[ETH..], "the same translation without the Ethernet header");
+        }
+    }
+}
+
+#[test]
+fn non_ipv4_frames_pass_through_unchanged_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, input) = read_pcap(&sample_input());
+    let mut arp = input[0].data[..ETH].to_vec();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 0xaa, 0x4d, 0xaa, 0x3a, 0xb9, 0x60, 10, 100, 10, 11]);
+    arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 100, 1, 1]);
+    let mut ipv6 = input[0].data[..ETH].to_vec();
+    ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    ipv6.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, 59, 64]);
+    ipv6.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    ipv6.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    let mut mixed = input.clone();
+    mixed.insert(1, Record { micros: input[0].micros + 1, data: arp.clone() });
+    mixed.insert(4, Record { micros: input[2].micros + 1, data: ipv6.clone() });
+    let path = dir.path().join("mixed.pcap");
+    write_pcap(&path, DataLink::ETHERNET, &mixed);
+    let stats_path = dir.path().join("stats.json");
+    let (_, out) = replay(dir.path(), &path, &["--stats-json", stats_path.to_str().unwrap()]);
+    assert_eq!(out.len(), mixed.len());
+    assert_eq!(out[1], mixed[1], "ARP unchanged, in place");
+    assert_eq!(out[4], mixed[4], "IPv6 unchanged, in place");
+    assert_ne!(out[0].data, mixed[0].data, "IPv4 around them still translated");
+    let stats: serde_json::Value = serde_json::from_str(&fs::read_to_string(&stats_path).unwrap()).unwrap();
+    assert_eq!(stats["non_ipv4"], 2);
+}
+
+#[test]
+fn drops_file_holds_dropped_packets_as_they_came() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, input) = read_pcap(&sample_input());
+    // Only what came from outside: with no outbound packet first, nothing maps, all drop.
+    let inbound: Vec<Record> =
+        input.iter().filter(|r| ip_src(&r.data, ETH).octets()[..2] != [10, 100]).cloned().collect();
+    assert!(!inbound.is_empty());
+    let path = dir.path().join("inbound.pcap");
+    write_pcap(&path, DataLink::ETHERNET, &inbound);
+    let drops = dir.path().join("drops.pcap");
+    let stats_path = dir.path().join("stats.json");
+    let (_, out) =
+        replay(dir.path(), &path, &["--drops", drops.to_str().unwrap(), "--stats-json", stats_path.to_str().unwrap()]);
+    assert!(out.is_empty(), "nothing forwarded: {} packets", out.len());
+    let (link, dropped) = read_pcap(&drops);
+    assert_eq!(link, DataLink::ETHERNET);
+    assert_eq!(dropped, inbound, "every dropped packet, unmodified, with its timestamp");
+    let stats: serde_json::Value = serde_json::from_str(&fs::read_to_string(&stats_path).unwrap()).unwrap();
+    assert_eq!(stats["packets_dropped"], inbound.len() as u64);
+    let o = netnat(
+        [path.as_os_str(), "-o".as_ref(), dir.path().join("o2.pcap").as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+    );
+    assert_ok(&o);
+    let summary = stderr(&o);
+    assert!(summary.contains(&format!("dropped {}", inbound.len())), "summary counts drops:\n{summary}");
+}
+
+#[test]
+fn dash_writes_the_capture_to_stdout_and_quiet_silences_the_summary() {
+    let input = sample_input();
+    let o = netnat(
+        [input.as_os_str(), "-o".as_ref(), "-".as_ref(), "-q".as_ref()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+    );
+    assert_ok(&o);
+    assert!(o.stderr.is_empty(), "-q prints nothing: {}", stderr(&o));
+    let mut reader = PcapReader::new(o.stdout.as_slice()).expect("stdout is a pcap");
+    let mut n = 0;
+    while let Some(p) = reader.next_packet() {
+        p.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, read_pcap(&input).1.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = netnat(
+        [input.as_os_str(), "-o".as_ref(), dir.path().join("o.pcap").as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+    );
+    assert_ok(&o);
+    let summary = stderr(&o);
+    assert!(summary.contains(&format!("read {n} packets")) && summary.contains("sessions"), "{summary}");
+}
