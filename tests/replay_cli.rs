@@ -544,3 +544,26 @@ fn dash_writes_the_capture_to_stdout_and_quiet_silences_the_summary() {
     let summary = stderr(&o);
     assert!(summary.contains(&format!("read {n} packets")) && summary.contains("sessions"), "{summary}");
 }
+
+#[test]
+fn example_config_is_valid_and_flags_redirect_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/replay.toml");
+    let out = dir.path().join("out.pcap");
+    let sessions = dir.path().join("sessions.json");
+    let stats = dir.path().join("stats.json");
+    let o = netnat([
+        sample_input().as_os_str(),
+        "--config".as_ref(),
+        example.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--sessions-json".as_ref(),
+        sessions.as_os_str(),
+        "--stats-json".as_ref(),
+        stats.as_os_str(),
+    ]);
+    assert_ok(&o);
+    assert_eq!(read_pcap(&out).1.len(), read_pcap(&sample_input()).1.len(), "the example translates the sample");
+    assert!(sessions.exists() && stats.exists());
+}
