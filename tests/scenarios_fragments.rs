@@ -149,3 +149,24 @@ fn two_fragmented_datagrams_interleaved() {
     assert_ne!(a.sport(), b.sport(), "two internal endpoints share an external port");
     assert_eq!(o.out.len(), 6);
 }
+
+#[test]
+fn early_fragments_of_a_datagram_whose_first_fragment_is_dropped_are_dropped() {
+    // The held non-first fragments learn their fate from the first: filtered, so they are
+    // dropped too, counted as `fragment_of_dropped`, and never show up in the output.
+    let mut s = Scenario::new();
+    s.strict_order = false;
+    s.at(0, udp(ep(A, 5000), ep(R, 9000), b"x"));
+    let p = s.learn_port(0);
+    let f = fragments(ep("198.51.100.99", 9000), ep(EXT, p), 0x6262);
+    s.at(10, f[1].clone());
+    s.at(11, f[2].clone());
+    s.at(12, f[0].clone());
+    s.at(20, udp(ep(R, 9000), ep(EXT, p), b"still fine"));
+    let o = s.run();
+    assert_eq!(o.out.len(), 2, "{}", o.context());
+    assert_eq!(o.fwd(20).dst_ep(), ep(A, 5000));
+    o.assert_dropped(12);
+    assert_eq!(o.dropped("filtered"), 1, "{}", o.context());
+    assert_eq!(o.dropped("fragment_of_dropped"), 2, "{}", o.context());
+}

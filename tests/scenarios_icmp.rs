@@ -340,3 +340,11 @@ fn inbound_error_about_a_static_mapping_reply_reaches_the_server() {
     let o = s.run();
     assert_error_translated_back(&o, 20, &reply, ROUTER, ICMP_DEST_UNREACHABLE, 1);
 }
+
+#[test]
+fn embedded_udp_zero_checksum_stays_zero() {
+    let (o, orig) =
+        error_scenario(udp_no_checksum(ep(A, 5000), ep(R, 53), b"no sum"), R, ICMP_DEST_UNREACHABLE, 3, Some(28));
+    assert_error_translated_back(&o, 100, &orig, R, ICMP_DEST_UNREACHABLE, 3);
+    assert_eq!(&o.fwd(100).embedded().bytes[26..28], &[0, 0], "embedded UDP checksum 0 must stay 0");
+}

@@ -164,3 +164,17 @@ fn empty_port_range_is_refused() {
     assert!(!o.success, "an empty port range must be refused");
     assert!(o.stderr.contains("40001"), "error names the range: {}", o.stderr);
 }
+
+#[test]
+fn session_limit_applies_to_inbound_static_mapping_sessions_too() {
+    let mut s = Scenario::new();
+    s.args(&["--max-sessions", "1", "--static-mapping", "tcp:0.0.0.0:8080=10.100.10.11:80"]);
+    s.at(0, tcp(ep(R, 1000), ep(EXT, 8080), TCP_SYN, 1, 0, b""));
+    s.at(1, tcp(ep("198.51.100.20", 1000), ep(EXT, 8080), TCP_SYN, 1, 0, b""));
+    s.at(2, udp(ep(B, 5000), ep(R, 53), b"x"));
+    let o = s.run();
+    assert_eq!(o.fwd(0).dst_ep(), ep(A, 80));
+    o.assert_dropped(1);
+    o.assert_dropped(2);
+    o.assert_drops(&[("session_limit", 2)]);
+}

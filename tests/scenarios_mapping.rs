@@ -174,7 +174,11 @@ fn preserve_policy_keeps_the_internal_port_and_icmp_id() {
     s.at(3, udp(ep(B, 40123), ep(R1, 53), b"y"));
     // Internal port outside the range (1024-65535): fall back to a port inside it.
     s.at(4, udp(ep(B, 500), ep(R1, 53), b"z"));
+    // Same for an ICMP id below the range.
+    s.at(5, icmp_echo(ip(B), ip(R1), true, 7, 1, b""));
     let o = s.run();
+    let id = assert_snat(&o, 5);
+    assert!(id >= 1024, "preserve kept ICMP id {id}, outside the range 1024-65535");
     assert_eq!(assert_snat(&o, 0), 40123);
     assert_eq!(assert_snat(&o, 1), 51515);
     assert_eq!(assert_snat(&o, 2), 4321);
@@ -412,4 +416,38 @@ fn timestamps_going_backwards_do_not_break_the_replay() {
     assert_eq!(assert_snat(&o, 11_000), p);
     let order: Vec<_> = o.out.iter().map(|r| r.ts).collect();
     assert_eq!(order, vec![ts(10_000), ts(5_000), ts(11_000)], "output keeps input order");
+}
+
+#[test]
+fn ip_options_are_kept_and_the_transport_header_found_behind_them() {
+    // IHL 6: four bytes of options (NOP NOP NOP EOL) before the UDP header; then a TCP
+    // segment with IHL 7.
+    let with_options = |p: Vec<u8>, words: usize| {
+        let mut v = p[..20].to_vec();
+        v.extend(std::iter::repeat_n([1u8, 1, 1, 0], words).flatten());
+        v.extend_from_slice(&p[20..]);
+        v[0] = 0x45 + words as u8;
+        let l = v.len() as u16;
+        v[2..4].copy_from_slice(&l.to_be_bytes());
+        fix_ip_checksum(&mut v);
+        v
+    };
+    let mut s = Scenario::new();
+    s.at(0, with_options(udp(ep(A, 5000), ep(R1, 53), b"options"), 1));
+    s.at(1, with_options(tcp(ep(A, 5001), ep(R1, 80), TCP_SYN, 1, 0, b""), 2));
+    let p = s.learn_port(0);
+    s.at(2, with_options(udp(ep(R1, 53), ep(EXT, p), b"answer"), 1));
+    let o = s.run();
+    let v = o.fwd(0);
+    assert_eq!(v.ihl_len(), 24);
+    assert_eq!(&v.bytes[20..24], &[1, 1, 1, 0], "options kept");
+    assert_eq!(v.src(), ip(EXT));
+    assert_eq!(v.dst_ep(), ep(R1, 53));
+    assert_eq!(v.l4_payload(), b"options");
+    let v = o.fwd(1);
+    assert_eq!(v.ihl_len(), 28);
+    assert_eq!((v.src(), v.dport()), (ip(EXT), 80));
+    let v = o.fwd(2);
+    assert_eq!(v.dst_ep(), ep(A, 5000));
+    assert_eq!(v.l4_payload(), b"answer");
 }

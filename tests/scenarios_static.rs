@@ -150,3 +150,16 @@ fn bad_static_mapping_is_a_clear_error() {
     assert!(!o.success, "a mapping outside the internal prefix must be refused");
     assert!(o.stderr.contains("198.51.100.50"), "error names the bad address: {}", o.stderr);
 }
+
+#[test]
+fn static_mapping_endpoint_keeps_its_external_port_for_new_remotes() {
+    // Ambiguity: the contract does not say which external port a static mapping's internal
+    // endpoint uses when it opens a flow to a remote itself. Decision (EIM, RFC 4787 REQ-1):
+    // the static mapping is that endpoint's mapping, so 10.100.10.11:53 appears as EXT:5353
+    // to every remote, also ones that never sent to it.
+    let mut s = Scenario::new();
+    s.args(&["--static-mapping", "udp:0.0.0.0:5353=10.100.10.11:53"]);
+    s.at(0, udp(ep(SRV, 53), ep(R, 53), b"recursive query from the DNS server"));
+    let o = s.run();
+    assert_eq!(o.fwd(0).src_ep(), ep(EXT, 5353), "{}", o.context());
+}
