@@ -763,4 +763,50 @@ mod tests {
         assert_eq!(frames[0].link_type, LinkType::Raw);
         assert_eq!(frames[0].data, IPV4_UDP);
     }
+
+    fn small_pcapng() -> Vec<u8> {
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        use pcap_file::pcapng::PcapNgWriter;
+        use std::borrow::Cow;
+
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 65535)).unwrap();
+        for i in 0..3u64 {
+            let data = ethernet(&[8, 0], &IPV4_UDP);
+            let epb = EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_micros(i),
+                original_len: 42,
+                data: Cow::Owned(data),
+                options: vec![],
+            };
+            w.write_pcapng_block(epb).unwrap();
+        }
+        w.into_inner()
+    }
+
+    proptest::proptest! {
+        /// Corrupted files are errors or frames, never panics; and reading always ends.
+        #[test]
+        fn corrupted_captures_never_panic(
+            pcapng in proptest::bool::ANY,
+            flips in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 1..6),
+            cut in 0usize..400,
+        ) {
+            let mut bytes = if pcapng {
+                small_pcapng()
+            } else {
+                write_to_vec(LinkType::Ethernet, &vec![(1, ethernet(&[8, 0], &IPV4_UDP)); 3])
+            };
+            for (at, value) in flips {
+                let at = at % bytes.len();
+                bytes[at] = value;
+            }
+            bytes.truncate(cut.max(1));
+            if let Ok(reader) = PcapReader::from_reader(Cursor::new(bytes), "fuzz.pcap") {
+                proptest::prop_assert!(reader.take(100).count() <= 10);
+            }
+        }
+    }
 }
