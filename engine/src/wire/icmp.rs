@@ -50,9 +50,32 @@ pub fn checksum_field(msg: &[u8]) -> u16 {
 
 /// Rewrites the identifier, updating the checksum incrementally.
 pub fn set_ident(msg: &mut [u8], id: u16) {
-    let c = checksum::update16(checksum_field(msg), ident(msg), id);
+    let mut c = checksum::update16(checksum_field(msg), ident(msg), id);
     msg[IDENT..IDENT + 2].copy_from_slice(&id.to_be_bytes());
+    // The incremental update yields 0x0000 (-0) where the data sums to +0, which happens only
+    // when every other byte is zero (an ICMP message has no pseudo-header); receivers want
+    // 0xffff there (fuzz finding F1).
+    if c == 0 && msg[..CHECKSUM].iter().chain(&msg[CHECKSUM + 2..]).all(|&b| b == 0) {
+        c = 0xffff;
+    }
     msg[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_zero_message_gets_the_positive_zero_checksum() {
+        // Echo reply, id 7, seq 0, no payload: checksum ~(7) = 0xfff8.
+        let mut msg = [0u8, 0, 0xff, 0xf8, 0, 7, 0, 0];
+        assert!(verify_checksum(&msg));
+        set_ident(&mut msg, 0);
+        assert_eq!(checksum_field(&msg), 0xffff);
+        assert!(verify_checksum(&msg));
+        set_ident(&mut msg, 9);
+        assert!(verify_checksum(&msg));
+    }
 }
 
 /// Whether the checksum over the whole message is right.
