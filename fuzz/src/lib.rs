@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use netnat_engine::{Nat, NatConfig, PortAllocation};
 
@@ -123,21 +123,8 @@ pub fn ip_checksum_ok(p: &[u8]) -> bool {
     p.len() >= ihl && fold(sum16(0, &p[..ihl])) == 0
 }
 
-/// When false (the default), the checks tolerate the open findings listed in fuzz/README.md
-/// so a fuzzing run keeps looking for new ones; the regression test of the open findings
-/// sets it.
-pub static STRICT: AtomicBool = AtomicBool::new(false);
-
-/// When set, targets print each step and its verdict to stderr (`NETNAT_FUZZ_TRACE=1` in
-/// the regression test's `trace` helper).
+/// When set, targets print each step and its verdict to stderr (for reading a finding).
 pub static TRACE: AtomicBool = AtomicBool::new(false);
-
-/// Open finding F1 (fuzz/README.md): an ICMP message that is all zeros once translated (an
-/// echo reply with identifier 0, sequence 0 and a zero payload) gets the checksum 0x0000 from
-/// the incremental update instead of 0xffff.
-fn tolerated_f1(msg: &[u8]) -> bool {
-    !STRICT.load(Ordering::Relaxed) && msg.iter().all(|&b| b == 0)
-}
 
 /// Whether the transport checksum of a whole, unfragmented packet is valid: TCP and UDP
 /// over the pseudo-header (a UDP checksum of zero means none), ICMP over the message. Other
@@ -148,7 +135,7 @@ pub fn l4_checksum_ok(p: &[u8], ip: &Ip) -> bool {
     match ip.proto {
         UDP if seg.len() >= 8 => be16(seg, 6) == 0 || fold(sum16(pseudo(), seg)) == 0,
         TCP if seg.len() >= 20 => fold(sum16(pseudo(), seg)) == 0,
-        ICMP if seg.len() >= 8 => fold(sum16(0, seg)) == 0 || tolerated_f1(seg),
+        ICMP if seg.len() >= 8 => fold(sum16(0, seg)) == 0,
         _ => true,
     }
 }

@@ -2,7 +2,7 @@
 //! sanitizer): `fuzz/regressions/<target>/fixed/*` must pass; `fuzz/regressions/<target>/open/*`
 //! are findings not fixed yet (see fuzz/README.md) and run only with `-- --ignored`.
 //!
-//! Run: `cd fuzz && cargo test` (add `-- --ignored` to see the open findings fail).
+//! Run: `cd fuzz && cargo test` (add `-- --ignored open` to see the open findings fail).
 
 use std::path::Path;
 
@@ -41,7 +41,20 @@ fn fixed_findings_stay_fixed() {
 #[test]
 #[ignore = "open findings: each fails until the engine is fixed (fuzz/README.md)"]
 fn open_findings_still_fail() {
-    netnat_fuzz::STRICT.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ran, failed) = run_all("open");
     assert_eq!(failed.len(), ran, "some open findings pass now; move them to fixed/");
+}
+
+/// Replays one input with a trace of every step on stderr:
+/// `NETNAT_FUZZ_TARGET=operation_sequence NETNAT_FUZZ_INPUT=artifacts/... cargo test --test regressions trace -- --ignored --nocapture`
+#[test]
+#[ignore = "a tool, not a test: set NETNAT_FUZZ_TARGET and NETNAT_FUZZ_INPUT"]
+fn trace() {
+    let (Ok(name), Ok(input)) = (std::env::var("NETNAT_FUZZ_TARGET"), std::env::var("NETNAT_FUZZ_INPUT")) else {
+        panic!("set NETNAT_FUZZ_TARGET (one of {:?}) and NETNAT_FUZZ_INPUT", TARGETS.map(|t| t.0));
+    };
+    let target = TARGETS.iter().find(|t| t.0 == name).unwrap_or_else(|| panic!("no target {name:?}")).1;
+    let data = std::fs::read(&input).unwrap_or_else(|e| panic!("cannot read {input}: {e}"));
+    netnat_fuzz::TRACE.store(true, std::sync::atomic::Ordering::Relaxed);
+    target(&data);
 }
