@@ -1,0 +1,210 @@
+//! End to end: WinNAT's address-dependent filtering (and the switch to endpoint-independent
+//! filtering with Set-NetNat), and static mappings reached from the outside.
+//! Runs as root (CI); without root it prints `SKIPPED (needs root)`.
+#![cfg(target_os = "linux")]
+
+mod e2e_common;
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use e2e_common::*;
+
+/// A UDP socket in vm on port 40000 that sends one datagram to wan and then prints every
+/// datagram it receives (for at most 60 s / 100 datagrams).
+fn vm_listener(t: &mut Topology) -> mpsc::Receiver<String> {
+    let script = format!(
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',40000))\ns.sendto(b'open',('{WAN1}',7000))\ns.settimeout(60)\nfor _ in range(100):\n    d,p=s.recvfrom(4096)\n    print(p[0],d.decode(),flush=True)\n"
+    );
+    let vm = t.vm.clone();
+    let child = t.spawn(&vm, &["python3", "-c", &script]);
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends one datagram from `src` (a wan address, source port `sport`) to `dst:port`.
+fn send_from_wan(t: &Topology, src: &str, sport: u16, dst: &str, port: u16, payload: &str) {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{src}',{sport}))\ns.sendto(b'{payload}',('{dst}',{port}))\n"
+    );
+    t.ns(&t.wan, &["python3", "-c", &script]);
+}
+
+/// Waits up to `timeout` for a line containing `needle`; other lines are collected.
+fn expect_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration, seen: &mut Vec<String>) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn address_dependent_filtering_then_endpoint_independent_after_set_netnat() {
+    if !root_or_skip("address_dependent_filtering") {
+        return;
+    }
+    let mut t = Topology::new();
+    t.start_daemon();
+    t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
+    let wan = t.wan.clone();
+    t.udp_echo(&wan, WAN1, 7000);
+    let rx = vm_listener(&mut t);
+    let mut seen = Vec::new();
+    assert!(expect_line(&rx, "echo", Duration::from_secs(10), &mut seen), "no echo reached vm: {seen:?}\n{}", t.log());
+
+    let session = t
+        .sessions()
+        .into_iter()
+        .find(|s| s["Protocol"] == 17 && s["InternalSourcePort"] == 40000)
+        .expect("UDP session for vm:40000");
+    let ext_port = u16::try_from(session["ExternalSourcePort"].as_u64().unwrap()).unwrap();
+
+    // 203.0.113.11 was never contacted: filtered (AddressDependentFiltering, the default).
+    let filtered_before = t.counter(&["dropped", "filtered"]);
+    send_from_wan(&t, WAN2, 7001, EXTERNAL, ext_port, "from-11");
+    assert!(
+        wait_until(Duration::from_secs(10), || t.counter(&["dropped", "filtered"]) > filtered_before),
+        "the datagram from {WAN2} was not counted as filtered"
+    );
+    // 203.0.113.10 from another port is admitted (address-dependent, not port-dependent);
+    // it arrives after the filtered one was dropped, so that one cannot be in flight.
+    send_from_wan(&t, WAN1, 7002, EXTERNAL, ext_port, "from-10-other-port");
+    assert!(expect_line(&rx, "from-10-other-port", Duration::from_secs(10), &mut seen), "{seen:?}");
+    assert!(!seen.iter().any(|l| l.contains("from-11")), "a filtered datagram reached vm: {seen:?}");
+
+    // After Set-NetNat -UdpFilteringBehavior EndpointIndependentFiltering it is admitted.
+    assert_eq!(
+        t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-UdpFilteringBehavior", "EndpointIndependentFiltering"]),
+        ""
+    );
+    let nat = t.cmdlet(&["Get-NetNat", "WinNAT"]);
+    assert!(nat.contains("UdpFilteringBehavior             : EndpointIndependentFiltering\n"), "{nat}");
+    send_from_wan(&t, WAN2, 7001, EXTERNAL, ext_port, "from-11-after-eif");
+    assert!(expect_line(&rx, "from-11-after-eif", Duration::from_secs(10), &mut seen), "{seen:?}\n{}", t.log());
+    assert!(seen.iter().any(|l| l.starts_with(&format!("{WAN2} from-11-after-eif"))), "{seen:?}");
+}
+
+#[test]
+fn static_mapping_is_reached_from_wan_and_duplicates_are_refused() {
+    if !root_or_skip("static_mapping") {
+        return;
+    }
+    let mut t = Topology::new();
+    t.start_daemon();
+    t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
+    let www = t.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.txt"), "served by the vm\n").unwrap();
+    let vm = t.vm.clone();
+    t.http_server(&vm, VM, 80, &www);
+
+    let out = t.cmdlet(&[
+        "Add-NetNatStaticMapping",
+        "-NatName",
+        "WinNAT",
+        "-Protocol",
+        "TCP",
+        "-ExternalIPAddress",
+        "0.0.0.0",
+        "-ExternalPort",
+        "8080",
+        "-InternalIPAddress",
+        VM,
+        "-InternalPort",
+        "80",
+    ]);
+    assert_eq!(
+        out,
+        "
+StaticMappingID               : 0
+NatName                       : WinNAT
+Protocol                      : TCP
+RemoteExternalIPAddressPrefix : 0.0.0.0/0
+ExternalIPAddress             : 0.0.0.0
+ExternalPort                  : 8080
+InternalIPAddress             : 10.100.10.11
+InternalPort                  : 80
+InternalRoutingDomainId       : {00000000-0000-0000-0000-000000000000}
+Active                        : True
+
+
+"
+    );
+    for from in [WAN1, WAN2] {
+        let body = t.ns(
+            &t.wan,
+            &["curl", "-sS", "--max-time", "10", "--interface", from, &format!("http://{EXTERNAL}:8080/index.txt")],
+        );
+        assert_eq!(body, "served by the vm\n", "from {from}");
+    }
+    let inbound = t.sessions().into_iter().find(|s| s["ExternalSourcePort"] == 8080).expect("static mapping session");
+    assert_eq!(inbound["InternalSourceAddress"], VM);
+    assert_eq!(inbound["InternalSourcePort"], 80);
+
+    let e = t.cmdlet_error(&[
+        "Add-NetNatStaticMapping",
+        "WinNAT",
+        "-Protocol",
+        "tcp",
+        "-ExternalIPAddress",
+        "0.0.0.0",
+        "-ExternalPort",
+        "8080",
+        "-InternalIPAddress",
+        "10.100.10.12",
+    ]);
+    assert!(e.contains("You were not connected because a duplicate name exists on the network."), "{e}");
+    assert!(e.contains("StaticMappingID 0"), "{e}");
+
+    // RemoteExternalIPAddressPrefix restricts who may use a mapping.
+    t.udp_echo(&vm, VM, 9000);
+    t.cmdlet(&[
+        "Add-NetNatStaticMapping",
+        "-NatName",
+        "WinNAT",
+        "-Protocol",
+        "UDP",
+        "-ExternalIPAddress",
+        "0.0.0.0",
+        "-ExternalPort",
+        "9000",
+        "-InternalIPAddress",
+        VM,
+        "-RemoteExternalIPAddressPrefix",
+        "203.0.113.10/32",
+    ]);
+    let before = t.counter(&["dropped", "remote_not_allowed"]);
+    let script = |src: &str| {
+        format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{src}',0))\ns.settimeout(3)\ns.sendto(b'hi',('{EXTERNAL}',9000))\nprint(s.recv(100).decode())\n"
+        )
+    };
+    let ok = t.ns(&t.wan, &["python3", "-c", &script(WAN1)]);
+    assert_eq!(ok.trim(), format!("echo {WAN1}:hi"));
+    let refused = run(&mut t.cmd(&t.wan, &["python3", "-c", &script(WAN2)]));
+    assert!(!refused.status.success(), "{WAN2} reached a mapping restricted to 203.0.113.10/32");
+    assert!(t.counter(&["dropped", "remote_not_allowed"]) > before);
+
+    // Remove-NetNatStaticMapping without arguments removes all of them.
+    t.cmdlet(&["Remove-NetNatStaticMapping"]);
+    assert_eq!(t.cmdlet(&["Get-NetNatStaticMapping"]), "");
+}
