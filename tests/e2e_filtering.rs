@@ -204,6 +204,16 @@ Active                        : True
     assert!(!refused.status.success(), "{WAN2} reached a mapping restricted to 203.0.113.10/32");
     assert!(t.counter(&["dropped", "remote_not_allowed"]) > before);
 
+    // The host's own services stay reachable, also on a port inside the dynamic range
+    // (netnat hands packets that belong to no session back to the host).
+    let host_www = t.dir.path().join("host-www");
+    std::fs::create_dir(&host_www).unwrap();
+    std::fs::write(host_www.join("h.txt"), "served by the nat host\n").unwrap();
+    let nat = t.nat.clone();
+    t.http_server(&nat, EXTERNAL, 2222, &host_www);
+    let body = t.ns(&t.wan, &["curl", "-sS", "--max-time", "10", &format!("http://{EXTERNAL}:2222/h.txt")]);
+    assert_eq!(body, "served by the nat host\n");
+
     // Remove-NetNatStaticMapping without arguments removes all of them.
     t.cmdlet(&["Remove-NetNatStaticMapping"]);
     assert_eq!(t.cmdlet(&["Get-NetNatStaticMapping"]), "");

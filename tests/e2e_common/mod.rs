@@ -178,6 +178,17 @@ impl Topology {
     /// Starts `netnat daemon` in nat (socket and state in the scratch dir) and waits until it
     /// answers. Panics with its log if it does not.
     pub fn start_daemon(&mut self) {
+        self.start_daemon_process();
+        let ready = wait_until(Duration::from_secs(15), || {
+            if let Some(status) = self.daemon_exit() {
+                panic!("the daemon exited at start ({status}):\n{}", self.log());
+            }
+            self.cmdlet_output(&["Get-NetNatGlobal"]).status.success()
+        });
+        assert!(ready, "the daemon did not answer within 15 s:\n{}", self.log());
+    }
+
+    fn start_daemon_process(&mut self) {
         assert!(self.daemon.is_none(), "daemon already running");
         let log = std::fs::File::create(self.daemon_log()).expect("daemon log");
         let child = Command::new("ip")
@@ -192,13 +203,20 @@ impl Topology {
             .spawn()
             .expect("start the daemon");
         self.daemon = Some(child);
-        let ready = wait_until(Duration::from_secs(15), || {
-            if let Some(status) = self.daemon_exit() {
-                panic!("the daemon exited at start ({status}):\n{}", self.log());
-            }
-            self.cmdlet_output(&["Get-NetNatGlobal"]).status.success()
-        });
-        assert!(ready, "the daemon did not answer within 15 s:\n{}", self.log());
+    }
+
+    /// Starts the daemon expecting it to refuse to start; returns its exit status and log.
+    pub fn start_daemon_expecting_failure(&mut self) -> (ExitStatus, String) {
+        self.start_daemon_process();
+        let mut child = self.daemon.take().expect("just started");
+        let exited = wait_until(Duration::from_secs(15), || child.try_wait().ok().flatten().is_some());
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon kept running although it should have refused to start:\n{}", self.log());
+        }
+        let status = child.wait().expect("status");
+        (status, self.log())
     }
 
     /// The daemon's exit status, if it has exited.
@@ -333,7 +351,7 @@ impl Topology {
     pub fn capture_wan(&mut self) -> Capture {
         let file = self.dir.path().join(format!("wan-{}.pcap", self.children.len()));
         let mut child = self
-            .cmd(&self.wan, &["tcpdump", "-i", &self.wan_if, "-n", "-U", "-w"])
+            .cmd(&self.wan, &["tcpdump", "-i", &self.wan_if, "-n", "-U", "--immediate-mode", "-w"])
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -344,6 +362,9 @@ impl Topology {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("NETNAT_E2E_DEBUG").is_some() {
+                    eprintln!("tcpdump: {line}");
+                }
                 if line.contains("listening on") {
                     let _ = tx.send(());
                 }
@@ -391,6 +412,9 @@ impl Capture {
         let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
         let _ = child.wait();
         let out = check(Command::new("tcpdump").args(["-r"]).arg(&self.file).args(["-n", "-q", "ip"]));
+        if std::env::var_os("NETNAT_E2E_DEBUG").is_some() {
+            eprintln!("wan capture:\n{out}");
+        }
         out.lines()
             .filter_map(|l| {
                 // "12:00:00.000000 IP 203.0.113.1.1234 > 203.0.113.10.80: tcp 0"
