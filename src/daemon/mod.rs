@@ -10,6 +10,10 @@
 //! daemon they reach the host unchanged, so the host's own traffic keeps working). The rules
 //! stay after `kill -9`; the next daemon start replaces them.
 
+// The live NAT runs on Linux only for now; elsewhere these modules are compiled (and
+// type-checked) but not yet called.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
+
 pub mod clock;
 pub mod dataplane;
 #[cfg(target_os = "linux")]
@@ -157,7 +161,8 @@ mod imp {
         eprintln!("netnat daemon: listening on {}", socket.display());
         let signal = signals.forever().next().unwrap_or(signal_hook::consts::SIGTERM);
         tracing::info!(signal, "stopping: removing the kernel rules and the socket");
-        let _ = service.lock();
+        // Hold the service so no request re-installs rules while they are being removed.
+        let _quiet = service.lock();
         let removed = rules::remove();
         let _ = std::fs::remove_file(&socket);
         removed?;
