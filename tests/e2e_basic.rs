@@ -7,6 +7,7 @@
 mod e2e_common;
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use e2e_common::*;
 
@@ -136,4 +137,35 @@ fn remove_netnat_drops_sessions_and_unknown_parameters_are_explained() {
     assert!(!t.rules_present(), "kernel rules left after the last NAT was removed");
     // Without a NAT nothing is translated: the wan has no route back to 10.100/16.
     assert!(t.udp_request(&vm, WAN1, 5353, "two", 1.0).is_none());
+}
+
+#[test]
+fn without_external_addresses_the_nat_uses_the_routes_source_address_and_follows_changes() {
+    if !root_or_skip("route_source_address") {
+        return;
+    }
+    let mut t = Topology::new();
+    t.start_daemon();
+    t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
+    let vm = t.vm.clone();
+    assert!(t.ping_ok(&vm, WAN1));
+
+    // A second outside network appears after the daemon started: nat gets 198.51.100.1 on
+    // the same link, wan gets 198.51.100.10. Traffic toward it must leave from 198.51.100.1,
+    // the address `ip route get 198.51.100.10` picks in nat.
+    let (nat, wan) = (t.nat.clone(), t.wan.clone());
+    t.ns(&nat, &["ip", "addr", "add", "198.51.100.1/24", "dev", &t.nat_out]);
+    t.ns(&wan, &["ip", "addr", "add", "198.51.100.10/24", "dev", &t.wan_if]);
+    let route = t.ns(&nat, &["ip", "route", "get", "198.51.100.10"]);
+    assert!(route.contains("src 198.51.100.1"), "{route}");
+    assert!(
+        wait_until(Duration::from_secs(10), || t.ping_ok(&vm, "198.51.100.10")),
+        "vm cannot reach the new network through the NAT:\n{}",
+        t.log()
+    );
+    let sessions = t.sessions();
+    let new = sessions.iter().find(|s| s["ExternalDestinationAddress"] == "198.51.100.10").expect("session");
+    assert_eq!(new["ExternalSourceAddress"], "198.51.100.1");
+    let old = sessions.iter().find(|s| s["ExternalDestinationAddress"] == WAN1).expect("session");
+    assert_eq!(old["ExternalSourceAddress"], EXTERNAL);
 }

@@ -6,6 +6,7 @@
 
 mod e2e_common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use e2e_common::*;
@@ -81,6 +82,8 @@ fn daemon_removes_its_rules_on_exit_and_restarts_with_its_configuration() {
             .map(|c| t.cmdlet(&[c]))
             .collect();
     assert!(before[1].contains("PortStart         : 10000"), "{}", before[1]);
+    let mode = std::fs::metadata(t.socket()).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the control socket must be root-only");
     assert!(t.rules_present());
 
     // A malformed request gets an error answer; the daemon stays up.
