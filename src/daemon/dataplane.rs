@@ -14,6 +14,7 @@
 //! accepted unchanged: host services and the host's own connections keep working.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -90,6 +91,8 @@ pub struct LiveNat {
     /// The internal prefix (network address form).
     pub prefix: Ipv4Net,
     template: Mutex<Template>,
+    /// Whether the template's addressing is explicit (read per packet, so not behind the lock).
+    explicit: AtomicBool,
     instances: ArcSwap<Vec<Arc<Instance>>>,
 }
 
@@ -104,6 +107,7 @@ impl LiveNat {
         let live = LiveNat {
             name,
             prefix: template.config.internal_prefix.trunc(),
+            explicit: AtomicBool::new(template.addressing == Addressing::Explicit),
             template: Mutex::new(template),
             instances: ArcSwap::from_pointee(Vec::new()),
         };
@@ -133,6 +137,7 @@ impl LiveNat {
         let same_mode = std::mem::discriminant(&current.addressing) == std::mem::discriminant(&template.addressing)
             && (template.addressing != Addressing::Explicit
                 || current.config.external_addresses == template.config.external_addresses);
+        self.explicit.store(template.addressing == Addressing::Explicit, Ordering::Relaxed);
         let old = std::mem::replace(&mut *current, template);
         drop(current);
         let result = if same_mode {
@@ -142,6 +147,7 @@ impl LiveNat {
             self.rebuild(host_addresses, others)
         };
         if result.is_err() {
+            self.explicit.store(old.addressing == Addressing::Explicit, Ordering::Relaxed);
             *self.template.lock() = old;
         }
         result
@@ -204,7 +210,7 @@ impl LiveNat {
     }
 
     fn is_explicit(&self) -> bool {
-        self.template.lock().addressing == Addressing::Explicit
+        self.explicit.load(Ordering::Relaxed)
     }
 
     /// Every session of every instance.
@@ -323,4 +329,56 @@ fn addresses(packet: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
     let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
     Some((src, dst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// UDP `src:sport -> dst:dport`, no UDP checksum, valid IP checksum.
+    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p.extend_from_slice(&[0, 8, 0, 0]);
+        netnat_engine::wire::ipv4::fill_checksum(&mut p);
+        p
+    }
+
+    fn plane() -> Dataplane {
+        let mut config = NatConfig::new("WinNAT", "10.100.0.0/16".parse().unwrap(), Ipv4Addr::new(203, 0, 113, 1));
+        config.seed = 1;
+        let template = Template { config, addressing: Addressing::Explicit };
+        let nat = LiveNat::new("WinNAT".into(), template, &[], &[]).unwrap();
+        let plane = Dataplane::new();
+        plane.set_nats(vec![Arc::new(nat)]);
+        plane
+    }
+
+    #[test]
+    fn outbound_is_translated_and_replies_come_back_marked_inbound() {
+        let plane = plane();
+        let mut out = udp([10, 100, 10, 11], 5000, [203, 0, 113, 10], 53);
+        let action = plane.process(Instant::from_secs(1), &mut out);
+        assert_eq!(action, Action::Translated { len: 28, inbound: false });
+        assert_eq!(&out[12..16], &[203, 0, 113, 1]);
+        let ext_port = u16::from_be_bytes([out[20], out[21]]);
+        let mut reply = udp([203, 0, 113, 10], 53, [203, 0, 113, 1], ext_port);
+        assert_eq!(plane.process(Instant::from_secs(2), &mut reply), Action::Translated { len: 28, inbound: true });
+        assert_eq!(&reply[16..20], &[10, 100, 10, 11]);
+    }
+
+    #[test]
+    fn packets_for_the_host_and_between_internal_hosts_pass_unchanged() {
+        let plane = plane();
+        let mut to_host = udp([203, 0, 113, 10], 40000, [203, 0, 113, 1], 2222);
+        let copy = to_host.clone();
+        assert_eq!(plane.process(Instant::from_secs(1), &mut to_host), Action::Accept);
+        assert_eq!(to_host, copy);
+        let mut internal = udp([10, 100, 10, 11], 1, [10, 100, 10, 12], 2);
+        assert_eq!(plane.process(Instant::from_secs(1), &mut internal), Action::Accept);
+        assert_eq!(plane.process(Instant::from_secs(1), &mut [0x60, 0, 0]), Action::Accept);
+    }
 }

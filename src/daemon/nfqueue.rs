@@ -66,9 +66,30 @@ fn open(num: u16) -> anyhow::Result<nfq::Queue> {
     Ok(q)
 }
 
+/// Consecutive receive errors after which a worker gives up (its queue then fails closed for
+/// outbound and open for inbound packets, as with no daemon).
+const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
+
 fn work(mut q: nfq::Queue, plane: &Dataplane, clock: Clock) -> anyhow::Result<()> {
+    let mut errors = 0u32;
     loop {
-        let mut msg = q.recv().context("receiving from NFQUEUE")?;
+        let mut msg = match q.recv() {
+            Ok(m) => {
+                errors = 0;
+                m
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // E.g. ENOSPC for a message longer than the buffer: that packet is lost (it
+                // stays unverdicted in the kernel until the queue closes); keep serving others.
+                errors += 1;
+                tracing::warn!("NFQUEUE receive error: {e}");
+                if errors >= MAX_CONSECUTIVE_ERRORS {
+                    return Err(e).context("receiving from NFQUEUE keeps failing");
+                }
+                continue;
+            }
+        };
         let now = clock.now();
         let action = plane.process(now, msg.get_payload_mut());
         match action {
@@ -88,6 +109,8 @@ fn work(mut q: nfq::Queue, plane: &Dataplane, clock: Clock) -> anyhow::Result<()
                 }
             }
         }
-        q.verdict(msg).context("returning a verdict to NFQUEUE")?;
+        if let Err(e) = q.verdict(msg) {
+            tracing::warn!("NFQUEUE verdict error: {e}");
+        }
     }
 }
