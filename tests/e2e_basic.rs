@@ -52,6 +52,15 @@ fn article_walkthrough_ping_curl_udp_sessions_and_wan_sees_only_the_external_add
     let vm = t.vm.clone();
     t.http_server(&wan, WAN1, 8000, &blob_dir);
     t.udp_echo(&wan, WAN1, 5353);
+    // A kernel SNAT rule that would rewrite every forwarded packet to 203.0.113.99 if
+    // conntrack's NAT saw netnat's flows; netnat exempts them, so wan must never see .99.
+    let nat = t.nat.clone();
+    let out_if = t.nat_out.clone();
+    t.ns(&nat, &["ip", "addr", "add", "203.0.113.99/24", "dev", &out_if]);
+    t.ns(
+        &nat,
+        &["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", &out_if, "-j", "SNAT", "--to-source", "203.0.113.99"],
+    );
     let capture = t.capture_wan();
 
     // ping through the NAT, and its ICMP session.
@@ -102,6 +111,10 @@ fn article_walkthrough_ping_curl_udp_sessions_and_wan_sees_only_the_external_add
         assert!(wan_side(src) && wan_side(dst), "unexpected packet on wan: {src} > {dst}");
     }
     assert!(seen.iter().any(|(s, _)| *s == external));
+    assert!(
+        !seen.iter().any(|(s, d)| s.to_string() == "203.0.113.99" || d.to_string() == "203.0.113.99"),
+        "the kernel's conntrack NAT also rewrote netnat's flows"
+    );
 }
 
 #[test]

@@ -244,7 +244,7 @@ pub enum Action {
     /// Let it continue unchanged.
     Accept,
     /// It was translated in place; send the first `len` bytes. `inbound`: its destination
-    /// changed (inbound or hairpin), so it is re-injected for routing toward the inside.
+    /// changed (inbound or hairpin) rather than its source.
     Translated {
         /// Bytes to send.
         len: usize,

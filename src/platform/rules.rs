@@ -1,25 +1,27 @@
 //! The kernel rules that divert the NATs' packets to netnat through NFQUEUE (Linux).
 //!
-//! What is installed (with iptables-nft these live in nftables tables `ip raw` and
-//! `ip mangle`; `nft list ruleset` shows them): two chains of netnat's own, jumped to from the
-//! top of the built-in chains, and nothing else.
-//!
-//! - `raw` / `NETNAT-PRE` (from PREROUTING), before conntrack and routing:
-//!   - packets netnat translated inbound and re-injected (mark [`MARK`]) are exempted from
-//!     conntrack (`CT --notrack`) and leave the chain;
-//!   - traffic between internal prefixes and loopback traffic is left alone;
-//!   - outbound packets of a NAT (source in its internal prefix, destination not local) are
-//!     exempted from conntrack, so the kernel's own NAT (masquerade) can never also rewrite
-//!     them; they are translated later, in `mangle` POSTROUTING;
-//!   - inbound packets that may belong to a NAT (to an external address, or to any local
-//!     address when the NAT uses the host's addresses; TCP/UDP to the dynamic port range or
-//!     a static mapping port; ICMP echo replies and errors) are queued **fail-open**
+//! What is installed, and nothing else:
+//! - iptables (with iptables-nft these live in the nftables tables `ip raw` and `ip mangle`):
+//!   two chains of netnat's own, jumped to from the top of the built-in chains.
+//!   - `raw` / `NETNAT-PRE` (from PREROUTING), before conntrack and routing: traffic between
+//!     internal prefixes, loopback traffic and traffic from the internal prefixes is left
+//!     alone here; inbound packets that may belong to a NAT (to an external address, or to
+//!     any local address when the NAT uses the host's addresses; TCP/UDP to the dynamic port
+//!     range or a static mapping port; ICMP echo replies and errors) are queued **fail-open**
 //!     (`--queue-bypass`): with no daemon they reach the host as if netnat were not there, so
 //!     the host's own traffic never black-holes. netnat hands back to the host every inbound
 //!     packet that belongs to no NAT session.
-//! - `mangle` / `NETNAT-POST` (from POSTROUTING), after routing: outbound packets of a NAT
-//!   are queued **fail-closed** (no bypass): with no daemon they are dropped, so internal
-//!   addresses never leak to the outside untranslated.
+//!   - `mangle` / `NETNAT-POST` (from POSTROUTING), after routing: outbound packets of a NAT
+//!     (source in its internal prefix, destination outside all internal prefixes) are queued
+//!     **fail-closed** (no bypass): with no daemon they are dropped, so internal addresses
+//!     never leak to the outside untranslated.
+//! - nftables table `ip netnat`, chain `prerouting` at priority -250 (after `raw`, before
+//!   conntrack): the flows netnat owns are exempted from conntrack (`notrack`), so the
+//!   kernel's own NAT (masquerade) can never also rewrite them and stateful firewalls do not
+//!   see half-translated connections: outbound packets of a NAT (before translation), and
+//!   packets routed toward an internal prefix from outside it (inbound packets after
+//!   translation). (iptables cannot do the second: a packet accepted from a queue leaves the
+//!   `raw` table, so the notrack must come from a later base chain.)
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -32,8 +34,8 @@ use netnat_engine::Protocol;
 pub const PRE_CHAIN: &str = "NETNAT-PRE";
 /// The chain in `mangle` (POSTROUTING).
 pub const POST_CHAIN: &str = "NETNAT-POST";
-/// The mark bit netnat sets on inbound packets it translated and re-injected.
-pub const MARK: u32 = 0x1000_0000;
+/// netnat's own nftables table (family ip).
+pub const NFT_TABLE: &str = "netnat";
 
 /// Which NFQUEUE numbers the workers listen on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +81,8 @@ pub struct RuleSpec {
 /// Why the rules could not be changed.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    /// iptables is missing or failed.
-    #[error("{command} failed: {detail}; netnat needs iptables (iptables-nft) with the NFQUEUE target: apt-get install iptables")]
+    /// iptables or nft is missing or failed.
+    #[error("{command} failed: {detail}; netnat needs iptables (iptables-nft, with the NFQUEUE target) and nft: apt-get install iptables nftables")]
     Command {
         /// The command line.
         command: String,
@@ -91,22 +93,14 @@ pub enum RulesError {
 
 /// The `iptables-restore --noflush` input for `spec`.
 pub fn render(spec: &RuleSpec) -> String {
-    let mark = format!("-m mark --mark {MARK:#x}/{MARK:#x}");
     let bypass = format!("{} --queue-bypass", spec.queues.target());
-    let mut raw = vec![
-        "*raw".to_owned(),
-        format!(":{PRE_CHAIN} - [0:0]"),
-        format!("-A {PRE_CHAIN} {mark} -j CT --notrack"),
-        format!("-A {PRE_CHAIN} {mark} -j RETURN"),
-        format!("-A {PRE_CHAIN} -i lo -j RETURN"),
-    ];
+    let mut raw = vec!["*raw".to_owned(), format!(":{PRE_CHAIN} - [0:0]"), format!("-A {PRE_CHAIN} -i lo -j RETURN")];
     for p in &spec.internal_prefixes {
         for q in &spec.internal_prefixes {
             raw.push(format!("-A {PRE_CHAIN} -s {} -d {} -j RETURN", p.trunc(), q.trunc()));
         }
     }
     for p in &spec.internal_prefixes {
-        raw.push(format!("-A {PRE_CHAIN} -s {} -m addrtype ! --dst-type LOCAL -j CT --notrack", p.trunc()));
         raw.push(format!("-A {PRE_CHAIN} -s {} -j RETURN", p.trunc()));
     }
     for m in &spec.inbound {
@@ -144,6 +138,20 @@ pub fn render(spec: &RuleSpec) -> String {
     out
 }
 
+/// The `nft -f` input for `spec`: netnat's own table, replaced as a whole.
+pub fn render_nft(spec: &RuleSpec) -> String {
+    let set: Vec<String> = spec.internal_prefixes.iter().map(|p| p.trunc().to_string()).collect();
+    let set = format!("{{ {} }}", set.join(", "));
+    format!(
+        "table ip {NFT_TABLE} {{}}\nflush table ip {NFT_TABLE}\ntable ip {NFT_TABLE} {{\n\
+         \tchain prerouting {{\n\
+         \t\ttype filter hook prerouting priority -250; policy accept;\n\
+         \t\tip saddr {set} ip daddr != {set} fib daddr type != local notrack\n\
+         \t\tip daddr {set} ip saddr != {set} notrack\n\
+         \t}}\n}}\n"
+    )
+}
+
 fn run(args: &[&str], stdin: Option<&str>) -> Result<(), RulesError> {
     let command = args.join(" ");
     let fail = |detail: String| RulesError::Command { command: command.clone(), detail };
@@ -169,6 +177,7 @@ const JUMPS: [(&str, &str, &str); 2] = [("raw", "PREROUTING", PRE_CHAIN), ("mang
 
 /// Installs or replaces the rules (atomically per table), then makes sure the jumps exist.
 pub fn apply(spec: &RuleSpec) -> Result<(), RulesError> {
+    run(&["nft", "-f", "-"], Some(&render_nft(spec)))?;
     run(&["iptables-restore", "--noflush"], Some(&render(spec)))?;
     for (table, builtin, chain) in JUMPS {
         if run(&["iptables", "-w", "-t", table, "-C", builtin, "-j", chain], None).is_err() {
@@ -190,6 +199,7 @@ pub fn remove() -> Result<(), RulesError> {
         let _ = run(&["iptables", "-w", "-t", table, "-F", chain], None);
         let _ = run(&["iptables", "-w", "-t", table, "-X", chain], None);
     }
+    let _ = run(&["nft", "delete", "table", "ip", NFT_TABLE], None);
     Ok(())
 }
 
@@ -217,7 +227,10 @@ mod tests {
             "-A NETNAT-PRE -m addrtype --dst-type LOCAL -p udp --dport 1024:65535 -j NFQUEUE --queue-balance 0:1 --queue-bypass"
         ));
         assert!(text.contains("-A NETNAT-PRE -d 203.0.113.1/32 -p tcp --dport 80 -j NFQUEUE"));
-        assert!(text.contains("-A NETNAT-PRE -s 10.100.0.0/16 -m addrtype ! --dst-type LOCAL -j CT --notrack"));
+        assert!(text.contains("-A NETNAT-PRE -s 10.100.0.0/16 -j RETURN"));
+        let nft = render_nft(&spec);
+        assert!(nft.contains("priority -250"), "{nft}");
+        assert!(nft.contains("ip daddr { 10.100.0.0/16 } ip saddr != { 10.100.0.0/16 } notrack"), "{nft}");
         assert!(text.contains("-A NETNAT-POST -s 10.100.0.0/16 -j NFQUEUE --queue-balance 0:1\n"));
         assert!(!text.lines().filter(|l| l.starts_with("-A NETNAT-POST")).any(|l| l.contains("bypass")));
         assert!(text.contains("--icmp-type echo-reply"));

@@ -39,7 +39,7 @@ pub fn root_or_skip(test: &str) -> bool {
         eprintln!("SKIPPED (needs root): {test} builds network namespaces and runs the NAT daemon");
         return false;
     }
-    for tool in ["ip", "iptables", "python3", "curl", "ping", "tcpdump"] {
+    for tool in ["ip", "iptables", "nft", "python3", "curl", "ping", "tcpdump"] {
         if which(tool).is_none() {
             panic!("{test}: `{tool}` is missing; install the packages in .ci/apt-packages.txt");
         }
@@ -378,7 +378,8 @@ impl Topology {
     pub fn rules_present(&self) -> bool {
         let raw = run(&mut self.cmd(&self.nat, &["iptables", "-t", "raw", "-S", "NETNAT-PRE"])).status.success();
         let mangle = run(&mut self.cmd(&self.nat, &["iptables", "-t", "mangle", "-S", "NETNAT-POST"])).status.success();
-        raw || mangle
+        let nft = run(&mut self.cmd(&self.nat, &["nft", "list", "table", "ip", "netnat"])).status.success();
+        raw || mangle || nft
     }
 }
 
