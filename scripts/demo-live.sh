@@ -10,8 +10,8 @@
 set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { echo "demo-live.sh: needs root (network namespaces, iptables): sudo $0" >&2; exit 1; }
-for tool in ip iptables python3 curl ping; do
-    command -v "$tool" >/dev/null || { echo "demo-live.sh: $tool is missing (apt-get install iproute2 iptables python3 curl iputils-ping)" >&2; exit 1; }
+for tool in ip iptables nft python3 curl ping; do
+    command -v "$tool" >/dev/null || { echo "demo-live.sh: $tool is missing (apt-get install iproute2 iptables nftables python3 curl iputils-ping)" >&2; exit 1; }
 done
 
 cd "$(dirname "$0")/.."
@@ -98,9 +98,10 @@ print(s.recv(2048).decode())
 
 step "PS C:\\> Get-NetNatSession"
 netnat Get-NetNatSession
-step "Kernel rules netnat installed (iptables-nft: nft tables ip raw / ip mangle)"
+step "Kernel rules netnat installed (iptables-nft chains in ip raw / ip mangle, and its own nft table ip netnat)"
 in_ns "$NAT" iptables -t raw -S NETNAT-PRE
 in_ns "$NAT" iptables -t mangle -S NETNAT-POST
+in_ns "$NAT" nft list table ip netnat
 
 step "PS C:\\> Remove-NetNat   (removes all NATs, drops their sessions)"
 netnat Remove-NetNat
