@@ -35,6 +35,7 @@ pub mod stats;
 pub mod time;
 pub mod verdict;
 pub mod wire;
+mod worker;
 
 pub use config::{
     ConfigError, ExternalAddress, FilteringBehavior, HairpinningMode, Limits, NatConfig, PortAllocation, Protocol,
@@ -46,6 +47,7 @@ pub use session::SessionInfo;
 pub use stats::Stats;
 pub use time::{Duration, Instant};
 pub use verdict::{Direction, DropReason, Verdict};
+pub use worker::{Worker, FLUSH_EVERY};
 
 mod alloc;
 mod fragments;

@@ -19,6 +19,7 @@ use crate::translate::Endpoint;
 use crate::verdict::{Direction, DropReason, Verdict};
 use crate::wire::ipv4::{Ipv4Error, Ipv4Packet};
 use crate::wire::{icmp, tcp, udp};
+use crate::worker::Worker;
 
 /// How often `poll_timeout` asks for a sweep of idle sessions. Expired sessions admit nothing
 /// in between (every lookup checks the idle time); the sweep frees their ports and memory.
@@ -155,7 +156,13 @@ impl Nat {
         verdict
     }
 
-    fn process(&self, s: &Settings, now: Instant, packet: &mut [u8]) -> Verdict {
+    /// A per-thread handle for the packet path: same translation, cheaper per packet when
+    /// several threads share the NAT (see [`Worker`]).
+    pub fn worker(&self) -> Worker<'_> {
+        Worker::new(self, &self.settings)
+    }
+
+    pub(crate) fn process(&self, s: &Settings, now: Instant, packet: &mut [u8]) -> Verdict {
         if packet.len() < crate::wire::ipv4::MIN_HEADER_LEN {
             return Verdict::Drop(DropReason::Truncated);
         }
@@ -368,7 +375,7 @@ impl Nat {
         let name = self.settings.load().config.name.clone();
         let mut rows = Vec::with_capacity(self.session_count());
         for entry in self.table.by_internal.iter() {
-            let m = entry.value().lock();
+            let m = entry.value();
             for sess in &m.sessions {
                 rows.push(SessionInfo {
                     nat_name: name.clone(),

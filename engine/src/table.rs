@@ -1,23 +1,23 @@
 //! The translation table: mappings (one per internal endpoint, RFC 4787 endpoint-independent
 //! mapping) each holding its sessions (one per remote endpoint, the NetNatSession rows).
 //!
-//! Two lock-sharded indexes point at the same mapping: by internal endpoint (outbound
-//! packets) and by external endpoint (inbound packets), so every packet costs one index
-//! lookup plus the mapping's own (uncontended) lock.
+//! The mappings live in one lock-sharded map keyed by internal endpoint, so an outbound
+//! packet costs one shard lock and nothing else; a second sharded index maps each external
+//! endpoint to its internal key for inbound packets (two lookups, no lock held across them).
 //!
-//! Lock order, to stay deadlock-free: an `by_internal` shard, then a `by_external` shard;
-//! a mapping's mutex is taken under at most one shard lock and never held while taking a
-//! shard lock; `per_host` is innermost.
+//! Lock order, to stay deadlock-free: a `by_internal` shard, then a `by_external` shard,
+//! then `per_host`; the inbound path copies the internal key out of `by_external` and
+//! releases that shard before locking `by_internal`.
 //!
-//! Invariants: a live mapping is in both indexes under its keys; no two live mappings share
-//! an external (protocol, address, port); a mapping always holds at least one session (an
-//! empty one is removed, marked `dead`, by the next purge).
+//! Invariants: a mapping's external key in `by_external` points back at its internal key; no
+//! two mappings share an external (protocol, address, port); a mapping always holds at least
+//! one session (an empty one is removed by the next purge). `by_external` may briefly point
+//! at a key whose mapping is being removed or replaced: readers check the mapping's external
+//! endpoint.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use dashmap::DashMap;
-use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::config::{Limits, Protocol, Timeouts};
@@ -79,8 +79,6 @@ pub(crate) struct Mapping {
     pub external_port: u16,
     /// Created by a static mapping (its filtering is the mapping's remote prefix).
     pub from_static: bool,
-    /// Removed from the indexes; a thread that still holds it must look up again.
-    pub dead: bool,
     pub sessions: SmallVec<[Session; 1]>,
 }
 
@@ -94,16 +92,15 @@ impl Mapping {
     }
 }
 
-pub(crate) type Cell = Arc<Mutex<Mapping>>;
-
 /// Deterministic hashing (seeded from the NAT's seed) that an outside sender cannot predict
 /// without the seed.
 pub(crate) type Hasher = ahash::RandomState;
 
 #[derive(Debug)]
 pub(crate) struct Table {
-    pub by_internal: DashMap<u64, Cell, Hasher>,
-    pub by_external: DashMap<u64, Cell, Hasher>,
+    pub by_internal: DashMap<u64, Mapping, Hasher>,
+    /// External key -> internal key.
+    pub by_external: DashMap<u64, u64, Hasher>,
     sessions: AtomicUsize,
     per_host: DashMap<u32, usize, Hasher>,
 }
@@ -163,28 +160,19 @@ impl Table {
         mut remove: impl FnMut(&Mapping) -> bool,
     ) -> (u64, u64) {
         let (mut expired, mut removed) = (0u64, 0u64);
-        self.by_internal.retain(|_, cell| {
-            let mut m = cell.lock();
+        self.by_internal.retain(|ik, m| {
             let before = m.sessions.len();
             let mut sessions = core::mem::take(&mut m.sessions);
-            sessions.retain(|s| !expire(&m, s));
+            sessions.retain(|s| !expire(m, s));
             m.sessions = sessions;
             let n_expired = before - m.sessions.len();
-            let n_removed = if m.sessions.is_empty() || remove(&m) { m.sessions.len() } else { usize::MAX };
-            let gone = n_removed != usize::MAX;
-            let host = m.internal_addr;
-            let ext = m.external_key();
-            if gone {
-                m.sessions.clear();
-                m.dead = true;
-            }
-            drop(m);
-            let n_removed = if gone { n_removed } else { 0 };
-            self.release_sessions(host, n_expired + n_removed);
+            let gone = m.sessions.is_empty() || remove(m);
+            let n_removed = if gone { m.sessions.len() } else { 0 };
+            self.release_sessions(m.internal_addr, n_expired + n_removed);
             expired += n_expired as u64;
             removed += n_removed as u64;
             if gone {
-                self.by_external.remove_if(&ext, |_, c| Arc::ptr_eq(c, cell));
+                self.by_external.remove_if(&m.external_key(), |_, v| v == ik);
             }
             !gone
         });

@@ -3,10 +3,8 @@
 //! rewrite to. The packet bytes are not touched here (see `rewrite.rs`).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry;
-use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::alloc;
@@ -15,7 +13,7 @@ use crate::filter::InboundContext;
 use crate::nat::Nat;
 use crate::settings::Settings;
 use crate::stats::bump;
-use crate::table::{key, Cell, Mapping, Session};
+use crate::table::{key, Mapping, Session};
 use crate::time::Instant;
 use crate::verdict::DropReason;
 
@@ -45,16 +43,11 @@ impl Nat {
         let ik = key(proto, internal.0, internal.1);
         let mut swept = false;
         for _ in 0..ATTEMPTS {
-            let attempt = match self.table.by_internal.get(&ik) {
-                Some(cell) => {
-                    let mut m = cell.lock();
-                    if m.dead {
-                        Ok(None)
-                    } else {
-                        self.touch_outbound(s, now, &mut m, remote, tcp_flags)
-                            .map(|()| Some((m.external_addr, m.external_port)))
-                    }
-                }
+            let found = self.table.by_internal.get_mut(&ik);
+            let attempt = match found {
+                Some(mut m) => self
+                    .touch_outbound(s, now, &mut m, remote, tcp_flags)
+                    .map(|()| Some((m.external_addr, m.external_port))),
                 None => self.create_outbound(s, now, proto, internal, remote, tcp_flags),
             };
             match attempt {
@@ -122,31 +115,25 @@ impl Nat {
         let result = match self.table.by_internal.entry(ik) {
             Entry::Occupied(_) => Ok(None),
             Entry::Vacant(vacant) => {
-                let mapping = Mapping {
-                    protocol: proto,
-                    internal_addr: internal.0,
-                    internal_port: internal.1,
-                    external_addr: 0,
-                    external_port: 0,
-                    from_static: false,
-                    dead: false,
-                    sessions: smallvec::smallvec![session],
-                };
-                let cell = Arc::new(Mutex::new(mapping));
                 let claimed = match s.static_for_internal(proto, internal.0, internal.1) {
                     // The internal endpoint of a static mapping keeps the mapping's external
                     // port for its outbound traffic too (one endpoint, one mapping).
-                    Some(sm) => {
-                        let addr = static_external_addr(s, sm, internal.0);
-                        addr.and_then(|a| {
-                            self.claim(&cell, proto, a, sm.external_port).then_some((a, sm.external_port))
-                        })
-                    }
-                    None => self.allocate(s, &cell, proto, internal),
+                    Some(sm) => static_external_addr(s, sm, internal.0)
+                        .filter(|&a| self.claim(ik, proto, a, sm.external_port))
+                        .map(|a| (a, sm.external_port)),
+                    None => self.allocate(s, ik, proto, internal),
                 };
                 match claimed {
                     Some(ext) => {
-                        vacant.insert(cell);
+                        vacant.insert(Mapping {
+                            protocol: proto,
+                            internal_addr: internal.0,
+                            internal_port: internal.1,
+                            external_addr: ext.0,
+                            external_port: ext.1,
+                            from_static: false,
+                            sessions: smallvec::smallvec![session],
+                        });
                         bump(&self.counters.sessions_created);
                         Ok(Some(ext))
                     }
@@ -160,31 +147,28 @@ impl Nat {
         result
     }
 
-    /// Claims an external (address, port) for `cell` in the external index.
-    fn claim(&self, cell: &Cell, proto: Protocol, addr: u32, port: u16) -> bool {
+    /// Claims an external (address, port) for the mapping of internal key `ik` in the
+    /// external index. Called with `ik`'s `by_internal` shard locked (vacant entry), so no
+    /// reader can see the claim before the mapping exists.
+    fn claim(&self, ik: u64, proto: Protocol, addr: u32, port: u16) -> bool {
         match self.table.by_external.entry(key(proto, addr, port)) {
             Entry::Occupied(_) => false,
             Entry::Vacant(v) => {
-                {
-                    let mut m = cell.lock();
-                    m.external_addr = addr;
-                    m.external_port = port;
-                }
-                v.insert(cell.clone());
+                v.insert(ik);
                 true
             }
         }
     }
 
     /// Picks a free external port (RFC 6056) that no static mapping owns.
-    fn allocate(&self, s: &Settings, cell: &Cell, proto: Protocol, internal: Endpoint) -> Option<Endpoint> {
+    fn allocate(&self, s: &Settings, ik: u64, proto: Protocol, internal: Endpoint) -> Option<Endpoint> {
         let ext = s.external_for(internal.0)?;
         let preserve = (s.config.port_allocation == PortAllocation::Preserve).then_some(internal.1);
         let n = self.port_draws.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let draw = self.table.hash_key(key(proto, internal.0, internal.1)) ^ alloc::mix(n ^ s.config.seed);
+        let draw = self.table.hash_key(ik) ^ alloc::mix(n ^ s.config.seed);
         alloc::candidates(ext.start, ext.end, preserve, draw)
             .filter(|&p| s.static_owner(proto, ext.addr, p).is_none())
-            .find(|&p| self.claim(cell, proto, ext.addr, p))
+            .find(|&p| self.claim(ik, proto, ext.addr, p))
             .map(|p| (ext.addr, p))
     }
 
@@ -202,15 +186,16 @@ impl Nat {
         let ek = key(proto, external.0, external.1);
         let mut swept = false;
         for _ in 0..ATTEMPTS {
-            let attempt = match self.table.by_external.get(&ek) {
-                Some(cell) => {
-                    let mut m = cell.lock();
-                    if m.dead {
-                        Ok(None)
-                    } else {
+            // Copy the internal key out so no `by_external` shard is held below.
+            let ik = self.table.by_external.get(&ek).map(|r| *r);
+            let attempt = match ik {
+                Some(ik) => match self.table.by_internal.get_mut(&ik) {
+                    Some(mut m) if (m.external_addr, m.external_port) == external => {
                         self.touch_inbound(s, now, &mut m, remote, tcp_flags).map(Some)
                     }
-                }
+                    // Being removed or replaced by another thread: look again.
+                    _ => Ok(None),
+                },
                 None => {
                     match (proto != Protocol::Icmp).then(|| s.static_owner(proto, external.0, external.1)).flatten() {
                         Some(sm) => self.create_static(s, now, sm, external, remote, tcp_flags),
@@ -328,30 +313,28 @@ impl Nat {
         if sm.protocol == Protocol::Tcp {
             session.tcp.on_packet(false, tcp_flags);
         }
-        let result = match self.table.by_internal.entry(key(sm.protocol, internal.0, internal.1)) {
+        let ik = key(sm.protocol, internal.0, internal.1);
+        let result = match self.table.by_internal.entry(ik) {
             // The internal endpoint already has a mapping (made before the static mapping
             // existed, or on another external address): it keeps it, one endpoint one mapping.
             Entry::Occupied(o) => {
-                let m = o.get().lock();
-                if !m.dead && (m.external_addr, m.external_port) == external {
+                if (o.get().external_addr, o.get().external_port) == external {
                     Ok(None)
                 } else {
                     Err(DropReason::NoMapping)
                 }
             }
             Entry::Vacant(vacant) => {
-                let cell = Arc::new(Mutex::new(Mapping {
-                    protocol: sm.protocol,
-                    internal_addr: internal.0,
-                    internal_port: internal.1,
-                    external_addr: 0,
-                    external_port: 0,
-                    from_static: true,
-                    dead: false,
-                    sessions: smallvec::smallvec![session],
-                }));
-                if self.claim(&cell, sm.protocol, external.0, external.1) {
-                    vacant.insert(cell);
+                if self.claim(ik, sm.protocol, external.0, external.1) {
+                    vacant.insert(Mapping {
+                        protocol: sm.protocol,
+                        internal_addr: internal.0,
+                        internal_port: internal.1,
+                        external_addr: external.0,
+                        external_port: external.1,
+                        from_static: true,
+                        sessions: smallvec::smallvec![session],
+                    });
                     bump(&self.counters.sessions_created);
                     Ok(Some(internal))
                 } else {
@@ -368,11 +351,9 @@ impl Nat {
     /// Hairpinning in Local mode: the internal endpoint behind an external one, without
     /// filtering or a session (the packet is routed within the internal subnet).
     pub(crate) fn local_hairpin_target(&self, s: &Settings, proto: Protocol, external: Endpoint) -> Option<Endpoint> {
-        if let Some(cell) = self.table.by_external.get(&key(proto, external.0, external.1)) {
-            let m = cell.lock();
-            if !m.dead {
-                return Some((m.internal_addr, m.internal_port));
-            }
+        let ik = self.table.by_external.get(&key(proto, external.0, external.1)).map(|r| *r);
+        if let Some(m) = ik.and_then(|ik| self.table.by_internal.get(&ik)) {
+            return Some((m.internal_addr, m.internal_port));
         }
         s.static_owner(proto, external.0, external.1).map(|sm| (u32::from(sm.internal_address), sm.internal_port))
     }
@@ -396,10 +377,9 @@ impl Nat {
         by_external: bool,
     ) -> Option<Endpoint> {
         let k = key(proto, endpoint.0, endpoint.1);
-        let cell =
-            if by_external { self.table.by_external.get(&k)?.clone() } else { self.table.by_internal.get(&k)?.clone() };
-        let m = cell.lock();
-        if m.dead {
+        let ik = if by_external { *self.table.by_external.get(&k)? } else { k };
+        let m = self.table.by_internal.get(&ik)?;
+        if by_external && (m.external_addr, m.external_port) != endpoint {
             return None;
         }
         let i = m.session_index(remote.0, remote.1)?;

@@ -114,3 +114,48 @@ proptest! {
         }
     }
 }
+
+/// Two workers on two threads share one NAT: every flow keeps its own external port, replies
+/// come back to the right internal endpoint, and the counters add up after the workers drop.
+#[test]
+fn workers_on_two_threads_share_one_table() {
+    let nat = nat();
+    let ports: Vec<Vec<u16>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2u8)
+            .map(|t| {
+                let nat = &nat;
+                scope.spawn(move || {
+                    let mut w = nat.worker();
+                    let mut ports = Vec::new();
+                    for round in 0..3 {
+                        for flow in 0..300u16 {
+                            let mut p = udp(host(t), 1000 + flow, WAN1, 53);
+                            let v = w.handle_packet(crate::Instant::from_secs(1), &mut p);
+                            assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+                            let out = seen(&p);
+                            let mut back = udp(WAN1, 53, EXT, out.sport);
+                            assert!(matches!(
+                                w.handle_packet(crate::Instant::from_secs(1), &mut back),
+                                Verdict::Forward { .. }
+                            ));
+                            assert_eq!(seen(&back).dst, host(t));
+                            if round == 0 {
+                                ports.push(out.sport);
+                            } else {
+                                assert_eq!(ports[usize::from(flow)], out.sport, "mapping kept");
+                            }
+                        }
+                    }
+                    ports
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<u16> = ports.concat();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 600, "no external port shared between the threads' flows");
+    let s = nat.stats();
+    assert_eq!((s.translated_out, s.translated_in, s.sessions_active), (1800, 1800, 600));
+}
