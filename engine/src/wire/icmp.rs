@@ -61,6 +61,19 @@ pub fn set_ident(msg: &mut [u8], id: u16) {
     msg[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
 }
 
+
+/// Whether the checksum over the whole message is right.
+pub fn verify_checksum(msg: &[u8]) -> bool {
+    checksum::checksum(msg) == 0
+}
+
+/// Recomputes the checksum over the whole message.
+pub fn fill_checksum(msg: &mut [u8]) {
+    msg[CHECKSUM..CHECKSUM + 2].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(msg);
+    msg[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,16 +89,4 @@ mod tests {
         set_ident(&mut msg, 9);
         assert!(verify_checksum(&msg));
     }
-}
-
-/// Whether the checksum over the whole message is right.
-pub fn verify_checksum(msg: &[u8]) -> bool {
-    checksum::checksum(msg) == 0
-}
-
-/// Recomputes the checksum over the whole message.
-pub fn fill_checksum(msg: &mut [u8]) {
-    msg[CHECKSUM..CHECKSUM + 2].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(msg);
-    msg[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
 }
