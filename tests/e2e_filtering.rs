@@ -218,3 +218,43 @@ Active                        : True
     t.cmdlet(&["Remove-NetNatStaticMapping"]);
     assert_eq!(t.cmdlet(&["Get-NetNatStaticMapping"]), "");
 }
+
+#[test]
+fn a_vm_reaches_its_own_published_port_through_the_external_address_hairpin() {
+    if !root_or_skip("hairpin") {
+        return;
+    }
+    let mut t = Topology::new();
+    t.start_daemon();
+    t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
+    let www = t.dir.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("index.txt"), "hairpinned\n").unwrap();
+    let vm = t.vm.clone();
+    t.http_server(&vm, VM, 80, &www);
+    t.cmdlet(&[
+        "Add-NetNatStaticMapping",
+        "WinNAT",
+        "-Protocol",
+        "TCP",
+        "-ExternalIPAddress",
+        "0.0.0.0",
+        "-ExternalPort",
+        "8080",
+        "-InternalIPAddress",
+        VM,
+        "-InternalPort",
+        "80",
+    ]);
+    let body = t.ns(&vm, &["curl", "-sS", "--max-time", "10", &format!("http://{EXTERNAL}:8080/index.txt")]);
+    assert_eq!(body, "hairpinned\n");
+    assert!(t.counter(&["hairpinned"]) > 0, "no packet counted as hairpinned");
+    // The VM still reaches the host itself on that address (no mapping behind the port).
+    let host_www = t.dir.path().join("host");
+    std::fs::create_dir(&host_www).unwrap();
+    std::fs::write(host_www.join("h.txt"), "host\n").unwrap();
+    let nat = t.nat.clone();
+    t.http_server(&nat, EXTERNAL, 2222, &host_www);
+    let body = t.ns(&vm, &["curl", "-sS", "--max-time", "10", &format!("http://{EXTERNAL}:2222/h.txt")]);
+    assert_eq!(body, "host\n");
+}

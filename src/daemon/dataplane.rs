@@ -251,6 +251,13 @@ pub enum Action {
         /// Destination rewritten.
         inbound: bool,
     },
+    /// It was hairpinned and now has one of the host's addresses as source: drop the
+    /// original and send the first `len` bytes from the host (the input path would take the
+    /// host's own source address for a spoof).
+    Reinject {
+        /// Bytes to send.
+        len: usize,
+    },
     /// Drop it.
     Drop,
 }
@@ -283,6 +290,17 @@ impl Dataplane {
         self.nats.store(Arc::new(nats));
     }
 
+    /// Hands every held fragment the engines have released to `send`.
+    pub fn drain_released(&self, mut send: impl FnMut(&[u8])) {
+        for nat in self.nats.load().iter() {
+            for inst in nat.instances.load().iter() {
+                while let Some(p) = inst.nat.poll_released() {
+                    send(&p.packet);
+                }
+            }
+        }
+    }
+
     /// Translates `packet` (IPv4, no link header) in place and says what to do with it.
     pub fn process(&self, now: Instant, packet: &mut [u8]) -> Action {
         let Some((src, dst)) = addresses(packet) else { return Action::Accept };
@@ -297,7 +315,13 @@ impl Dataplane {
                 // deliver it either.
                 return Action::Drop;
             };
-            return verdict_action(inst.nat.handle_packet(now, packet));
+            let action = verdict_action(inst.nat.handle_packet(now, packet));
+            if let (Action::Translated { len, inbound: true }, Some((new_src, _))) = (action, addresses(packet)) {
+                if !nat.prefix.contains(&new_src) {
+                    return Action::Reinject { len };
+                }
+            }
+            return action;
         }
         for nat in nats.iter() {
             for inst in nat.instances.load().iter().filter(|i| i.addresses.contains(&dst)) {

@@ -176,14 +176,21 @@ mod imp {
 
     /// Expires idle sessions. Timeouts are whole seconds, so a 100 ms tick is precise enough
     /// and costs nothing measurable.
+    /// Fragments the engine held are sent from the host when it releases them.
     fn timer(plane: &Dataplane, clock: Clock) {
+        let raw = crate::platform::raw::RawSender::open()
+            .map_err(|e| tracing::warn!("no raw socket ({e}): held fragments will be dropped"))
+            .ok();
         loop {
             std::thread::sleep(std::time::Duration::from_millis(100));
             let now = clock.now();
             for nat in plane.nats().iter() {
-                let released = nat.handle_timeout(now);
-                if !released.is_empty() {
-                    tracing::debug!(count = released.len(), "held fragments released by the timer were dropped");
+                for packet in nat.handle_timeout(now) {
+                    if let Some(raw) = &raw {
+                        if let Err(e) = raw.send(&packet) {
+                            tracing::debug!("cannot send a released fragment: {e}");
+                        }
+                    }
                 }
             }
         }

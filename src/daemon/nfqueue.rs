@@ -15,6 +15,7 @@ use netnat_capture::{Action as Verdict, Batch, Capture};
 
 use super::clock::Clock;
 use super::dataplane::{Action, Dataplane};
+use crate::platform::raw::RawSender;
 
 /// Packets per batch.
 const BATCH: usize = 64;
@@ -59,6 +60,7 @@ pub fn start(first: u16, count: u16, plane: Arc<Dataplane>, clock: Clock) -> any
 }
 
 fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock) -> anyhow::Result<()> {
+    let raw = RawSender::open().context("opening a raw socket for hairpinned packets")?;
     let mut batch = Batch::new(BATCH, usize::from(u16::MAX));
     let mut errors = 0u32;
     loop {
@@ -72,9 +74,22 @@ fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock) -> anyhow::Result<()> {
                         p.set_ip_len(len);
                         p.set_action(Verdict::Accept);
                     }
+                    Action::Reinject { len } => {
+                        p.set_ip_len(len);
+                        if let Err(e) = raw.send(p.ip()) {
+                            tracing::debug!("cannot send a hairpinned packet: {e}");
+                        }
+                        p.set_action(Verdict::Drop);
+                    }
                 }
             }
-            q.send_batch(&mut batch)
+            q.send_batch(&mut batch)?;
+            plane.drain_released(|p| {
+                if let Err(e) = raw.send(p) {
+                    tracing::debug!("cannot send a released fragment: {e}");
+                }
+            });
+            Ok(())
         });
         match result {
             Ok(()) => errors = 0,

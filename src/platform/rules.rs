@@ -4,8 +4,8 @@
 //! - iptables (with iptables-nft these live in the nftables tables `ip raw` and `ip mangle`):
 //!   two chains of netnat's own, jumped to from the top of the built-in chains.
 //!   - `raw` / `NETNAT-PRE` (from PREROUTING), before conntrack and routing: traffic between
-//!     internal prefixes, loopback traffic and traffic from the internal prefixes is left
-//!     alone here; inbound packets that may belong to a NAT (to an external address, or to
+//!     internal prefixes and loopback traffic is left alone; packets that may belong to a
+//!     NAT (inbound, or hairpinned from an internal host; to an external address, or to
 //!     any local address when the NAT uses the host's addresses; TCP/UDP to the dynamic port
 //!     range or a static mapping port; ICMP echo replies and errors) are queued **fail-open**
 //!     (`--queue-bypass`): with no daemon they reach the host as if netnat were not there, so
@@ -99,9 +99,6 @@ pub fn render(spec: &RuleSpec) -> String {
         for q in &spec.internal_prefixes {
             raw.push(format!("-A {PRE_CHAIN} -s {} -d {} -j RETURN", p.trunc(), q.trunc()));
         }
-    }
-    for p in &spec.internal_prefixes {
-        raw.push(format!("-A {PRE_CHAIN} -s {} -j RETURN", p.trunc()));
     }
     for m in &spec.inbound {
         let dst = match m.destination {
@@ -227,7 +224,6 @@ mod tests {
             "-A NETNAT-PRE -m addrtype --dst-type LOCAL -p udp --dport 1024:65535 -j NFQUEUE --queue-balance 0:1 --queue-bypass"
         ));
         assert!(text.contains("-A NETNAT-PRE -d 203.0.113.1/32 -p tcp --dport 80 -j NFQUEUE"));
-        assert!(text.contains("-A NETNAT-PRE -s 10.100.0.0/16 -j RETURN"));
         let nft = render_nft(&spec);
         assert!(nft.contains("priority -250"), "{nft}");
         assert!(nft.contains("ip daddr { 10.100.0.0/16 } ip saddr != { 10.100.0.0/16 } notrack"), "{nft}");
