@@ -61,7 +61,6 @@ pub fn set_ident(msg: &mut [u8], id: u16) {
     msg[CHECKSUM..CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
 }
 
-
 /// Whether the checksum over the whole message is right.
 pub fn verify_checksum(msg: &[u8]) -> bool {
     checksum::checksum(msg) == 0
