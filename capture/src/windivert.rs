@@ -23,6 +23,16 @@
 //! to the vEthernet adapter; both without enabling IP forwarding. Which one the daemon uses
 //! is its choice; it must be verified on Windows.
 //!
+//! Packets the host *routes* (a VM's packet to the Internet: its destination is not the
+//! host) do not pass WinDivert's network layer at all, according to WinDivert's maintainer
+//! (basil00/WinDivert issues #34, #227): they are seen only at the forward layer, and only
+//! when IP forwarding is enabled. [`WinDivertConfig::forward`] opens a handle there; the
+//! daemon diverts the NATs' outbound half with one and sends the translated packets out
+//! through a network-layer handle as outbound (issue #244 suggests the same). At the forward
+//! layer reinjection uses the captured interface index (`FwpsInjectForwardAsync0`); at the
+//! network layer an outbound packet is routed by its destination and its interface index is
+//! ignored (read in the WinDivert 2.2.2 driver source vendored in windivert-sys 0.10).
+//!
 //! # Checksums
 //! The caller (the engine) updates checksums incrementally, which is only right if they were
 //! right on receive. Outbound packets from the host's own stack may carry offloaded
@@ -70,6 +80,10 @@ pub struct WinDivertConfig {
     pub queue_time_ms: u64,
     /// Compute offloaded checksums on receive (see the module doc).
     pub complete_checksums: bool,
+    /// Open at `WINDIVERT_LAYER_NETWORK_FORWARD` (packets the host routes from one interface
+    /// to another; needs IP forwarding enabled) instead of `WINDIVERT_LAYER_NETWORK` (packets
+    /// to and from the host itself).
+    pub forward: bool,
 }
 
 impl Default for WinDivertConfig {
@@ -81,6 +95,7 @@ impl Default for WinDivertConfig {
             queue_length: 8192,
             queue_time_ms: 2000,
             complete_checksums: true,
+            forward: false,
         }
     }
 }
@@ -108,7 +123,8 @@ struct RxState {
     addrs: [WINDIVERT_ADDRESS; WINDIVERT_BATCH_MAX as usize],
 }
 
-/// An open WinDivert handle at the network layer.
+/// An open WinDivert handle at the network layer (or the forward layer, see
+/// [`WinDivertConfig::forward`]).
 pub struct WinDivert {
     handle: HANDLE,
     event: HANDLE,
@@ -162,9 +178,9 @@ impl WinDivert {
         // SAFETY: CreateEventW with no name and default security returns a new handle or an error.
         let event = unsafe { CreateEventW(None, true, false, None) }
             .map_err(|e| CaptureError::os("windivert: cannot create an event", io::Error::from(e), ""))?;
+        let layer = if config.forward { WinDivertLayer::Forward } else { WinDivertLayer::Network };
         // SAFETY: `filter` is a NUL-terminated string that outlives the call.
-        let handle =
-            unsafe { WinDivertOpen(filter.as_ptr(), WinDivertLayer::Network, config.priority, WinDivertFlags::new()) };
+        let handle = unsafe { WinDivertOpen(filter.as_ptr(), layer, config.priority, WinDivertFlags::new()) };
         if handle.is_invalid() {
             let e = io::Error::last_os_error();
             // SAFETY: `event` is the handle created above, closed once.

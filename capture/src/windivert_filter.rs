@@ -11,6 +11,12 @@
 //!   the static mappings' ports, all ICMP (echo replies by identifier, errors by embedded
 //!   packet — the engine drops what matches no session), and non-first fragments (no ports).
 //!
+//! A VM's packet that the host routes elsewhere never reaches WinDivert's network layer; it
+//! is seen at the forward layer (with IP forwarding enabled), so the daemon splits the two
+//! halves: [`forward_filter`] (outbound half, forward layer) and [`nats_filter`] (both halves
+//! at the network layer; there the outbound half still catches VM packets to the host's own
+//! addresses, e.g. hairpinning through a static mapping).
+//!
 //! Limiting inbound capture to the port range matters when the external address is the
 //! host's own address (the usual WinNAT setup): the host's own connections use ephemeral
 //! ports (49152–65535 by default) that the filter would otherwise steal. Give the NAT a range
@@ -121,52 +127,101 @@ pub fn prefix_bounds(network: Ipv4Addr, len: u8) -> Result<(Ipv4Addr, Ipv4Addr),
 
 /// The WinDivert filter (network layer) that captures everything `spec`'s NAT translates.
 pub fn nat_filter(spec: &NatFilterSpec) -> Result<String, FilterError> {
-    let (lo, hi) = prefix_bounds(spec.internal_network, spec.internal_prefix_len)?;
     if spec.external.is_empty() {
         return Err(FilterError::NoExternalAddress);
     }
-    for e in &spec.external {
-        if e.port_start > e.port_end {
-            return Err(FilterError::PortRange { address: e.address, start: e.port_start, end: e.port_end });
+    nats_filter(std::slice::from_ref(spec))
+}
+
+/// One filter for several NATs (what one daemon serves): the clauses of every NAT joined
+/// with `or`; `"false"` (capture nothing) for no NAT. Unlike [`nat_filter`], a NAT without
+/// external addresses is allowed: only its outbound half is captured (the daemon then drops
+/// those packets, failing closed, until the NAT has an address to translate to).
+pub fn nats_filter(specs: &[NatFilterSpec]) -> Result<String, FilterError> {
+    if specs.is_empty() {
+        return Ok("false".to_owned());
+    }
+    let mut clauses = Vec::new();
+    for spec in specs {
+        let (lo, hi) = prefix_bounds(spec.internal_network, spec.internal_prefix_len)?;
+        for e in &spec.external {
+            if e.port_start > e.port_end {
+                return Err(FilterError::PortRange { address: e.address, start: e.port_start, end: e.port_end });
+            }
+        }
+        clauses.push(outbound_clause(spec.internal_interface, lo, hi));
+        let fold_static = spec.static_ports.len() > MAX_STATIC_TERMS;
+        for e in &spec.external {
+            let clause = inbound_clause(e, &spec.static_ports, fold_static);
+            if !clauses.contains(&clause) {
+                clauses.push(clause);
+            }
         }
     }
+    Ok(format!("ip and ({})", clauses.join(" or ")))
+}
 
-    let mut out = String::from("ip and (");
-    // Outbound half. `write!` to a String cannot fail.
-    out.push_str("(inbound");
-    if let Some(idx) = spec.internal_interface {
+/// The filter for WinDivert's *forward* layer (packets the host routes, which the network
+/// layer never sees): the outbound half of every NAT, packets from its internal prefix to
+/// outside it. The forward layer has no meaningful direction, so none is tested. `"false"`
+/// for no NAT.
+pub fn forward_filter(specs: &[NatFilterSpec]) -> Result<String, FilterError> {
+    if specs.is_empty() {
+        return Ok("false".to_owned());
+    }
+    let mut clauses = Vec::new();
+    for spec in specs {
+        let (lo, hi) = prefix_bounds(spec.internal_network, spec.internal_prefix_len)?;
+        let mut clause = String::from("(");
+        if let Some(idx) = spec.internal_interface {
+            let _ = write!(clause, "ifIdx == {idx} and ");
+        }
+        let _ = write!(
+            clause,
+            "ip.SrcAddr >= {lo} and ip.SrcAddr <= {hi} and not (ip.DstAddr >= {lo} and ip.DstAddr <= {hi}))"
+        );
+        clauses.push(clause);
+    }
+    Ok(format!("ip and ({})", clauses.join(" or ")))
+}
+
+/// Outbound half: from the internal prefix to outside it, arriving from the VMs.
+fn outbound_clause(interface: Option<u32>, lo: Ipv4Addr, hi: Ipv4Addr) -> String {
+    // `write!` to a String cannot fail.
+    let mut out = String::from("(inbound");
+    if let Some(idx) = interface {
         let _ = write!(out, " and ifIdx == {idx}");
     }
     let _ = write!(
         out,
         " and ip.SrcAddr >= {lo} and ip.SrcAddr <= {hi} and not (ip.DstAddr >= {lo} and ip.DstAddr <= {hi}))"
     );
+    out
+}
 
-    // Inbound half, one clause per external address.
-    let fold_static = spec.static_ports.len() > MAX_STATIC_TERMS;
-    for e in &spec.external {
-        let _ = write!(out, " or (inbound and ip.DstAddr == {} and (", e.address);
-        if fold_static {
-            out.push_str("tcp or udp");
-        } else {
-            for (i, proto) in ["tcp", "udp"].iter().enumerate() {
-                if i > 0 {
-                    out.push_str(" or ");
-                }
-                let _ = write!(out, "({proto}.DstPort >= {} and {proto}.DstPort <= {})", e.port_start, e.port_end);
+/// Inbound half for one external address.
+fn inbound_clause(e: &ExternalAddress, static_ports: &[StaticPort], fold_static: bool) -> String {
+    let mut out = String::new();
+    let _ = write!(out, "(inbound and ip.DstAddr == {} and (", e.address);
+    if fold_static {
+        out.push_str("tcp or udp");
+    } else {
+        for (i, proto) in ["tcp", "udp"].iter().enumerate() {
+            if i > 0 {
+                out.push_str(" or ");
             }
-            for s in &spec.static_ports {
-                let outside_range = s.port < e.port_start || s.port > e.port_end;
-                let applies = s.address == Ipv4Addr::UNSPECIFIED || s.address == e.address;
-                if applies && outside_range {
-                    let _ = write!(out, " or {}.DstPort == {}", s.protocol.name(), s.port);
-                }
+            let _ = write!(out, "({proto}.DstPort >= {} and {proto}.DstPort <= {})", e.port_start, e.port_end);
+        }
+        for s in static_ports {
+            let outside_range = s.port < e.port_start || s.port > e.port_end;
+            let applies = s.address == Ipv4Addr::UNSPECIFIED || s.address == e.address;
+            if applies && outside_range {
+                let _ = write!(out, " or {}.DstPort == {}", s.protocol.name(), s.port);
             }
         }
-        out.push_str(" or icmp or ip.FragOff != 0))");
     }
-    out.push(')');
-    Ok(out)
+    out.push_str(" or icmp or ip.FragOff != 0))");
+    out
 }
 
 #[cfg(test)]
@@ -233,6 +288,46 @@ mod tests {
         let f = nat_filter(&s).unwrap();
         assert!(f.contains("ip.DstAddr == 203.0.113.1 and (tcp or udp or icmp"), "{f}");
         assert!(f.len() < 400, "{f}");
+    }
+
+    #[test]
+    fn several_nats_share_one_filter() {
+        assert_eq!(nats_filter(&[]).unwrap(), "false");
+        let mut second = spec();
+        second.internal_network = Ipv4Addr::new(10, 200, 0, 0);
+        second.internal_interface = None;
+        second.external.clear();
+        let f = nats_filter(&[spec(), second]).unwrap();
+        let one = nat_filter(&spec()).unwrap();
+        let inner = &one["ip and (".len()..one.len() - 1];
+        assert_eq!(
+            f,
+            format!(
+                "ip and ({inner} or (inbound and ip.SrcAddr >= 10.200.0.0 and ip.SrcAddr <= 10.200.255.255 \
+                 and not (ip.DstAddr >= 10.200.0.0 and ip.DstAddr <= 10.200.255.255)))"
+            )
+        );
+        assert_eq!(f.matches('(').count(), f.matches(')').count(), "balanced: {f}");
+        let twice = nats_filter(&[spec(), spec()]).unwrap();
+        assert_eq!(twice.matches("ip.DstAddr == 203.0.113.1").count(), 1, "identical clauses once: {twice}");
+    }
+
+    #[test]
+    fn the_forward_filter_takes_the_outbound_half_without_direction() {
+        assert_eq!(forward_filter(&[]).unwrap(), "false");
+        let mut second = spec();
+        second.internal_network = Ipv4Addr::new(10, 200, 0, 0);
+        second.internal_interface = None;
+        assert_eq!(
+            forward_filter(&[spec(), second]).unwrap(),
+            "ip and ((ifIdx == 7 and ip.SrcAddr >= 10.100.0.0 and ip.SrcAddr <= 10.100.255.255 \
+             and not (ip.DstAddr >= 10.100.0.0 and ip.DstAddr <= 10.100.255.255)) \
+             or (ip.SrcAddr >= 10.200.0.0 and ip.SrcAddr <= 10.200.255.255 \
+             and not (ip.DstAddr >= 10.200.0.0 and ip.DstAddr <= 10.200.255.255)))"
+        );
+        let mut bad = spec();
+        bad.internal_prefix_len = 40;
+        assert_eq!(forward_filter(&[bad]), Err(FilterError::PrefixLength(40)));
     }
 
     #[test]

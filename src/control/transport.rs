@@ -1,29 +1,48 @@
-//! The byte pipe under the control protocol: a Unix socket on Unix (root-only), nothing yet
-//! elsewhere (the Windows port will put a named pipe behind the same three functions:
-//! [`listen`], [`Listener::accept`], [`connect`]).
-
-use std::path::Path;
+//! The byte pipe under the control protocol, behind three functions ([`listen`],
+//! [`Listener::accept`], [`connect`]) so the protocol code is the same everywhere: a
+//! root-only Unix socket on Unix, a named pipe that only Administrators and SYSTEM may open
+//! on Windows (`transport_windows.rs`, names and access rule in [`super::pipe`]).
 
 #[cfg(unix)]
 pub use unix::{connect, listen, Listener};
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+pub use super::transport_windows::{connect, listen, Listener};
+
+#[cfg(not(any(unix, windows)))]
 pub use unsupported::{connect, listen, Listener};
 
 /// Who is at the other end of an accepted connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
-    /// The peer's user id, when the platform tells it.
+    /// The peer's user id, when the platform tells it (Unix).
     pub uid: Option<u32>,
+    /// The peer's token is SYSTEM's or carries the Administrators group enabled, i.e. an
+    /// elevated prompt (Windows; always false elsewhere).
+    pub administrator: bool,
 }
 
 impl Peer {
-    /// Whether the peer may manage the NAT: root, or the daemon's own user.
+    /// Whether the peer may manage the NAT: root, the daemon's own user, or (Windows) an
+    /// elevated Administrator or SYSTEM.
     pub fn is_allowed(&self, own_uid: Option<u32>) -> bool {
+        if self.administrator {
+            return true;
+        }
         match self.uid {
             Some(0) => true,
             Some(uid) => own_uid == Some(uid),
             None => false,
+        }
+    }
+
+    /// What to tell a refused peer: who it is and how to get access.
+    pub fn refusal(&self) -> String {
+        match self.uid {
+            Some(uid) => format!("permission denied: uid {uid} may not manage the NAT; run the cmdlet as root"),
+            None => "permission denied: only an elevated Administrator or SYSTEM may manage the NAT; \
+                     run the cmdlet from a prompt opened with \"Run as administrator\""
+                .to_owned(),
         }
     }
 }
@@ -42,7 +61,8 @@ pub fn own_uid() -> Option<u32> {
 }
 
 /// Whether something answers on `path` (a live daemon), used before replacing a stale socket.
-pub fn is_live(path: &Path) -> bool {
+#[cfg(unix)]
+pub fn is_live(path: &std::path::Path) -> bool {
     connect(path).is_ok()
 }
 
@@ -110,17 +130,17 @@ mod unix {
                 &mut len,
             )
         };
-        Peer { uid: (rc == 0).then_some(cred.uid) }
+        Peer { uid: (rc == 0).then_some(cred.uid), administrator: false }
     }
 
     #[cfg(not(target_os = "linux"))]
     fn peer_of(_stream: &UnixStream) -> Peer {
         // The socket's mode 0600 already limits who can connect.
-        Peer { uid: super::own_uid() }
+        Peer { uid: super::own_uid(), administrator: false }
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 mod unsupported {
     use std::io;
     use std::path::Path;
@@ -130,7 +150,7 @@ mod unsupported {
     fn unsupported() -> io::Error {
         io::Error::new(
             io::ErrorKind::Unsupported,
-            "the netnat control channel is not implemented on this platform yet (Windows will use a named pipe)",
+            "the netnat control channel exists on Unix (socket) and Windows (named pipe) only",
         )
     }
 
@@ -141,20 +161,38 @@ mod unsupported {
     #[derive(Debug)]
     pub struct Listener(());
 
-    /// Not supported on this platform yet.
+    /// Not supported on this platform.
     pub fn listen(_path: &Path) -> io::Result<Listener> {
         Err(unsupported())
     }
 
     impl Listener {
-        /// Not supported on this platform yet.
+        /// Not supported on this platform.
         pub fn accept(&self) -> io::Result<(Stream, Peer)> {
             Err(unsupported())
         }
     }
 
-    /// Not supported on this platform yet.
+    /// Not supported on this platform.
     pub fn connect(_path: &Path) -> io::Result<Stream> {
         Err(unsupported())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_own_user_and_administrators_are_allowed() {
+        let unix = |uid| Peer { uid: Some(uid), administrator: false };
+        assert!(unix(0).is_allowed(Some(1000)));
+        assert!(unix(1000).is_allowed(Some(1000)));
+        assert!(!unix(1001).is_allowed(Some(1000)));
+        let windows = |administrator| Peer { uid: None, administrator };
+        assert!(windows(true).is_allowed(None));
+        assert!(!windows(false).is_allowed(None), "an unelevated Windows client");
+        assert!(windows(false).refusal().contains("Run as administrator"));
+        assert!(unix(1001).refusal().contains("uid 1001"));
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
+use netnat_capture::{Action as CaptureAction, Batch, Packet};
 use netnat_engine::{ConfigError, DropReason, ExternalAddress, Instant, Nat, NatConfig, SessionInfo, Verdict};
 use parking_lot::Mutex;
 
@@ -301,6 +302,32 @@ impl Dataplane {
         }
     }
 
+    /// Runs every packet of a received `batch` through [`Dataplane::process`]: sets its new
+    /// length and its capture verdict. How a rewritten packet leaves is the platform's
+    /// choice, so `rewritten(packet, action)` is called for each [`Action::Translated`] or
+    /// [`Action::Reinject`] (with the length already set) and returns its verdict: Linux
+    /// accepts translated packets and sends hairpinned ones from a raw socket; Windows
+    /// reinjects both as outbound.
+    pub fn process_batch(
+        &self,
+        now: Instant,
+        batch: &mut Batch,
+        mut rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
+    ) {
+        for p in batch.iter_mut() {
+            let action = self.process(now, p.ip_mut());
+            let verdict = match action {
+                Action::Accept => CaptureAction::Accept,
+                Action::Drop => CaptureAction::Drop,
+                Action::Translated { len, .. } | Action::Reinject { len } => {
+                    p.set_ip_len(len);
+                    rewritten(p, action)
+                }
+            };
+            p.set_action(verdict);
+        }
+    }
+
     /// Translates `packet` (IPv4, no link header) in place and says what to do with it.
     pub fn process(&self, now: Instant, packet: &mut [u8]) -> Action {
         let Some((src, dst)) = addresses(packet) else { return Action::Accept };
@@ -392,6 +419,30 @@ mod tests {
         let mut reply = udp([203, 0, 113, 10], 53, [203, 0, 113, 1], ext_port);
         assert_eq!(plane.process(Instant::from_secs(2), &mut reply), Action::Translated { len: 28, inbound: true });
         assert_eq!(&reply[16..20], &[10, 100, 10, 11]);
+    }
+
+    #[test]
+    fn batches_get_lengths_and_verdicts_and_rewritten_packets_go_to_the_platform() {
+        let plane = plane();
+        let mut batch = Batch::new(4, 1500);
+        batch.push(&udp([10, 100, 10, 11], 5000, [203, 0, 113, 10], 53), 0, 0);
+        batch.push(&udp([203, 0, 113, 10], 40000, [203, 0, 113, 1], 2222), 0, 0);
+        let mut truncated = udp([10, 100, 10, 11], 5001, [203, 0, 113, 10], 53);
+        truncated.truncate(24);
+        batch.push(&truncated, 0, 0);
+        let mut seen = Vec::new();
+        plane.process_batch(Instant::from_secs(1), &mut batch, |p, action| {
+            seen.push(action);
+            p.meta.outbound = Some(true);
+            CaptureAction::Accept
+        });
+        assert_eq!(seen, vec![Action::Translated { len: 28, inbound: false }]);
+        let verdicts: Vec<_> = batch.iter().map(|p| p.action()).collect();
+        assert_eq!(verdicts, vec![CaptureAction::Accept, CaptureAction::Accept, CaptureAction::Drop]);
+        let first = &batch.packets()[0];
+        assert_eq!((first.ip().len(), &first.ip()[12..16]), (28, &[203, 0, 113, 1][..]));
+        assert_eq!(first.meta.outbound, Some(true));
+        assert_eq!(batch.packets()[1].meta.outbound, None, "untouched packets keep their direction");
     }
 
     #[test]

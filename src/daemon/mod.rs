@@ -1,46 +1,102 @@
 //! `netnat daemon`: the live NAT.
 //!
-//! Threads: NFQUEUE workers (one per queue) run packets through the engines; a timer expires
-//! idle sessions; a watcher follows the host's route and address changes; the control socket
-//! answers the cmdlets; the main thread waits for SIGINT/SIGTERM, then removes the kernel
-//! rules and the socket and exits.
+//! Linux threads: NFQUEUE workers (one per queue) run packets through the engines; a timer
+//! expires idle sessions; a watcher follows the host's route and address changes; the control
+//! socket answers the cmdlets; the main thread waits for SIGINT/SIGTERM, then removes the
+//! kernel rules and the socket and exits.
 //!
-//! Failure behaviour (see `platform::rules`): outbound packets of the NATs fail closed (with
-//! no daemon they are dropped, never leaked untranslated); inbound packets fail open (with no
-//! daemon they reach the host unchanged, so the host's own traffic keeps working). The rules
-//! stay after `kill -9`; the next daemon start replaces them.
+//! Failure behaviour on Linux (see `platform::rules`): outbound packets of the NATs fail
+//! closed (with no daemon they are dropped, never leaked untranslated); inbound packets fail
+//! open (with no daemon they reach the host unchanged, so the host's own traffic keeps
+//! working). The rules stay after `kill -9`; the next daemon start replaces them.
+//!
+//! Windows (`windows.rs`): two WinDivert threads instead of the queues and the timer, the
+//! same watcher, and the control pipe served on the main thread; Ctrl+C ends the process,
+//! and Windows closes the WinDivert handles, so there is nothing to remove.
 
-// The live NAT runs on Linux only for now; elsewhere these modules are compiled (and
-// type-checked) but not yet called.
-#![cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
+// The live NAT runs on Linux and Windows; elsewhere these modules are compiled (and
+// type-checked) but not called.
+#![cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code, unused_imports))]
 
 pub mod clock;
 pub mod dataplane;
+#[cfg(any(windows, test))]
+mod divert;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 mod nfqueue;
 pub mod server;
 pub mod service;
+#[cfg(windows)]
+mod windows;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use parking_lot::Mutex;
+
+use self::dataplane::Dataplane;
+use self::service::Service;
+use crate::platform::{addrs, watch};
 
 /// Arguments of `netnat daemon`.
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
-    /// Control socket path (default /run/netnat/netnat.sock).
+    /// Control socket path (default /run/netnat/netnat.sock); on Windows a pipe name
+    /// (default \\.\pipe\netnat; a bare NAME means \\.\pipe\NAME).
     #[arg(long, env = "NETNAT_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// Where the configuration is kept.
-    #[arg(long, value_name = "DIR", default_value = crate::state::DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
-    /// First NFQUEUE number used.
+    /// Where the configuration is kept (default /var/lib/netnat; on Windows
+    /// %ProgramData%\netnat).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// First NFQUEUE number used (Linux).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub queue_num: u16,
-    /// Number of NFQUEUE queues (one worker thread each); default: one per CPU, at most 4.
+    /// Number of NFQUEUE queues (one worker thread each); default: one per CPU, at most 4
+    /// (Linux).
     #[arg(long, value_name = "N")]
     pub queues: Option<u16>,
+}
+
+impl DaemonArgs {
+    /// `--state-dir`, else the platform's default.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(crate::state::default_state_dir)
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
+    std::thread::Builder::new().name(name.into()).spawn(f).with_context(|| format!("starting thread {name}"))?;
+    Ok(())
+}
+
+/// Starts the thread that follows route and address changes: cached routes are dropped and
+/// the NATs that translate to the host's addresses are rebuilt.
+fn spawn_watcher(plane: &Arc<Dataplane>, service: &Arc<Mutex<Service>>) -> anyhow::Result<()> {
+    let plane = Arc::clone(plane);
+    let service = Arc::clone(service);
+    spawn("netnat-watch", move || {
+        let result = watch::run(|| {
+            plane.routes().invalidate();
+            match addrs::local_ipv4() {
+                Ok(a) => service.lock().set_host_addresses(a),
+                Err(e) => tracing::warn!("cannot list the host's addresses: {e}"),
+            }
+        });
+        if let Err(e) = result {
+            tracing::error!("route/address watcher stopped: {e}; route changes will not be followed");
+        }
+    })
+}
+
+/// A seed for port choice that differs between runs.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 /// Runs the daemon in the foreground.
@@ -57,7 +113,6 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::hash::{BuildHasher, Hasher};
     use std::process::ExitCode;
     use std::sync::Arc;
 
@@ -67,10 +122,10 @@ mod imp {
     use super::clock::Clock;
     use super::dataplane::Dataplane;
     use super::service::Service;
-    use super::{linux, nfqueue, server, DaemonArgs};
+    use super::{linux, nfqueue, random_seed, server, spawn, spawn_watcher, DaemonArgs};
     use crate::control::{self, transport};
+    use crate::platform::addrs;
     use crate::platform::rules::{self, Queues};
-    use crate::platform::{addrs, watch};
     use crate::state::StateStore;
 
     pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
@@ -79,7 +134,8 @@ mod imp {
             anyhow::bail!("netnat daemon must run as root: it installs iptables rules and reads NFQUEUE (try sudo)");
         }
         let socket = control::socket_path(args.socket.clone());
-        let store = StateStore::new(&args.state_dir);
+        let state_dir = args.state_dir();
+        let store = StateStore::new(&state_dir);
         let state = store.load()?;
         if socket.exists() {
             if transport::is_live(&socket) {
@@ -107,40 +163,24 @@ mod imp {
         let plane = Arc::new(Dataplane::new());
         nfqueue::start(queues.first, queues.count, Arc::clone(&plane), clock)?;
 
-        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
         let host = addrs::local_ipv4().context("listing the host's addresses")?;
         let service = Service::new(
             state,
             Some(store),
             Arc::clone(&plane),
             clock,
-            seed,
+            random_seed(),
             host,
             Box::new(move |_, nats| linux::install(nats, queues)),
         )
-        .with_context(|| format!("loading the configuration from {}", args.state_dir.display()))?;
+        .with_context(|| format!("loading the configuration from {}", state_dir.display()))?;
         let service = Arc::new(Mutex::new(service));
 
         spawn("netnat-timer", {
             let plane = Arc::clone(&plane);
             move || timer(&plane, clock)
         })?;
-        spawn("netnat-watch", {
-            let plane = Arc::clone(&plane);
-            let service = Arc::clone(&service);
-            move || {
-                let result = watch::run(|| {
-                    plane.routes().invalidate();
-                    match addrs::local_ipv4() {
-                        Ok(a) => service.lock().set_host_addresses(a),
-                        Err(e) => tracing::warn!("cannot list the host's addresses: {e}"),
-                    }
-                });
-                if let Err(e) = result {
-                    tracing::error!("route/address watcher stopped: {e}; route changes will not be followed");
-                }
-            }
-        })?;
+        spawn_watcher(&plane, &service)?;
 
         let listener =
             transport::listen(&socket).with_context(|| format!("creating the control socket {}", socket.display()))?;
@@ -154,7 +194,7 @@ mod imp {
                 .context("installing signal handlers")?;
         tracing::info!(
             socket = %socket.display(),
-            state = %args.state_dir.display(),
+            state = %state_dir.display(),
             queues = ?(queues.first..queues.first + queues.count),
             "netnat daemon ready"
         );
@@ -167,11 +207,6 @@ mod imp {
         let _ = std::fs::remove_file(&socket);
         removed?;
         Ok(ExitCode::SUCCESS)
-    }
-
-    fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> anyhow::Result<()> {
-        std::thread::Builder::new().name(name.into()).spawn(f).with_context(|| format!("starting thread {name}"))?;
-        Ok(())
     }
 
     /// Expires idle sessions. Timeouts are whole seconds, so a 100 ms tick is precise enough
@@ -197,7 +232,65 @@ mod imp {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod imp {
+    use std::process::ExitCode;
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use parking_lot::Mutex;
+
+    use super::clock::Clock;
+    use super::dataplane::Dataplane;
+    use super::service::Service;
+    use super::windows::{self, FilterSlot};
+    use super::{random_seed, server, spawn_watcher, DaemonArgs};
+    use crate::control::{self, transport};
+    use crate::platform::addrs;
+    use crate::state::StateStore;
+
+    pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
+        let pipe = control::socket_path(args.socket.clone());
+        let state_dir = args.state_dir();
+        if args.queues.is_some() || args.queue_num != 0 {
+            tracing::warn!("--queue-num and --queues are NFQUEUE settings (Linux); ignored on Windows");
+        }
+        // Created SYSTEM/Administrators-only: ProgramData lets every user add files.
+        crate::platform::win_security::create_private_dir(&state_dir)
+            .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+        let store = StateStore::new(&state_dir);
+        let state = store.load()?;
+        // Claim the pipe first: it fails when another daemon (or program) owns the name.
+        let listener =
+            transport::listen(&pipe).with_context(|| format!("creating the control pipe {}", pipe.display()))?;
+
+        let clock = Clock::start();
+        let plane = Arc::new(Dataplane::new());
+        let slot = Arc::new(FilterSlot::default());
+        let host = addrs::local_ipv4().context("listing the host's addresses")?;
+        let hook_slot = Arc::clone(&slot);
+        let service = Service::new(
+            state,
+            Some(store),
+            Arc::clone(&plane),
+            clock,
+            random_seed(),
+            host,
+            Box::new(move |_, nats| windows::install(nats, &hook_slot)),
+        )
+        .with_context(|| format!("loading the configuration from {}", state_dir.display()))?;
+        let service = Arc::new(Mutex::new(service));
+        windows::start(&slot, &plane, clock)?;
+        spawn_watcher(&plane, &service)?;
+
+        tracing::info!(pipe = %pipe.display(), state = %state_dir.display(), "netnat daemon ready");
+        eprintln!("netnat daemon: listening on {} (Ctrl+C stops it)", pipe.display());
+        server::serve(listener, service);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod imp {
     use std::process::ExitCode;
 
@@ -205,8 +298,6 @@ mod imp {
 
     pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let _ = args;
-        anyhow::bail!(
-            "netnat daemon runs on Linux (NFQUEUE) for now; the Windows (WinDivert) daemon is not written yet"
-        )
+        anyhow::bail!("netnat daemon runs on Linux (NFQUEUE) and Windows (WinDivert) only")
     }
 }

@@ -65,24 +65,15 @@ fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock) -> anyhow::Result<()> {
     let mut errors = 0u32;
     loop {
         let result = q.recv_batch(&mut batch, None).and_then(|_| {
-            let now = clock.now();
-            for p in batch.iter_mut() {
-                match plane.process(now, p.ip_mut()) {
-                    Action::Accept => p.set_action(Verdict::Accept),
-                    Action::Drop => p.set_action(Verdict::Drop),
-                    Action::Translated { len, .. } => {
-                        p.set_ip_len(len);
-                        p.set_action(Verdict::Accept);
+            plane.process_batch(clock.now(), &mut batch, |p, action| match action {
+                Action::Reinject { .. } => {
+                    if let Err(e) = raw.send(p.ip()) {
+                        tracing::debug!("cannot send a hairpinned packet: {e}");
                     }
-                    Action::Reinject { len } => {
-                        p.set_ip_len(len);
-                        if let Err(e) = raw.send(p.ip()) {
-                            tracing::debug!("cannot send a hairpinned packet: {e}");
-                        }
-                        p.set_action(Verdict::Drop);
-                    }
+                    Verdict::Drop
                 }
-            }
+                _ => Verdict::Accept,
+            });
             q.send_batch(&mut batch)?;
             plane.drain_released(|p| {
                 if let Err(e) = raw.send(p) {

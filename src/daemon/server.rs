@@ -1,7 +1,8 @@
 //! The control socket: accepts clients, reads request lines, answers each with a reply line.
 //!
 //! Only root (or the daemon's own user) may talk to it: the socket is mode 0600 and the
-//! peer's uid is checked (SO_PEERCRED). A malformed line is answered with a `BadRequest`
+//! peer's uid is checked (SO_PEERCRED). On Windows only elevated Administrators and SYSTEM:
+//! the pipe's DACL, then the client's token (see `control::pipe`). A malformed line is answered with a `BadRequest`
 //! error; the connection and the daemon stay up.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -38,10 +39,7 @@ pub fn serve(listener: Listener, service: Arc<Mutex<Service>>) {
 fn serve_client<S: Read + Write>(stream: S, peer: Peer, own: Option<u32>, service: &Mutex<Service>) {
     let mut reader = BufReader::new(stream);
     if !peer.is_allowed(own) {
-        let reply = Reply::Error(ControlError::bad_request(format!(
-            "permission denied: uid {:?} may not manage the NAT; run the cmdlet as root",
-            peer.uid
-        )));
+        let reply = Reply::Error(ControlError::bad_request(peer.refusal()));
         let _ = write_reply(reader.get_mut(), &reply);
         return;
     }

@@ -1,16 +1,25 @@
 //! The daemon's persisted configuration: NATs, their external addresses and static mappings,
 //! and the global settings. Sessions are not persisted.
 //!
-//! One JSON file, `state.json`, in the state directory (default `/var/lib/netnat`). Writes are
-//! atomic: a temporary file in the same directory is written and fsynced, renamed over the
-//! old file, and the directory is fsynced, so a crash leaves either the old or the new file.
+//! One JSON file, `state.json`, in the state directory (default `/var/lib/netnat`, on Windows
+//! `%ProgramData%\netnat`, see [`default_state_dir`]). Writes are atomic: a temporary file in
+//! the same directory is written and fsynced, renamed over the old file, and the directory is
+//! fsynced, so a crash leaves either the old or the new file.
+//!
+//! On Windows `std::fs::rename` is `MoveFileExW(MOVEFILE_REPLACE_EXISTING)` (falling back to
+//! `SetFileInformationByHandle(FileRenameInfoEx)` with POSIX semantics when that is denied;
+//! read in the Rust 1.96 standard library source), which replaces an existing target within
+//! one volume atomically. It fails while another process holds `state.json` open without
+//! delete sharing (an editor, a backup or antivirus scan), so the rename is retried briefly
+//! there. Directories cannot be fsynced on Windows; NTFS journals the rename itself.
 //! A file that cannot be read or parsed stops the daemon with an error naming it; it is never
 //! overwritten (the daemon refuses to start instead).
 
-// The live NAT runs on Linux only for now; elsewhere these modules are compiled (and
-// type-checked) but not yet called.
-#![cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
+// The live NAT runs on Linux and Windows; elsewhere these modules are compiled (and
+// type-checked) but not called.
+#![cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code, unused_imports))]
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -23,8 +32,29 @@ use serde::{Deserialize, Serialize};
 /// File name of the state inside the state directory.
 pub const STATE_FILE: &str = "state.json";
 
-/// Default state directory.
+/// Default state directory on Unix.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/netnat";
+
+/// Where ProgramData is when `%ProgramData%` is unset (it always is set on real Windows).
+pub const PROGRAM_DATA_FALLBACK: &str = r"C:\ProgramData";
+
+/// The state directory when `--state-dir` is not given: [`DEFAULT_STATE_DIR`] on Unix,
+/// `%ProgramData%\netnat` on Windows.
+pub fn default_state_dir() -> PathBuf {
+    if cfg!(windows) {
+        program_data_state_dir(std::env::var_os("ProgramData").as_deref())
+    } else {
+        PathBuf::from(DEFAULT_STATE_DIR)
+    }
+}
+
+/// `<program_data>\netnat`, given the value of `%ProgramData%` (unset or blank: the
+/// default `C:\ProgramData`). Built as a string with `\` so it is the same on every host.
+pub fn program_data_state_dir(program_data: Option<&OsStr>) -> PathBuf {
+    let base = program_data.map(|v| v.to_string_lossy().trim().to_owned()).filter(|v| !v.is_empty());
+    let base = base.as_deref().unwrap_or(PROGRAM_DATA_FALLBACK).trim_end_matches(['\\', '/']);
+    PathBuf::from(format!("{base}\\netnat"))
+}
 
 /// Version written in the file; a newer version is refused rather than misread.
 pub const FORMAT_VERSION: u32 = 1;
@@ -155,7 +185,7 @@ impl Default for State {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The file exists but cannot be read.
-    #[error("cannot read the state file {path}: {source}; check its permissions (the daemon runs as root)")]
+    #[error("cannot read the state file {path}: {source}; check its permissions (the daemon runs as root, or as an Administrator on Windows)")]
     Read {
         /// The file.
         path: PathBuf,
@@ -238,13 +268,41 @@ impl StateStore {
             let mut f = File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
-            fs::rename(&tmp, &path)?;
+            drop(f);
+            rename_replacing(&tmp, &path)?;
             sync_dir(&self.dir)
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
             StateError::Write { path: path.clone(), source: e }
         })
+    }
+}
+
+/// Renames `from` over `to`, replacing it. On Windows a transient sharing violation or
+/// access denial (another process has `to` open) is retried for up to about a second.
+fn rename_replacing(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(windows)]
+    {
+        const ERROR_ACCESS_DENIED: i32 = 5;
+        const ERROR_SHARING_VIOLATION: i32 = 32;
+        let mut attempt = 0;
+        loop {
+            match fs::rename(from, to) {
+                Err(e)
+                    if attempt < 20
+                        && matches!(e.raw_os_error(), Some(ERROR_ACCESS_DENIED | ERROR_SHARING_VIOLATION)) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+    #[cfg(not(windows))]
+    {
+        fs::rename(from, to)
     }
 }
 
@@ -302,6 +360,26 @@ mod tests {
         assert!(err.contains(&store.path().display().to_string()), "{err}");
         assert!(err.contains("corrupt"), "{err}");
         assert_eq!(fs::read_to_string(store.path()).unwrap(), "{ not json");
+    }
+
+    #[test]
+    fn program_data_paths() {
+        let dir = |v: Option<&str>| program_data_state_dir(v.map(OsStr::new));
+        assert_eq!(dir(Some(r"C:\ProgramData")), PathBuf::from(r"C:\ProgramData\netnat"));
+        assert_eq!(dir(Some(r"D:\Data\")), PathBuf::from(r"D:\Data\netnat"), "trailing separator");
+        assert_eq!(dir(None), PathBuf::from(r"C:\ProgramData\netnat"));
+        assert_eq!(dir(Some("  ")), PathBuf::from(r"C:\ProgramData\netnat"), "blank is unset");
+        #[cfg(unix)]
+        assert_eq!(default_state_dir(), PathBuf::from(DEFAULT_STATE_DIR));
+    }
+
+    #[test]
+    fn saving_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        store.save(&State::default()).unwrap();
+        store.save(&sample()).unwrap();
+        assert_eq!(store.load().unwrap(), sample());
     }
 
     #[test]

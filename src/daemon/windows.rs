@@ -1,0 +1,205 @@
+//! The Windows pieces of the daemon: WinDivert handles for the NATs' filters
+//! ([`super::divert`]) and the threads that run their packets through the [`Dataplane`].
+//!
+//! - `netnat-divert-fwd`: a forward-layer handle with the NATs' outbound half (VM packets the
+//!   host routes elsewhere; only that layer sees them, and only with IP forwarding on).
+//!   Translated packets now carry a host address as source, so they are sent as *outbound*
+//!   through a second, network-layer handle that diverts nothing; the forward handle drops
+//!   the originals. Packets the dataplane leaves alone go back to the forward layer as they
+//!   were.
+//! - `netnat-divert-net`: a network-layer handle with the inbound half (and VM packets to the
+//!   host's own addresses). Rewritten packets are reinjected as *outbound*, so the host routes
+//!   them by their new destination (a VM, through the internal vEthernet adapter). This thread
+//!   also expires idle sessions and sends the fragments the engines release.
+//!
+//! When the NATs change, each thread opens a handle with the new filter before it closes the
+//! old one; packets still queued in the old handle are lost (TCP retransmits them).
+//! When the daemon exits (even killed), Windows closes the handles and nothing is diverted any
+//! more: with IP forwarding enabled, VM packets are then routed *untranslated*.
+//!
+//! Type-checked for x86_64-pc-windows-gnu on Linux; not run on Windows by us.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use netnat_capture::windivert::{WinDivert, WinDivertConfig};
+use netnat_capture::{Action as Verdict, Batch, Capture};
+use netnat_engine::Instant;
+use parking_lot::Mutex;
+
+use super::clock::Clock;
+use super::dataplane::{Dataplane, LiveNat};
+use super::divert::{self, Filters};
+
+/// Packets per receive.
+const BATCH: usize = 64;
+/// Extra batch slots for fragments released by the engines.
+const SPARE: usize = 16;
+/// Longest packet WinDivert hands over.
+const MAX_PACKET: usize = u16::MAX as usize;
+/// Longest wait for packets before the threads look at filter changes and timers.
+const TICK: Duration = Duration::from_millis(100);
+/// How often idle sessions are expired.
+const EXPIRY_EVERY: Duration = Duration::from_millis(100);
+/// Consecutive errors after which the daemon stops (so the failure is seen).
+const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
+
+/// The filters the threads should run with; the service updates it whenever the NATs change.
+#[derive(Debug, Default)]
+pub struct FilterSlot {
+    generation: AtomicU64,
+    filters: Mutex<Filters>,
+}
+
+impl FilterSlot {
+    fn set(&self, filters: Filters) {
+        let mut current = self.filters.lock();
+        if *current != filters {
+            *current = filters;
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn current(&self) -> (u64, Filters) {
+        let filters = self.filters.lock();
+        (self.generation(), filters.clone())
+    }
+}
+
+/// Points the WinDivert threads at the filters for `nats` (the service's change hook).
+pub fn install(nats: &[Arc<LiveNat>], slot: &FilterSlot) {
+    match divert::filters(nats) {
+        Ok(filters) => {
+            tracing::info!(nats = nats.len(), forward = %filters.forward, network = %filters.network, "WinDivert filters");
+            slot.set(filters);
+        }
+        Err(e) => tracing::error!("cannot build the WinDivert filters: {e}; the previous ones stay in force"),
+    }
+}
+
+fn open(filter: &str, forward: bool) -> anyhow::Result<WinDivert> {
+    let config =
+        WinDivertConfig { filter: filter.to_owned(), batch_packets: BATCH, forward, ..WinDivertConfig::default() };
+    let layer = if forward { "forward" } else { "network" };
+    WinDivert::open(config)
+        .with_context(|| format!("opening a WinDivert {layer}-layer handle with the filter {filter:?}"))
+}
+
+/// Opens the handles for the filters in force (so a missing driver, DLL or elevation stops
+/// the daemon at once, with WinDivert's hint) and starts both threads.
+pub fn start(slot: &Arc<FilterSlot>, plane: &Arc<Dataplane>, clock: Clock) -> anyhow::Result<()> {
+    let (generation, filters) = slot.current();
+    let forward = open(&filters.forward, true)?;
+    let sender = open("false", false)?;
+    let network = open(&filters.network, false)?;
+    let threads = [
+        ("netnat-divert-fwd", forward, Role::Forward { sender, out: Batch::new(BATCH, MAX_PACKET) }),
+        ("netnat-divert-net", network, Role::Network { next_expiry: clock.now() }),
+    ];
+    for (name, handle, role) in threads {
+        let (slot, plane) = (Arc::clone(slot), Arc::clone(plane));
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                if let Err(e) = work(role, handle, generation, &slot, &plane, clock) {
+                    tracing::error!("{name} stopped: {e:#}");
+                    eprintln!("netnat daemon: {name} stopped: {e:#}; exiting");
+                    std::process::exit(1);
+                }
+            })
+            .with_context(|| format!("starting thread {name}"))?;
+    }
+    Ok(())
+}
+
+/// What a thread does with the packets it diverts.
+enum Role {
+    /// Forward layer: translated packets leave through `sender` (network layer, outbound).
+    Forward { sender: WinDivert, out: Batch },
+    /// Network layer: rewritten packets are reinjected outbound; timers run here.
+    Network { next_expiry: Instant },
+}
+
+fn work(
+    mut role: Role,
+    mut handle: WinDivert,
+    mut seen: u64,
+    slot: &FilterSlot,
+    plane: &Dataplane,
+    clock: Clock,
+) -> anyhow::Result<()> {
+    let forward = matches!(role, Role::Forward { .. });
+    let mut batch = Batch::new(BATCH + SPARE, MAX_PACKET);
+    let mut errors = 0u32;
+    loop {
+        if slot.generation() != seen {
+            let (generation, filters) = slot.current();
+            let filter = if forward { filters.forward } else { filters.network };
+            // The new handle first, so nothing slips past undiverted in between.
+            match open(&filter, forward) {
+                Ok(new) => handle = new,
+                Err(e) => tracing::error!("{e:#}; the previous filter stays in force"),
+            }
+            seen = generation;
+        }
+        let result = handle.recv_batch(&mut batch, Some(TICK)).and_then(|_| {
+            let now = clock.now();
+            match &mut role {
+                Role::Forward { sender, out } => {
+                    out.clear();
+                    plane.process_batch(now, &mut batch, |p, _| {
+                        push_outbound(out, p.ip());
+                        Verdict::Drop
+                    });
+                    sender.send_batch(out)?;
+                }
+                Role::Network { next_expiry } => {
+                    plane.process_batch(now, &mut batch, |p, _| {
+                        p.meta.outbound = Some(true);
+                        Verdict::Accept
+                    });
+                    if now >= *next_expiry {
+                        *next_expiry = now + EXPIRY_EVERY;
+                        for nat in plane.nats().iter() {
+                            for packet in nat.handle_timeout(now) {
+                                push_outbound(&mut batch, &packet);
+                            }
+                        }
+                    }
+                    plane.drain_released(|p| push_outbound(&mut batch, p));
+                }
+            }
+            handle.send_batch(&mut batch)
+        });
+        match result {
+            Ok(()) => errors = 0,
+            Err(e) => {
+                errors += 1;
+                tracing::warn!(forward, "WinDivert error: {e}");
+                if errors >= MAX_CONSECUTIVE_ERRORS {
+                    return Err(e).context("WinDivert keeps failing");
+                }
+            }
+        }
+    }
+}
+
+/// Adds `packet` to `batch` to be sent as outbound from the host (routed by its
+/// destination); dropped with a log line when the batch is full.
+fn push_outbound(batch: &mut Batch, packet: &[u8]) {
+    match batch.push_slot() {
+        Some(slot) => {
+            slot.fill(packet, 0);
+            // No captured address: the backend sends it with a fresh network-layer one.
+            slot.meta.id = u64::MAX;
+            slot.meta.outbound = Some(true);
+        }
+        None => tracing::debug!("WinDivert batch full: a packet to send from the host was dropped"),
+    }
+}
