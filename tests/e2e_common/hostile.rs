@@ -235,7 +235,7 @@ pub fn daemon_pid(t: &Topology) -> u32 {
         let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         if args.first().map(String::as_str) == Some(NETNAT)
             && args.iter().any(|a| a == "daemon")
-            && args.iter().any(|a| *a == socket)
+            && args.contains(&socket)
         {
             return pid;
         }
