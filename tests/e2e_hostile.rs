@@ -6,7 +6,7 @@
 //! the external address, echo replies with random identifiers, hits on the vm's mapped port
 //! and echo id) creates no session, reaches nothing in the vm, is counted, and the daemon
 //! answers the cmdlets while it lasts; datagrams from wan with forged internal sources are
-//! not delivered to the vm and create no session (the last two defects found: ignored tests).
+//! not delivered to the vm and create no session (the daemon drops them with a reverse-path check).
 //!
 //! Not covered live: the per-host session cap. The daemon runs the engine with its default
 //! limits (`Limits::default()`: 2^20 sessions, 2^16 per host) and neither `netnat daemon`
@@ -329,12 +329,6 @@ fn packets_from_wan_with_a_spoofed_internal_source_are_not_forwarded_to_the_vm()
 }
 
 #[test]
-#[ignore = "bug: a datagram from wan with a forged internal source (e.g. 10.100.10.99) to a mapped \
-            external port is classified by src/daemon/dataplane.rs process() as internal traffic \
-            (no check of the interface it came in on) and by the engine as hairpin; the engine \
-            creates an outbound mapping and session for the forged internal endpoint before \
-            filtering drops the packet, so anyone outside can fill the session table and any \
-            internal host's per-host cap"]
 fn spoofed_internal_sources_from_wan_create_no_session() {
     if !root_or_skip("spoofed_internal_source_sessions") {
         return;
@@ -352,11 +346,6 @@ fn spoofed_internal_sources_from_wan_create_no_session() {
 }
 
 #[test]
-#[ignore = "bug: with Set-NetNatGlobal -InterRoutingDomainHairpinningMode Local, a datagram from wan \
-            with a forged internal source to a mapped external port is hairpinned without \
-            filtering (src/daemon/dataplane.rs process() does not check the interface it came in \
-            on) and delivered to the vm: an outsider reaches a mapped internal port it never \
-            was sent to"]
 fn in_local_hairpinning_mode_spoofed_internal_sources_from_wan_reach_no_vm() {
     if !root_or_skip("spoofed_internal_source_local_hairpin") {
         return;

@@ -3,7 +3,12 @@
 //! What is installed, and nothing else:
 //! - iptables (with iptables-nft these live in the nftables tables `ip raw` and `ip mangle`):
 //!   two chains of netnat's own, jumped to from the top of the built-in chains.
-//!   - `raw` / `NETNAT-PRE` (from PREROUTING), before conntrack and routing: traffic between
+//!   - `raw` / `NETNAT-PRE` (from PREROUTING), before conntrack and routing: a packet with a
+//!     source inside an internal prefix that did not arrive on the interface the host routes
+//!     that prefix through is dropped (`-m rpfilter --invert`, a strict reverse-path check):
+//!     netnat tells internal from external traffic by source address, so a forged internal
+//!     source from outside must never reach it (it would open sessions for the forged host,
+//!     or be hairpinned past the filtering). Traffic between
 //!     internal prefixes and loopback traffic is left alone; packets that may belong to a
 //!     NAT (inbound, or hairpinned from an internal host; to an external address, or to
 //!     any local address when the NAT uses the host's addresses; TCP/UDP to the dynamic port
@@ -95,6 +100,9 @@ pub enum RulesError {
 pub fn render(spec: &RuleSpec) -> String {
     let bypass = format!("{} --queue-bypass", spec.queues.target());
     let mut raw = vec!["*raw".to_owned(), format!(":{PRE_CHAIN} - [0:0]"), format!("-A {PRE_CHAIN} -i lo -j RETURN")];
+    for p in &spec.internal_prefixes {
+        raw.push(format!("-A {PRE_CHAIN} -s {} -m rpfilter --invert -j DROP", p.trunc()));
+    }
     for p in &spec.internal_prefixes {
         for q in &spec.internal_prefixes {
             raw.push(format!("-A {PRE_CHAIN} -s {} -d {} -j RETURN", p.trunc(), q.trunc()));
@@ -231,5 +239,9 @@ mod tests {
         assert!(!text.lines().filter(|l| l.starts_with("-A NETNAT-POST")).any(|l| l.contains("bypass")));
         assert!(text.contains("--icmp-type echo-reply"));
         assert_eq!(text.matches("COMMIT").count(), 2);
+        // Forged internal sources are dropped before anything is queued.
+        let pre: Vec<&str> = text.lines().filter(|l| l.starts_with("-A NETNAT-PRE")).collect();
+        assert_eq!(pre[1], "-A NETNAT-PRE -s 10.100.0.0/16 -m rpfilter --invert -j DROP");
+        assert!(pre[2..].iter().all(|l| !l.contains("rpfilter")));
     }
 }
