@@ -267,19 +267,40 @@ pub enum Reply {
     Error(ControlError),
 }
 
-/// PowerShell-style wildcard match (`*` any run, `?` one character), case-insensitive.
+/// PowerShell-style wildcard match (`*` any run, `?` one character, anything else itself,
+/// ASCII letters case-insensitive; no `[...]` sets), in O(pattern × name) time at worst.
+///
+/// Greedy, remembering only the last `*` seen: on a mismatch the last `*` takes one more
+/// character and matching resumes after it. Earlier stars never need revisiting, because
+/// whatever they matched, the last one can absorb instead. A naive recursive matcher is
+/// exponential on `*a*a*…*b`, and this runs under the daemon's service lock.
 pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some(('?', rest)) => !n.is_empty() && go(rest, &n[1..]),
-            Some((c, rest)) => n.first().is_some_and(|m| m.eq_ignore_ascii_case(c)) && go(rest, &n[1..]),
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
+    let (mut pi, mut ni) = (0, 0);
+    // After the last `*`: where in the pattern to resume, and where its run ends in the name.
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&c) = n.get(ni) {
+        match p.get(pi) {
+            Some('*') => {
+                pi += 1;
+                star = Some((pi, ni));
+            }
+            Some(&q) if q == '?' || q.eq_ignore_ascii_case(&c) => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((resume, end)) => {
+                    star = Some((resume, end + 1));
+                    pi = resume;
+                    ni = end + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&q| q == '*')
 }
 
 #[cfg(test)]
@@ -333,5 +354,73 @@ mod tests {
         assert!(wildcard_match("WinNAT", "winnat"));
         assert!(!wildcard_match("Win", "WinNAT"));
         assert!(wildcard_match("*", ""));
+        assert!(wildcard_match("*", "WinNAT"));
+        assert!(wildcard_match("**nat", "WinNAT"));
+        assert!(wildcard_match("w*n*t", "WinNAT"));
+        assert!(!wildcard_match("w*n*x", "WinNAT"));
+        assert!(!wildcard_match("?", ""));
+        assert!(!wildcard_match("", "a"));
+        assert!(wildcard_match("", ""));
+        assert!(wildcard_match("WinNAT?", "WinNAT2"));
+        assert!(!wildcard_match("WinNAT?", "WinNAT"));
+        // `[` is an ordinary character, as it always was here.
+        assert!(wildcard_match("nat[1]", "NAT[1]"));
+        assert!(!wildcard_match("nat[12]", "nat1"));
+        // Only ASCII letters fold case; anything else must be equal.
+        assert!(wildcard_match("ÉCOLE*", "École normale"));
+        assert!(!wildcard_match("é", "É"));
+        assert!(wildcard_match("é?", "éX"));
+    }
+
+    /// The exponential matcher this replaced: the specification of the semantics.
+    fn reference(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('*', rest)) => (0..=n.len()).any(|i| reference(rest, &n[i..])),
+            Some(('?', rest)) => !n.is_empty() && reference(rest, &n[1..]),
+            Some((c, rest)) => n.first().is_some_and(|m| m.eq_ignore_ascii_case(c)) && reference(rest, &n[1..]),
+        }
+    }
+
+    /// Every string over `alphabet` of length up to `max`.
+    fn strings(alphabet: &[char], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    #[test]
+    fn wildcards_agree_with_the_naive_matcher_on_every_short_input() {
+        let patterns = strings(&['*', '?', 'a', 'B'], 5);
+        let names = strings(&['a', 'b', 'A'], 5);
+        let mut matched = 0;
+        for p in &patterns {
+            let pc: Vec<char> = p.chars().collect();
+            for n in &names {
+                let nc: Vec<char> = n.chars().collect();
+                let want = reference(&pc, &nc);
+                assert_eq!(wildcard_match(p, n), want, "pattern {p:?} against {n:?}");
+                matched += usize::from(want);
+            }
+        }
+        // Both outcomes were exercised in quantity.
+        assert!(matched > 10_000 && matched < patterns.len() * names.len() / 2, "{matched}");
+    }
+
+    #[test]
+    fn a_pathological_pattern_is_decided_without_backtracking_blow_up() {
+        // The naive matcher tries every way to place 25 'a's among 60 (C(60, 25) ≈ 5e16).
+        let name = "a".repeat(60);
+        let never = format!("{}*b", "*a".repeat(25));
+        assert!(!wildcard_match(&never, &name));
+        let long = "a".repeat(10_000);
+        assert!(!wildcard_match(&format!("{}*b", "*a".repeat(1000)), &long));
+        assert!(wildcard_match(&format!("{}*", "*a".repeat(1000)), &long));
+        assert!(wildcard_match(&format!("{}a", "*?".repeat(1000)), &long));
+        assert!(!wildcard_match(&"*a".repeat(10_001), &long));
     }
 }
