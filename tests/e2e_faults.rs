@@ -157,10 +157,6 @@ fn a_non_root_user_is_refused_by_the_control_socket_and_changes_nothing() {
 }
 
 #[test]
-#[ignore = "bug: a refused (non-root) cmdlet usually prints `sending the request to ...: Broken pipe` \
-            instead of the daemon's refusal: src/daemon/server.rs serve_client writes the refusal \
-            and closes at once without reading the request, and src/control/client.rs call() \
-            gives up on the failed write instead of reading the refusal already waiting"]
 fn a_refused_user_is_told_why_by_the_cmdlet() {
     if !root_or_skip("refused_user_told_why") {
         return;

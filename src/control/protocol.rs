@@ -187,6 +187,9 @@ pub enum Output {
     Statistics(serde_json::Map<String, serde_json::Value>),
 }
 
+/// How a refusal because of who the peer is begins (see [`ControlError::denied`]).
+pub const PERMISSION_DENIED: &str = "permission denied";
+
 /// The kind of a refused request; the first three carry WinNAT's own wording.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorKind {
@@ -233,6 +236,16 @@ impl ControlError {
         ControlError { kind: ErrorKind::BadRequest, detail: detail.into() }
     }
 
+    /// The peer may not use the daemon; `detail` starts with [`PERMISSION_DENIED`] and says
+    /// how to get access. On the wire it is a `BadRequest` (the kind clients have always
+    /// received for it), but it is not rendered as a malformed request.
+    pub fn denied(detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        let detail =
+            if detail.starts_with(PERMISSION_DENIED) { detail } else { format!("{PERMISSION_DENIED}: {detail}") };
+        ControlError { kind: ErrorKind::BadRequest, detail }
+    }
+
     /// The daemon failed.
     pub fn internal(detail: impl Into<String>) -> Self {
         ControlError { kind: ErrorKind::Internal, detail: detail.into() }
@@ -246,6 +259,7 @@ impl ControlError {
                 format!("You were not connected because a duplicate name exists on the network. {}", self.detail)
             }
             ErrorKind::NotFound | ErrorKind::Internal => self.detail.clone(),
+            ErrorKind::BadRequest if self.detail.starts_with(PERMISSION_DENIED) => self.detail.clone(),
             ErrorKind::BadRequest => format!("malformed control request: {}", self.detail),
         }
     }
@@ -345,6 +359,20 @@ mod tests {
         assert_eq!(e.to_string(), "The parameter is incorrect. prefix overlaps");
         let e = ControlError::duplicate("TCP port 8080 is taken");
         assert!(e.to_string().starts_with("You were not connected because a duplicate name exists on the network."));
+    }
+
+    #[test]
+    fn a_refusal_is_not_called_a_malformed_request() {
+        let e = ControlError::denied("permission denied: uid 1000 may not manage the NAT; run the cmdlet as root");
+        assert_eq!(e.kind, ErrorKind::BadRequest, "the wire kind clients know");
+        assert_eq!(e.to_string(), "permission denied: uid 1000 may not manage the NAT; run the cmdlet as root");
+        let e = ControlError::denied("only root may manage the NAT");
+        assert_eq!(e.to_string(), "permission denied: only root may manage the NAT");
+        // It survives the wire: the client renders what the daemon meant.
+        let line = serde_json::to_string(&Reply::Error(e.clone())).unwrap();
+        assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), Reply::Error(e));
+        let e = ControlError::bad_request("empty line");
+        assert_eq!(e.to_string(), "malformed control request: empty line");
     }
 
     #[test]

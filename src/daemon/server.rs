@@ -14,12 +14,23 @@ use super::service::Service;
 use crate::control::protocol::{ControlError, Reply, Request, MAX_LINE};
 use crate::control::transport::{self, Listener, Peer};
 
+/// How long a refused peer may take to send its request line before the daemon hangs up.
+#[cfg(unix)]
+const REFUSED_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves clients forever (one thread per client).
 pub fn serve(listener: Listener, service: Arc<Mutex<Service>>) {
     let own = transport::own_uid();
     loop {
         match listener.accept() {
             Ok((stream, peer)) => {
+                // A refused peer must not hold a thread for long (see `refuse`).
+                #[cfg(unix)]
+                if !peer.is_allowed(own) {
+                    if let Err(e) = stream.set_read_timeout(Some(REFUSED_READ_TIMEOUT)) {
+                        tracing::debug!("cannot bound a refused client's read: {e}");
+                    }
+                }
                 let service = Arc::clone(&service);
                 let spawned = std::thread::Builder::new()
                     .name("netnat-control".into())
@@ -39,8 +50,7 @@ pub fn serve(listener: Listener, service: Arc<Mutex<Service>>) {
 fn serve_client<S: Read + Write>(stream: S, peer: Peer, own: Option<u32>, service: &Mutex<Service>) {
     let mut reader = BufReader::new(stream);
     if !peer.is_allowed(own) {
-        let reply = Reply::Error(ControlError::bad_request(peer.refusal()));
-        let _ = write_reply(reader.get_mut(), &reply);
+        refuse(&mut reader, &peer);
         return;
     }
     loop {
@@ -63,6 +73,31 @@ fn serve_client<S: Read + Write>(stream: S, peer: Peer, own: Option<u32>, servic
             return;
         }
     }
+}
+
+/// Tells a refused peer why, then reads (and drops) its request line before closing.
+///
+/// The refusal goes first, so a client that reads before it writes gets it at once. The
+/// request is read because closing before it arrives fails the client's write (EPIPE) and
+/// it would never see the refusal waiting in its socket. The read is bounded in length
+/// here and in time by `REFUSED_READ_TIMEOUT` (set in [`serve`], Unix; on Windows the
+/// pipe's DACL already keeps such peers out).
+fn refuse<S: Read + Write>(reader: &mut BufReader<S>, peer: &Peer) {
+    let reply = Reply::Error(ControlError::denied(refusal(peer)));
+    if write_reply(reader.get_mut(), &reply).is_err() {
+        return;
+    }
+    let mut line = Vec::new();
+    let _ = reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line);
+}
+
+/// What a refused peer is told: who it is and how to get in.
+fn refusal(peer: &Peer) -> String {
+    let mut text = peer.refusal();
+    if peer.uid.is_some() {
+        text.push_str(" (or with sudo)");
+    }
+    text
 }
 
 /// The reply to one request line.
@@ -97,9 +132,8 @@ mod tests {
     use crate::daemon::dataplane::Dataplane;
     use crate::state::State;
 
-    #[test]
-    fn malformed_lines_get_an_error_reply() {
-        let service = Mutex::new(
+    fn service() -> Mutex<Service> {
+        Mutex::new(
             Service::new(
                 State::default(),
                 None,
@@ -110,7 +144,36 @@ mod tests {
                 Box::new(|_, _| {}),
             )
             .unwrap(),
-        );
+        )
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_refused_peer_is_told_why_first_and_its_request_is_read_before_the_close() {
+        use std::os::unix::net::UnixStream;
+
+        let (client, daemon) = UnixStream::pair().unwrap();
+        let nobody = Peer { uid: Some(65534), administrator: false };
+        let server = std::thread::spawn(move || serve_client(daemon, nobody, Some(0), &service()));
+        let mut reader = BufReader::new(client);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let Reply::Error(e) = serde_json::from_str::<Reply>(&line).unwrap() else { panic!("{line}") };
+        let text = e.to_string();
+        assert!(text.starts_with("permission denied: uid 65534") && text.contains("as root (or with sudo)"), "{text}");
+        assert!(!text.contains("malformed"), "{text}");
+        // The daemon waits for the request, so the client's write cannot meet a closed socket.
+        assert!(!server.is_finished(), "the daemon hung up before the request came");
+        reader.get_mut().write_all(b"{\"cmdlet\":\"Remove-NetNat\"}\n").unwrap();
+        server.join().unwrap();
+        // Nothing but the refusal: the request was not served.
+        let mut rest = String::new();
+        assert_eq!(reader.read_to_string(&mut rest).unwrap(), 0, "{rest}");
+    }
+
+    #[test]
+    fn malformed_lines_get_an_error_reply() {
+        let service = service();
         for bad in [&b"not json"[..], b"{\"cmdlet\":\"Nope\"}", b"", b"{\"cmdlet\":\"Get-NetNat\",\"x\":1}"] {
             match answer(bad, &service) {
                 Reply::Error(e) => assert!(e.to_string().starts_with("malformed control request"), "{e}"),
