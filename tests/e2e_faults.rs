@@ -472,9 +472,6 @@ print(n)
 }
 
 #[test]
-#[ignore = "bug: netnat does not count kernel NFQUEUE drops (queue full / netlink full); \
-            Get-NetNatStatistics reports only engine counters and NfqueueStats has no drop field \
-            (issue 6 item 4 asks for the NFQUEUE falling behind to be counted)"]
 fn get_netnatstatistics_reports_kernel_queue_drops() {
     if !root_or_skip("queue_drops_reported") {
         return;

@@ -128,7 +128,8 @@ pub const CMDLETS: &[Cmdlet] = &[
     Cmdlet {
         name: "Get-NetNatStatistics",
         params: &[],
-        synopsis: "netnat's own: per-NAT counters (translated, dropped by reason, sessions) as JSON.",
+        synopsis: "netnat's own: per-NAT counters (translated, dropped by reason, sessions) and, under \"nfqueue\", \
+                   the kernel's drops on the daemon's queues (queue full, socket full), as JSON.",
     },
 ];
 

@@ -183,7 +183,8 @@ pub enum Output {
     Sessions(Vec<NetNatSession>),
     /// The NetNatGlobal object.
     Global(NetNatGlobal),
-    /// Counters per NAT name (the engine's stats, as JSON).
+    /// Counters per NAT name (the engine's stats, as JSON) and, on Linux, the kernel's
+    /// NFQUEUE counters (under `nfqueue`, in the same `[{"stats": ...}]` shape).
     Statistics(serde_json::Map<String, serde_json::Value>),
 }
 

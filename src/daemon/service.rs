@@ -608,6 +608,9 @@ impl Service {
             .collect()
     }
 
+    /// The engines' counters by NAT name (an array of `{addresses, stats}` per NAT) and, on
+    /// Linux, under [`KERNEL_QUEUES`], the kernel's counters of the daemon's NFQUEUE queues
+    /// in the same shape: packets it dropped before netnat could see them.
     fn statistics(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
         for nat in self.plane.nats().iter() {
@@ -618,8 +621,32 @@ impl Service {
                 .collect();
             out.insert(nat.name.clone(), serde_json::Value::Array(per));
         }
+        #[cfg(target_os = "linux")]
+        {
+            let kernel = crate::platform::nfqueue_stats::own_queues();
+            let value = serde_json::to_value(kernel).unwrap_or_else(|e| serde_json::json!({ "note": e.to_string() }));
+            insert_unclaimed(&mut out, KERNEL_QUEUES, serde_json::Value::Array(vec![value]));
+        }
         out
     }
+}
+
+/// The statistics key of the kernel's NFQUEUE counters. A NAT named so keeps its entry; the
+/// counters then go under the first free `nfqueue (kernel)`, `nfqueue (kernel) 2`, ...
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const KERNEL_QUEUES: &str = "nfqueue";
+
+/// Inserts `value` under `key`, or under the first of `key (kernel)`, `key (kernel) 2`, ...
+/// that no entry holds yet.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn insert_unclaimed(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: serde_json::Value) {
+    let mut candidate = key.to_owned();
+    let mut n = 1;
+    while map.contains_key(&candidate) {
+        candidate = if n == 1 { format!("{key} (kernel)") } else { format!("{key} (kernel) {n}") };
+        n += 1;
+    }
+    map.insert(candidate, value);
 }
 
 /// The `k`-th of `n` equal slices of 1024–65535 (NATs sharing the host's addresses).
@@ -746,5 +773,39 @@ mod tests {
         let e = err(s.handle(Request::GetNetNat { names: Some(vec!["Nope".into()]) }));
         assert!(e.to_string().contains("No MSFT_NetNat objects found with property 'Name' equal to 'Nope'"));
         assert!(matches!(s.handle(Request::GetNetNat { names: Some(vec!["No*".into()]) }), Reply::Ok { .. }));
+    }
+    #[test]
+    fn statistics_key_of_the_kernel_counters_never_hides_a_nat() {
+        let mut map = serde_json::Map::new();
+        insert_unclaimed(&mut map, "nfqueue", serde_json::json!(1));
+        assert_eq!(map["nfqueue"], 1);
+        insert_unclaimed(&mut map, "nfqueue", serde_json::json!(2));
+        insert_unclaimed(&mut map, "nfqueue", serde_json::json!(3));
+        assert_eq!(
+            (&map["nfqueue"], &map["nfqueue (kernel)"], &map["nfqueue (kernel) 2"]),
+            (&1.into(), &2.into(), &3.into())
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn statistics_include_the_kernel_queue_counters_beside_the_nats() {
+        let mut s = service();
+        assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
+        assert!(matches!(new_nat(&mut s, "nfqueue", "10.101.0.0/16"), Reply::Ok { .. }));
+        let Reply::Ok { output: Output::Statistics(map), .. } = s.handle(Request::GetNetNatStatistics) else {
+            panic!("no statistics")
+        };
+        // The NATs keep their entries, engine counters under "stats".
+        for nat in ["WinNAT", "nfqueue"] {
+            assert!(map[nat][0]["stats"].is_object(), "{nat}: {map:?}");
+        }
+        // The kernel's entry has the same shape; this test process binds no queue: zeros, a note.
+        let kernel = &map["nfqueue (kernel)"][0];
+        assert_eq!(kernel["stats"]["dropped"], 0, "{kernel}");
+        assert_eq!(kernel["stats"]["queue_dropped"], 0, "{kernel}");
+        assert_eq!(kernel["stats"]["user_dropped"], 0, "{kernel}");
+        assert_eq!(kernel["queues"], serde_json::json!([]));
+        assert!(kernel["note"].is_string(), "{kernel}");
     }
 }

@@ -1,7 +1,8 @@
 //! What netnat needs from the host operating system, kept small and behind `cfg`:
 //! the source address the kernel would pick toward a destination ([`route`]), the host's
 //! own addresses ([`addrs`]), a watcher that tells when those change ([`watch`]), and the
-//! packet-diversion rules for NFQUEUE ([`rules`], Linux), a raw socket to send packets
+//! packet-diversion rules for NFQUEUE ([`rules`], Linux), the kernel's counters of those
+//! queues (`nfqueue_stats`, Linux), a raw socket to send packets
 //! from the host (`raw`, Linux), and security descriptors for what the daemon creates
 //! (`sddl`, pure; `win_security`, Windows).
 
@@ -10,6 +11,8 @@
 #![cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code, unused_imports))]
 
 pub mod addrs;
+#[cfg(target_os = "linux")]
+pub mod nfqueue_stats;
 #[cfg(target_os = "linux")]
 pub mod raw;
 pub mod route;
