@@ -7,9 +7,9 @@
 //! stalled daemon: the kernel drops and counts, nothing leaks untranslated, the backlog is
 //! worked off; a burst faster than the daemon: it stays up and answers).
 //!
-//! What netnat does not count: kernel queue drops. Neither `Get-NetNatStatistics` nor the
-//! daemon's log reports them (the capture backend's `NfqueueStats` has no such field and is
-//! not exported); the tests read `/proc/net/netfilter/nfnetlink_queue` in the nat namespace.
+//! Kernel queue drops: `Get-NetNatStatistics` reports the kernel's per-queue counters of the
+//! daemon's own queues (its `nfqueue` entry, read from `/proc/net/netfilter/nfnetlink_queue`);
+//! the tests read that file in the nat namespace too, as the independent witness.
 //!
 //! Runs as root (CI); without root it prints `SKIPPED (needs root)` and passes.
 #![cfg(target_os = "linux")]
