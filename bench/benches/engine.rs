@@ -105,6 +105,18 @@ fn established(c: &mut Criterion) {
             })
         });
     }
+    // The same through a per-thread `Worker` (cached settings, local counters), as the
+    // daemon's workers would use it.
+    for (name, t) in &sets {
+        let mut worker = nat.worker();
+        g.bench_function(format!("{name}_worker"), |b| {
+            b.iter(|| {
+                pass(t, &mut bufs, |p| {
+                    black_box(worker.handle_packet(NOW, p));
+                })
+            })
+        });
+    }
     g.bench_function("mutex_hashmap_udp_out", |b| {
         b.iter(|| {
             pass(udp_out, &mut bufs, |p| {
@@ -221,6 +233,15 @@ fn lookup(c: &mut Criterion) {
                 })
             })
         });
+        let mut worker = nat.worker();
+        g.bench_function(format!("udp_out_{label}_worker"), |b| {
+            b.iter(|| {
+                pass(&picked, &mut bufs, |p| {
+                    black_box(worker.handle_packet(NOW, p));
+                })
+            })
+        });
+        drop(worker);
         g.bench_function(format!("mutex_hashmap_udp_out_{label}"), |b| {
             b.iter(|| {
                 pass(&picked, &mut bufs, |p| {
@@ -301,6 +322,24 @@ fn threads(c: &mut Criterion) {
             b.iter(|| {
                 run(&|p| {
                     black_box(nat.handle_packet(NOW, p));
+                })
+            })
+        });
+        g.bench_function(format!("engine_worker_udp_out_{n}"), |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    for templates in &per_thread[..n] {
+                        let nat = &nat;
+                        s.spawn(move || {
+                            let mut worker = nat.worker();
+                            let mut buf = [0u8; 64];
+                            for t in templates.iter().cycle().take(PER_THREAD) {
+                                buf = *t;
+                                black_box(worker.handle_packet(NOW, &mut buf));
+                            }
+                            black_box(buf);
+                        });
+                    }
                 })
             })
         });

@@ -86,7 +86,10 @@ table ip nnbnat {
 NFT
         ;;
     netnat)
-        in_ns "$NAT" "$NETNAT" daemon --socket "$work/netnat.sock" --state-dir "$work/state" 2>"$work/daemon.log" &
+        # `ip netns exec` execs the daemon, so $! is the daemon's pid (a shell function in
+        # the background would be a subshell, and killing it would orphan the daemon).
+        ip netns exec "$NAT" "$NETNAT" daemon --socket "$work/netnat.sock" --state-dir "$work/state" \
+            >"$work/daemon.log" 2>&1 &
         pids+=($!)
         for _ in $(seq 100); do
             in_ns "$NAT" "$NETNAT" --socket "$work/netnat.sock" Get-NetNatGlobal >/dev/null 2>&1 && break
@@ -119,17 +122,18 @@ CFG
 }
 
 tcp_gbps() {
-    in_ns "$WAN" iperf3 -s -1 -B 203.0.113.10 >/dev/null 2>&1 &
+    ip netns exec "$WAN" iperf3 -s -1 -B 203.0.113.10 >/dev/null 2>&1 &
     local server=$!
     sleep 0.3
     in_ns "$VM" iperf3 -c 203.0.113.10 -t "$secs" -J >"$work/iperf.json" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
+    # A client that never connected leaves the one-shot server waiting: end it.
+    kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["end"]["sum_received"]["bits_per_second"]/1e9, 3))' \
         "$work/iperf.json" 2>/dev/null || echo 0
 }
 
 tcp_rr() {
-    in_ns "$WAN" python3 "$here/tcp_rr.py" server 203.0.113.10 7000 $((3 * secs + 10)) &
+    ip netns exec "$WAN" python3 "$here/tcp_rr.py" server 203.0.113.10 7000 $((3 * secs + 10)) >/dev/null 2>&1 &
     local server=$!
     sleep 0.5
     in_ns "$VM" python3 "$here/tcp_rr.py" rr 203.0.113.10 7000 5000 >"$work/rr.json"

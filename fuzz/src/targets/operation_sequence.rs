@@ -1,5 +1,8 @@
 //! Arbitrary sequences of operations on one NAT, its invariants checked after every step.
 //!
+//! Odd-length sequences send their packets through a long-lived `Worker` (cached settings),
+//! even-length ones through `Nat::handle_packet`.
+//!
 //! Operations: outbound and inbound TCP/UDP/ICMP packets built from structured fields (few
 //! hosts, remotes and ports, so flows collide), replies to earlier flows, hairpinned packets,
 //! ICMP errors quoting earlier packets (also forged or corrupted ones), first and later
@@ -31,7 +34,7 @@ use crate::{
 use arbitrary::Arbitrary;
 use netnat_engine::{
     Direction, Duration, ExternalAddress, FilteringBehavior, HairpinningMode, Instant, Nat, NatConfig, PortAllocation,
-    Protocol, StaticMapping, Verdict,
+    Protocol, StaticMapping, Verdict, Worker,
 };
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -167,8 +170,10 @@ fn packet(proto: u8, src: (u32, u16), dst: (u32, u16), flags: u8, payload: u8, f
     build(proto, src.0, dst.0, ident, field, &body)
 }
 
-struct State {
-    nat: Nat,
+struct State<'a> {
+    nat: &'a Nat,
+    /// Packets go through this per-thread handle (cached settings) when present.
+    worker: Option<Worker<'a>>,
     config: NatConfig,
     now: Instant,
     outbound_log: Vec<Logged>,
@@ -190,12 +195,11 @@ fn push(log: &mut Vec<Logged>, entry: Logged) {
     log.push(entry);
 }
 
-impl State {
-    fn new() -> State {
-        let config = base_config();
-        let nat = Nat::new(config.clone()).expect("valid config");
+impl<'a> State<'a> {
+    fn new(nat: &'a Nat, config: NatConfig, use_worker: bool) -> State<'a> {
         let mut s = State {
             nat,
+            worker: use_worker.then(|| nat.worker()),
             config: config.clone(),
             now: Instant::from_secs(1),
             outbound_log: Vec::new(),
@@ -246,7 +250,10 @@ impl State {
     fn send(&mut self, mut pkt: Vec<u8>, valid: bool) {
         let input = pkt.clone();
         self.note_hairpin_attempt(&input);
-        let verdict = self.nat.handle_packet(self.now, &mut pkt);
+        let verdict = match &mut self.worker {
+            Some(w) => w.handle_packet(self.now, &mut pkt),
+            None => self.nat.handle_packet(self.now, &mut pkt),
+        };
         if crate::TRACE.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("    {:02x?}\n    -> {verdict:?} {:02x?}", input, &pkt);
         }
@@ -573,7 +580,7 @@ impl State {
     }
 
     fn check(&mut self) {
-        check_table(&self.nat, self.bound_sessions, self.bound_per_host);
+        check_table(self.nat, self.bound_sessions, self.bound_per_host);
         // A lowered limit binds once the table has shrunk below it.
         let rows = self.nat.sessions();
         let limits = self.config.limits;
@@ -608,7 +615,11 @@ pub fn fuzz_one(data: &[u8]) {
 
 /// Runs a sequence of operations on a fresh NAT, checking the invariants after each.
 pub fn run_ops(ops: Vec<Op>) {
-    let mut state = State::new();
+    // Odd-length sequences send their packets through a long-lived `Worker`, whose cached
+    // settings must follow every reconfiguration.
+    let config = base_config();
+    let nat = Nat::new(config.clone()).expect("valid config");
+    let mut state = State::new(&nat, config, ops.len() % 2 == 1);
     for op in ops.into_iter().take(MAX_OPS) {
         if crate::TRACE.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("t={:?} {op:?}", state.now);
