@@ -178,11 +178,12 @@ impl Nat {
             Err(Ipv4Error::Malformed) => return Verdict::Drop(DropReason::BadIpHeader),
         };
         let (total, ihl, proto) = (ip.total_len(), ip.header_len(), ip.protocol());
-        let (frag_key, later_fragment, first_fragment) =
-            (FragKey::of(&ip), ip.frag_offset() != 0, ip.more_frags() && ip.frag_offset() == 0);
+        // Only fragments need their datagram's key (most packets are not fragments).
+        let frag_key = ip.is_fragment().then(|| FragKey::of(&ip));
+        let later_fragment = ip.frag_offset() != 0;
         let len = packet.len();
         let pkt = &mut packet[..total];
-        if later_fragment {
+        if let (true, Some(frag_key)) = (later_fragment, frag_key) {
             return match self.fragments.lock().handle_later(now, frag_key, pkt) {
                 Ok(Some(direction)) => Verdict::Forward { direction, len },
                 Ok(None) => Verdict::Pass,
@@ -190,8 +191,8 @@ impl Nat {
                 Err(Hold::Drop(reason)) => Verdict::Drop(reason),
             };
         }
-        let result = self.translate(s, now, class, pkt, ihl, proto, first_fragment);
-        if first_fragment {
+        let result = self.translate(s, now, class, pkt, ihl, proto, frag_key.is_some());
+        if let Some(frag_key) = frag_key {
             let outcome = match result {
                 Ok(Some(direction)) => {
                     Outcome::Translated { new_src: be32(pkt, 12), new_dst: be32(pkt, 16), direction }
