@@ -73,7 +73,7 @@ impl LinkType {
         match self {
             LinkType::Ethernet => ethernet_ipv4_offset(frame),
             LinkType::Raw => (frame.first().map(|b| b >> 4) == Some(4)).then_some(0),
-            LinkType::Ipv4 => Some(0),
+            LinkType::Ipv4 => (!frame.is_empty()).then_some(0),
         }
     }
 
@@ -631,6 +631,15 @@ fn write_error(path: &Path, error: LibError) -> PcapError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_empty_frame_carries_no_ipv4_whatever_the_link_type() {
+        // Fuzz observation O2: LINKTYPE_IPV4 promised IPv4 even for a zero-length record.
+        for lt in [LinkType::Ethernet, LinkType::Raw, LinkType::Ipv4] {
+            assert_eq!(lt.ipv4_offset(&[]), None, "{lt}");
+        }
+        assert_eq!(LinkType::Ipv4.ipv4_offset(&[0x45]), Some(0));
+    }
+
     use super::*;
 
     /// A UDP/IPv4 packet 10.100.10.11:5000 -> 198.51.100.7:53, 28 bytes.

@@ -20,9 +20,9 @@ pub fn fuzz_one(data: &[u8]) {
         let Ok(frame) = frame else { break };
         assert_eq!(frame.link_type, link_type, "a frame with another link type than the file");
         if let Some(at) = frame.ipv4_offset {
-            // `&frame.data[at..]` must not panic. (An empty frame of a LINKTYPE_IPV4 capture
-            // gets offset 0, not `None`: observation O2 in fuzz/README.md.)
-            assert!(at <= frame.data.len(), "IPv4 offset {at} beyond a frame of {} bytes", frame.data.len());
+            // The offset points at an IPv4 header's first byte (observation O2, fixed: an
+            // empty frame of a LINKTYPE_IPV4 capture used to get offset 0).
+            assert!(at < frame.data.len(), "IPv4 offset {at} at or beyond a frame of {} bytes", frame.data.len());
         }
         frames.push(frame);
     }
