@@ -41,23 +41,33 @@ impl Nat {
         tcp_flags: u8,
     ) -> Result<Endpoint, DropReason> {
         let ik = key(proto, internal.0, internal.1);
+        self.retrying(now, DropReason::PortsExhausted, || match self.table.by_internal.get_mut(&ik) {
+            Some(mut m) => self
+                .touch_outbound(s, now, &mut m, remote, tcp_flags)
+                .map(|()| Some((m.external_addr, m.external_port))),
+            None => self.create_outbound(s, now, proto, internal, remote, tcp_flags),
+        })
+    }
+
+    /// Runs a find-or-create `attempt` until it gives an endpoint (`Ok(None)`: another thread
+    /// raced it, try again), sweeping expired sessions once if it ran out of ports or session
+    /// slots; `give_up` when the races never settle.
+    fn retrying(
+        &self,
+        now: Instant,
+        give_up: DropReason,
+        mut attempt: impl FnMut() -> Result<Option<Endpoint>, DropReason>,
+    ) -> Result<Endpoint, DropReason> {
         let mut swept = false;
         for _ in 0..ATTEMPTS {
-            let found = self.table.by_internal.get_mut(&ik);
-            let attempt = match found {
-                Some(mut m) => self
-                    .touch_outbound(s, now, &mut m, remote, tcp_flags)
-                    .map(|()| Some((m.external_addr, m.external_port))),
-                None => self.create_outbound(s, now, proto, internal, remote, tcp_flags),
-            };
-            match attempt {
-                Ok(Some(ext)) => return Ok(ext),
+            match attempt() {
+                Ok(Some(endpoint)) => return Ok(endpoint),
                 Ok(None) => {}
                 Err(e) if retryable(e) && !swept && self.forced_sweep(now) => swept = true,
                 Err(e) => return Err(e),
             }
         }
-        Err(DropReason::PortsExhausted)
+        Err(give_up)
     }
 
     fn touch_outbound(
@@ -184,11 +194,10 @@ impl Nat {
         tcp_flags: u8,
     ) -> Result<Endpoint, DropReason> {
         let ek = key(proto, external.0, external.1);
-        let mut swept = false;
-        for _ in 0..ATTEMPTS {
+        self.retrying(now, DropReason::NoMapping, || {
             // Copy the internal key out so no `by_external` shard is held below.
             let ik = self.table.by_external.get(&ek).map(|r| *r);
-            let attempt = match ik {
+            match ik {
                 Some(ik) => match self.table.by_internal.get_mut(&ik) {
                     Some(mut m) if (m.external_addr, m.external_port) == external => {
                         self.touch_inbound(s, now, &mut m, remote, tcp_flags).map(Some)
@@ -202,15 +211,8 @@ impl Nat {
                         None => Err(DropReason::NoMapping),
                     }
                 }
-            };
-            match attempt {
-                Ok(Some(int)) => return Ok(int),
-                Ok(None) => {}
-                Err(e) if retryable(e) && !swept && self.forced_sweep(now) => swept = true,
-                Err(e) => return Err(e),
             }
-        }
-        Err(DropReason::NoMapping)
+        })
     }
 
     fn touch_inbound(
