@@ -70,6 +70,39 @@ fn not_found(class: &str, property: &str, value: impl std::fmt::Display) -> Cont
     ))
 }
 
+/// A record a NAT owns and Remove-* selects by id and NAT name (static mappings, external
+/// addresses).
+trait NatOwned {
+    /// The CIM class, for "No MSFT_... objects found" errors.
+    const CLASS: &'static str;
+    /// The id property's name.
+    const ID: &'static str;
+    fn id(&self) -> u32;
+    fn nat_name(&self) -> &str;
+}
+
+impl NatOwned for StaticMappingRecord {
+    const CLASS: &'static str = "NetNatStaticMapping";
+    const ID: &'static str = "StaticMappingID";
+    fn id(&self) -> u32 {
+        self.id
+    }
+    fn nat_name(&self) -> &str {
+        &self.nat_name
+    }
+}
+
+impl NatOwned for ExternalAddressRecord {
+    const CLASS: &'static str = "NetNatExternalAddress";
+    const ID: &'static str = "ExternalAddressID";
+    fn id(&self) -> u32 {
+        self.id
+    }
+    fn nat_name(&self) -> &str {
+        &self.nat_name
+    }
+}
+
 fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?'])
 }
@@ -358,19 +391,27 @@ impl Service {
         Ok(Output::StaticMappings(vec![mapping_object(&m)]))
     }
 
-    fn remove_static_mappings(&mut self, ids: Option<Vec<u32>>, nat_names: Option<Vec<String>>) -> Result<Output> {
-        let chosen =
-            select(self.state.nats.iter().map(|n| n.name.as_str()), &nat_names, "NetNatStaticMapping", "NatName")?;
+    /// Which `records` a Remove-* with these ids and NAT names removes (all when neither is
+    /// given); an id or NAT name that matches nothing is WinNAT's "not found" error.
+    fn removal_filter<T: NatOwned>(
+        &self,
+        records: &[T],
+        ids: Option<Vec<u32>>,
+        nat_names: Option<Vec<String>>,
+    ) -> Result<impl Fn(&T) -> bool> {
+        let chosen = select(self.state.nats.iter().map(|n| n.name.as_str()), &nat_names, T::CLASS, "NatName")?;
         if let Some(ids) = &ids {
-            for id in ids {
-                if !self.state.static_mappings.iter().any(|m| m.id == *id) {
-                    return Err(not_found("NetNatStaticMapping", "StaticMappingID", id));
-                }
+            if let Some(id) = ids.iter().find(|id| !records.iter().any(|r| r.id() == **id)) {
+                return Err(not_found(T::CLASS, T::ID, id));
             }
         }
-        let hit = |m: &StaticMappingRecord| {
-            chosen.contains(&m.nat_name.to_ascii_lowercase()) && ids.as_ref().is_none_or(|ids| ids.contains(&m.id))
-        };
+        Ok(move |r: &T| {
+            chosen.contains(&r.nat_name().to_ascii_lowercase()) && ids.as_ref().is_none_or(|ids| ids.contains(&r.id()))
+        })
+    }
+
+    fn remove_static_mappings(&mut self, ids: Option<Vec<u32>>, nat_names: Option<Vec<String>>) -> Result<Output> {
+        let hit = self.removal_filter(&self.state.static_mappings, ids, nat_names)?;
         let removed: Vec<_> = self.state.static_mappings.iter().filter(|m| hit(m)).map(mapping_object).collect();
         let mut next = self.state.clone();
         next.static_mappings.retain(|m| !hit(m));
@@ -445,18 +486,7 @@ impl Service {
     }
 
     fn remove_external_addresses(&mut self, ids: Option<Vec<u32>>, nat_names: Option<Vec<String>>) -> Result<Output> {
-        let chosen =
-            select(self.state.nats.iter().map(|n| n.name.as_str()), &nat_names, "NetNatExternalAddress", "NatName")?;
-        if let Some(ids) = &ids {
-            for id in ids {
-                if !self.state.external_addresses.iter().any(|a| a.id == *id) {
-                    return Err(not_found("NetNatExternalAddress", "ExternalAddressID", id));
-                }
-            }
-        }
-        let hit = |a: &ExternalAddressRecord| {
-            chosen.contains(&a.nat_name.to_ascii_lowercase()) && ids.as_ref().is_none_or(|ids| ids.contains(&a.id))
-        };
+        let hit = self.removal_filter(&self.state.external_addresses, ids, nat_names)?;
         let removed: Vec<_> = self.state.external_addresses.iter().filter(|a| hit(a)).map(address_object).collect();
         let mut next = self.state.clone();
         next.external_addresses.retain(|a| !hit(a));
