@@ -798,6 +798,49 @@ mod tests {
     }
 
     #[test]
+    fn remove_by_id_removes_only_that_record_and_an_unknown_id_is_not_found() {
+        let mut s = service();
+        new_nat(&mut s, "WinNAT", "10.100.0.0/16");
+        for port in [8080, 8081] {
+            let add = Request::AddNetNatStaticMapping {
+                nat_name: "WinNAT".into(),
+                protocol: Protocol::Tcp,
+                remote_prefix: None,
+                external_address: Ipv4Addr::UNSPECIFIED,
+                external_port: port,
+                internal_address: Ipv4Addr::new(10, 100, 10, 11),
+                internal_port: None,
+            };
+            assert!(matches!(s.handle(add), Reply::Ok { .. }));
+        }
+        let first = s.state().static_mappings[0].id;
+        let e = err(s.handle(Request::RemoveNetNatStaticMapping { ids: Some(vec![first, 999]), nat_names: None }));
+        assert!(
+            e.to_string()
+                .contains("No MSFT_NetNatStaticMapping objects found with property 'StaticMappingID' equal to '999'"),
+            "{e}"
+        );
+        assert_eq!(s.state().static_mappings.len(), 2, "nothing removed when one id is unknown");
+        assert!(matches!(
+            s.handle(Request::RemoveNetNatStaticMapping { ids: Some(vec![first]), nat_names: None }),
+            Reply::Ok { .. }
+        ));
+        assert_eq!(s.state().static_mappings.iter().map(|m| m.external_port).collect::<Vec<_>>(), [8081]);
+        let e = err(s.handle(Request::RemoveNetNatExternalAddress { ids: Some(vec![7]), nat_names: None }));
+        assert!(
+            e.to_string()
+                .contains("No MSFT_NetNatExternalAddress objects found with property 'ExternalAddressID' equal to '7'"),
+            "{e}"
+        );
+        let e = err(s.handle(Request::RemoveNetNatStaticMapping { ids: None, nat_names: Some(vec!["Other".into()]) }));
+        assert!(
+            e.to_string()
+                .contains("No MSFT_NetNatStaticMapping objects found with property 'NatName' equal to 'Other'"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn get_unknown_name_is_not_found_but_wildcards_may_match_nothing() {
         let mut s = service();
         let e = err(s.handle(Request::GetNetNat { names: Some(vec!["Nope".into()]) }));
