@@ -83,6 +83,25 @@ pub(crate) struct Mapping {
 }
 
 impl Mapping {
+    /// A mapping from `internal` to `external` (address, port) holding its first session.
+    pub(crate) fn new(
+        protocol: Protocol,
+        internal: (u32, u16),
+        external: (u32, u16),
+        from_static: bool,
+        first: Session,
+    ) -> Mapping {
+        Mapping {
+            protocol,
+            internal_addr: internal.0,
+            internal_port: internal.1,
+            external_addr: external.0,
+            external_port: external.1,
+            from_static,
+            sessions: smallvec::smallvec![first],
+        }
+    }
+
     pub(crate) fn external_key(&self) -> u64 {
         key(self.protocol, self.external_addr, self.external_port)
     }

@@ -135,15 +135,7 @@ impl Nat {
                 };
                 match claimed {
                     Some(ext) => {
-                        vacant.insert(Mapping {
-                            protocol: proto,
-                            internal_addr: internal.0,
-                            internal_port: internal.1,
-                            external_addr: ext.0,
-                            external_port: ext.1,
-                            from_static: false,
-                            sessions: smallvec::smallvec![session],
-                        });
+                        vacant.insert(Mapping::new(proto, internal, ext, false, session));
                         bump(&self.counters.sessions_created);
                         Ok(Some(ext))
                     }
@@ -328,15 +320,7 @@ impl Nat {
             }
             Entry::Vacant(vacant) => {
                 if self.claim(ik, sm.protocol, external.0, external.1) {
-                    vacant.insert(Mapping {
-                        protocol: sm.protocol,
-                        internal_addr: internal.0,
-                        internal_port: internal.1,
-                        external_addr: external.0,
-                        external_port: external.1,
-                        from_static: true,
-                        sessions: smallvec::smallvec![session],
-                    });
+                    vacant.insert(Mapping::new(sm.protocol, internal, external, true, session));
                     bump(&self.counters.sessions_created);
                     Ok(Some(internal))
                 } else {
