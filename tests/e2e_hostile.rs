@@ -363,3 +363,65 @@ fn in_local_hairpinning_mode_spoofed_internal_sources_from_wan_reach_no_vm() {
         seen.iter().filter(|p| p.dst == ip(VM) && p.sport != 0 && !(p.src == ip(WAN1) && p.sport == 5353)).collect();
     assert!(delivered.is_empty(), "spoofed datagrams reached the vm: {:?}", &delivered[..delivered.len().min(10)]);
 }
+
+/// `netnat daemon --max-sessions-per-host`: a UDP scan from one vm address is capped at the
+/// limit (the rest dropped and counted as `host_session_limit`), while a second vm address
+/// still gets through the NAT.
+#[test]
+fn the_per_host_session_cap_holds_live_and_other_hosts_keep_working() {
+    if !root_or_skip("per_host_cap_live") {
+        return;
+    }
+    const CAP: usize = 20;
+    const SCAN: u16 = 200;
+    let mut t = Topology::new();
+    t.daemon_args = vec!["--max-sessions-per-host".into(), CAP.to_string()];
+    t.start_daemon();
+    new_winnat(&t);
+    let (vm, wan, nat) = (t.vm.clone(), t.wan.clone(), t.nat.clone());
+    t.ns(&vm, &["ip", "addr", "add", &format!("{VM2}/16"), "dev", &t.vm_if]);
+    t.udp_echo(&wan, WAN1, 7777);
+    // From 10.100.10.11: one socket to SCAN ports of wan, bounded by count and 10 s.
+    let script = format!(
+        r#"
+deadline = time.time() + 10
+sent = 0
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('{VM}', 44444))
+for port in range(1, {SCAN} + 1):
+    if time.time() > deadline: break
+    s.sendto(b'scan', ('{WAN1}', port)); sent += 1
+print(sent)
+"#
+    );
+    let sent: u16 = python_ok(&t, &vm, &script, Duration::from_secs(20)).trim().parse().unwrap();
+    assert_eq!(sent, SCAN, "the scan was cut short by its deadline");
+    assert!(queues_drain(&t, &nat, Duration::from_secs(10)), "packets still waiting in NFQUEUE");
+    let from_vm = t.sessions().iter().filter(|s| s["InternalSourceAddress"] == VM).count();
+    assert_eq!(from_vm, CAP, "sessions of the scanning host");
+    let capped = t.counter(&["dropped", "host_session_limit"]);
+    let lost = kernel_queue_drops(&t, &nat) as usize;
+    assert!(
+        capped as usize + lost >= usize::from(SCAN) - CAP,
+        "{capped} capped + {lost} queue drops < {}",
+        SCAN as usize - CAP
+    );
+    assert!(capped > 0, "nothing counted as host_session_limit");
+    // Another internal host is not affected by the first one's cap.
+    let reply = t.udp_request(&vm, WAN1, 7777, "second host", 3.0);
+    assert_eq!(reply, None, "the capped host cannot open yet another session");
+    let out = t.ns(
+        &vm,
+        &[
+            "python3",
+            "-c",
+            &format!(
+        "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{VM2}', 0)); s.settimeout(3); \
+         s.sendto(b'second host', ('{WAN1}', 7777)); print(s.recvfrom(100)[0].decode())"
+    ),
+        ],
+    );
+    // The echo server names the source it saw: the NAT's external address.
+    assert_eq!(out.trim(), format!("echo {EXTERNAL}:second host"));
+    assert!(t.sessions().iter().any(|s| s["InternalSourceAddress"] == VM2), "no session for the second host");
+}

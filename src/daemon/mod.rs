@@ -60,9 +60,21 @@ pub struct DaemonArgs {
     /// (Linux).
     #[arg(long, value_name = "N")]
     pub queues: Option<u16>,
+    /// Most sessions each NAT holds at once (new flows beyond it are dropped and counted).
+    #[arg(long, value_name = "N", default_value_t = netnat_engine::Limits::default().max_sessions)]
+    pub max_sessions: usize,
+    /// Most sessions one internal host holds at once, so one VM cannot exhaust the ports of
+    /// all others.
+    #[arg(long, value_name = "N", default_value_t = netnat_engine::Limits::default().max_sessions_per_host)]
+    pub max_sessions_per_host: usize,
 }
 
 impl DaemonArgs {
+    /// The session limits given on the command line.
+    pub fn limits(&self) -> netnat_engine::Limits {
+        netnat_engine::Limits { max_sessions: self.max_sessions, max_sessions_per_host: self.max_sessions_per_host }
+    }
+
     /// `--state-dir`, else the platform's default.
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir.clone().unwrap_or_else(crate::state::default_state_dir)
@@ -169,7 +181,7 @@ mod imp {
             Some(store),
             Arc::clone(&plane),
             clock,
-            random_seed(),
+            super::service::EngineSettings { seed: random_seed(), limits: args.limits() },
             host,
             Box::new(move |_, nats| linux::install(nats, queues)),
         )
@@ -274,7 +286,7 @@ mod imp {
             Some(store),
             Arc::clone(&plane),
             clock,
-            random_seed(),
+            super::service::EngineSettings { seed: random_seed(), limits: args.limits() },
             host,
             Box::new(move |_, nats| windows::install(nats, &hook_slot)),
         )

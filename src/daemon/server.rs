@@ -139,7 +139,7 @@ mod tests {
                 None,
                 Arc::new(Dataplane::new()),
                 Clock::start(),
-                1,
+                crate::daemon::service::EngineSettings { seed: 1, limits: netnat_engine::Limits::default() },
                 vec![],
                 Box::new(|_, _| {}),
             )

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
-use netnat_engine::{ConfigError, ExternalAddress, NatConfig, Protocol, StaticMapping, Timeouts};
+use netnat_engine::{ConfigError, ExternalAddress, Limits, NatConfig, Protocol, StaticMapping, Timeouts};
 
 use super::clock::Clock;
 use super::dataplane::{Addressing, Dataplane, LiveNat, Template};
@@ -34,9 +34,18 @@ pub struct Service {
     store: Option<StateStore>,
     plane: Arc<Dataplane>,
     clock: Clock,
-    seed: u64,
+    engine: EngineSettings,
     host_addresses: Vec<Ipv4Addr>,
     on_change: ChangeHook,
+}
+
+/// What every NAT's engine gets from the daemon rather than from the cmdlets.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    /// Seed of the port choice (NAT i gets a value derived from it).
+    pub seed: u64,
+    /// Session limits (`netnat daemon --max-sessions/--max-sessions-per-host`).
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for Service {
@@ -138,11 +147,11 @@ impl Service {
         store: Option<StateStore>,
         plane: Arc<Dataplane>,
         clock: Clock,
-        seed: u64,
+        engine: EngineSettings,
         host_addresses: Vec<Ipv4Addr>,
         on_change: ChangeHook,
     ) -> anyhow::Result<Self> {
-        let mut service = Service { state, store, plane, clock, seed, host_addresses, on_change };
+        let mut service = Service { state, store, plane, clock, engine, host_addresses, on_change };
         let templates = service.templates(&service.state).map_err(|e| anyhow::anyhow!("{e}"))?;
         service.sync(templates).map_err(|e| anyhow::anyhow!("the saved configuration cannot run: {e}"))?;
         Ok(service)
@@ -546,7 +555,8 @@ impl Service {
                     })
                     .collect(),
                 hairpinning: state.hairpinning_mode,
-                seed: self.seed.wrapping_add(i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
+                limits: self.engine.limits,
+                seed: self.engine.seed.wrapping_add(i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
                 ..NatConfig::new(rec.name.clone(), rec.internal_prefix.trunc(), Ipv4Addr::UNSPECIFIED)
             };
             let template = Template { config, addressing };
@@ -731,7 +741,7 @@ mod tests {
             None,
             Arc::new(Dataplane::new()),
             Clock::start(),
-            7,
+            EngineSettings { seed: 7, limits: Limits::default() },
             vec![Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(10, 100, 1, 1)],
             Box::new(|_, _| {}),
         )

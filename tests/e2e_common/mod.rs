@@ -97,6 +97,8 @@ pub struct Topology {
     pub wan_if: String,
     /// Scratch directory (socket, state, logs, captures).
     pub dir: tempfile::TempDir,
+    /// Extra arguments for `netnat daemon` (e.g. session limits), set before starting it.
+    pub daemon_args: Vec<String>,
     daemon: Option<Child>,
     children: Vec<Child>,
 }
@@ -116,6 +118,7 @@ impl Topology {
             nat_out: format!("o{tag}"),
             wan_if: format!("w{tag}"),
             dir: tempfile::Builder::new().prefix("netnat-e2e-").tempdir().expect("temp dir"),
+            daemon_args: Vec::new(),
             daemon: None,
             children: Vec::new(),
         };
@@ -196,6 +199,7 @@ impl Topology {
             .arg(self.socket())
             .arg("--state-dir")
             .arg(self.state_dir())
+            .args(&self.daemon_args)
             .env("NETNAT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
