@@ -8,10 +8,8 @@
 //! answers the cmdlets while it lasts; datagrams from wan with forged internal sources are
 //! not delivered to the vm and create no session (the daemon drops them with a reverse-path check).
 //!
-//! Not covered live: the per-host session cap. The daemon runs the engine with its default
-//! limits (`Limits::default()`: 2^20 sessions, 2^16 per host) and neither `netnat daemon`
-//! nor `Set-NetNat` can change them, so a cap small enough to reach in a bounded test does
-//! not exist; `tests/hostile_replay.rs` checks the cap through `netnat replay`.
+//! The per-host session cap, live: `netnat daemon --max-sessions-per-host 20` and a 200-port
+//! scan from one vm address (capped, counted), while a second vm address gets through.
 //!
 //! Runs as root (CI); without root it prints `SKIPPED (needs root)` and passes.
 #![cfg(target_os = "linux")]
