@@ -29,11 +29,6 @@ pub(crate) struct FragKey {
     pub ident: u16,
 }
 
-impl FragKey {
-    pub(crate) fn of<T: AsRef<[u8]>>(ip: &Ipv4Packet<T>) -> FragKey {
-        FragKey { src: ip.src(), dst: ip.dst(), proto: ip.protocol(), ident: ip.ident() }
-    }
-}
 
 /// What happened to a datagram's first fragment.
 #[derive(Clone, Copy, Debug)]

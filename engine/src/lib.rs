@@ -52,6 +52,7 @@ pub use worker::{Worker, FLUSH_EVERY};
 mod alloc;
 mod fragments;
 mod icmp_error;
+mod ports;
 mod rewrite;
 mod settings;
 mod table;

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use crate::config::{ConfigError, HairpinningMode, NatConfig, Protocol};
 use crate::filter::FilteringPolicy;
 use crate::fragments::{FragKey, Fragments, Hold, Outcome};
-use crate::rewrite::{rewrite_endpoint, Side};
+use crate::rewrite::{rewrite_checked, Side};
 use crate::session::SessionInfo;
 use crate::settings::Settings;
 use crate::stats::{bump, Counters, Stats};
@@ -17,7 +17,6 @@ use crate::table::Table;
 use crate::time::{Duration, Instant};
 use crate::translate::Endpoint;
 use crate::verdict::{Direction, DropReason, Verdict};
-use crate::wire::ipv4::{Ipv4Error, Ipv4Packet};
 use crate::wire::{icmp, tcp, udp};
 use crate::worker::Worker;
 
@@ -128,11 +127,11 @@ impl Nat {
     pub fn new(config: NatConfig) -> Result<Nat, ConfigError> {
         config.validate()?;
         let custom: [Option<Arc<dyn FilteringPolicy>>; 2] = [None, None];
-        let seed = config.seed;
+        let table = Table::new(config.seed);
         Ok(Nat {
-            settings: ArcSwap::from_pointee(Settings::new(config, &custom)),
+            settings: ArcSwap::from_pointee(Settings::new(config, &custom, &table.external)),
             custom_filters: Mutex::new(custom),
-            table: Table::new(seed),
+            table,
             fragments: Mutex::new(Fragments::default()),
             counters: Counters::default(),
             port_draws: AtomicU64::new(0),
@@ -163,27 +162,39 @@ impl Nat {
     }
 
     pub(crate) fn process(&self, s: &Settings, now: Instant, packet: &mut [u8]) -> Verdict {
-        if packet.len() < crate::wire::ipv4::MIN_HEADER_LEN {
+        let len = packet.len();
+        if len < crate::wire::ipv4::MIN_HEADER_LEN {
             return Verdict::Drop(DropReason::Truncated);
         }
         if packet[0] >> 4 != 4 {
             return Verdict::Drop(DropReason::BadIpHeader);
         }
-        let Some(class) = classify(s, be32(packet, 12), be32(packet, 16)) else {
+        let (src, dst) = (be32(packet, 12), be32(packet, 16));
+        let Some(class) = classify(s, src, dst) else {
             return Verdict::Pass;
         };
-        let ip = match Ipv4Packet::new_checked(&*packet, true) {
-            Ok(ip) => ip,
-            Err(Ipv4Error::Truncated) => return Verdict::Drop(DropReason::Truncated),
-            Err(Ipv4Error::Malformed) => return Verdict::Drop(DropReason::BadIpHeader),
-        };
-        let (total, ihl, proto) = (ip.total_len(), ip.header_len(), ip.protocol());
-        // Only fragments need their datagram's key (most packets are not fragments).
-        let frag_key = ip.is_fragment().then(|| FragKey::of(&ip));
-        let later_fragment = ip.frag_offset() != 0;
-        let len = packet.len();
+        // The header checks of `Ipv4Packet::new_checked`, once, on the fields read anyway.
+        let ihl = usize::from(packet[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+        if ihl < crate::wire::ipv4::MIN_HEADER_LEN || total < ihl.min(len) {
+            return Verdict::Drop(if ihl > len { DropReason::Truncated } else { DropReason::BadIpHeader });
+        }
+        if ihl > len || total > len {
+            return Verdict::Drop(DropReason::Truncated);
+        }
+        let proto = packet[9];
+        // More-fragments flag and fragment offset: zero for all but fragments.
+        let flags_offset = u16::from_be_bytes([packet[6], packet[7]]);
         let pkt = &mut packet[..total];
-        if let (true, Some(frag_key)) = (later_fragment, frag_key) {
+        if flags_offset & 0x3fff == 0 {
+            return match self.translate(s, now, class, pkt, (src, dst), ihl, proto, false) {
+                Ok(Some(direction)) => Verdict::Forward { direction, len },
+                Ok(None) => Verdict::Pass,
+                Err(reason) => Verdict::Drop(reason),
+            };
+        }
+        let frag_key = FragKey { src, dst, proto, ident: u16::from_be_bytes([pkt[4], pkt[5]]) };
+        if flags_offset & 0x1fff != 0 {
             return match self.fragments.lock().handle_later(now, frag_key, pkt) {
                 Ok(Some(direction)) => Verdict::Forward { direction, len },
                 Ok(None) => Verdict::Pass,
@@ -191,19 +202,15 @@ impl Nat {
                 Err(Hold::Drop(reason)) => Verdict::Drop(reason),
             };
         }
-        let result = self.translate(s, now, class, pkt, ihl, proto, frag_key.is_some());
-        if let Some(frag_key) = frag_key {
-            let outcome = match result {
-                Ok(Some(direction)) => {
-                    Outcome::Translated { new_src: be32(pkt, 12), new_dst: be32(pkt, 16), direction }
-                }
-                Ok(None) => Outcome::Passed,
-                Err(_) => Outcome::Dropped,
-            };
-            let dropped = self.fragments.lock().first_seen(now, frag_key, outcome);
-            for _ in 0..dropped {
-                self.counters.drop(DropReason::FragmentOfDropped);
-            }
+        let result = self.translate(s, now, class, pkt, (src, dst), ihl, proto, true);
+        let outcome = match result {
+            Ok(Some(direction)) => Outcome::Translated { new_src: be32(pkt, 12), new_dst: be32(pkt, 16), direction },
+            Ok(None) => Outcome::Passed,
+            Err(_) => Outcome::Dropped,
+        };
+        let dropped = self.fragments.lock().first_seen(now, frag_key, outcome);
+        for _ in 0..dropped {
+            self.counters.drop(DropReason::FragmentOfDropped);
         }
         match result {
             Ok(Some(direction)) => Verdict::Forward { direction, len },
@@ -212,40 +219,41 @@ impl Nat {
         }
     }
 
-    /// Translates an unfragmented packet or a first fragment. `Ok(None)`: pass unchanged.
+    /// Translates an unfragmented packet or a first fragment (`pkt` ends at its total length,
+    /// `ihl` is its checked header length). `Ok(None)`: pass unchanged.
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn translate(
         &self,
         s: &Settings,
         now: Instant,
         class: Class,
         pkt: &mut [u8],
+        (src, dst): (u32, u32),
         ihl: usize,
         proto: u8,
         fragment: bool,
     ) -> Result<Option<Direction>, DropReason> {
-        let (src, dst) = (be32(pkt, 12), be32(pkt, 16));
         let Some(proto) = Protocol::from_number(proto) else {
             // Other protocols addressed to the host itself are the host's business.
             return if class == Class::Inbound { Ok(None) } else { Err(DropReason::UnsupportedProtocol) };
         };
-        let seg = &pkt[ihl..];
         if proto == Protocol::Icmp {
             return self.translate_icmp(s, now, class, pkt, ihl, fragment);
         }
-        let (sport, dport, flags) = ports(proto, seg, fragment)?;
+        let (sport, dport, flags) = ports(proto, &pkt[ihl..], fragment)?;
         match class {
             Class::Outbound => {
                 let ext = self.outbound(s, now, proto, (src, sport), (dst, dport), flags)?;
-                rewrite_endpoint(pkt, proto, Side::Source, ext.0, ext.1, true);
+                rewrite_checked(pkt, ihl, proto, Side::Source, ext.0, ext.1);
                 Ok(Some(Direction::Outbound))
             }
             Class::Inbound => {
                 let int = self.inbound(s, now, proto, (src, sport), (dst, dport), flags)?;
-                rewrite_endpoint(pkt, proto, Side::Destination, int.0, int.1, true);
+                rewrite_checked(pkt, ihl, proto, Side::Destination, int.0, int.1);
                 Ok(Some(Direction::Inbound))
             }
-            Class::Hairpin => self.hairpin(s, now, proto, pkt, (src, sport), (dst, dport), flags),
+            Class::Hairpin => self.hairpin(s, now, proto, pkt, ihl, (src, sport), (dst, dport), flags),
         }
     }
 
@@ -272,12 +280,12 @@ impl Nat {
         match (class, ty) {
             (Class::Outbound, icmp::ECHO_REQUEST) => {
                 let ext = self.outbound(s, now, Protocol::Icmp, (src, id), (dst, 0), 0)?;
-                rewrite_endpoint(pkt, Protocol::Icmp, Side::Source, ext.0, ext.1, true);
+                rewrite_checked(pkt, ihl, Protocol::Icmp, Side::Source, ext.0, ext.1);
                 Ok(Some(Direction::Outbound))
             }
             (Class::Inbound, icmp::ECHO_REPLY) => {
                 let int = self.inbound(s, now, Protocol::Icmp, (src, 0), (dst, id), 0)?;
-                rewrite_endpoint(pkt, Protocol::Icmp, Side::Destination, int.0, int.1, true);
+                rewrite_checked(pkt, ihl, Protocol::Icmp, Side::Destination, int.0, int.1);
                 Ok(Some(Direction::Inbound))
             }
             (Class::Inbound, _) if is_error => {
@@ -303,6 +311,7 @@ impl Nat {
         now: Instant,
         proto: Protocol,
         pkt: &mut [u8],
+        ihl: usize,
         internal: Endpoint,
         target: Endpoint,
         flags: u8,
@@ -315,12 +324,12 @@ impl Nat {
             HairpinningMode::External => {
                 let ext = self.outbound(s, now, proto, internal, target, flags)?;
                 let int = self.inbound(s, now, proto, ext, target, flags)?;
-                rewrite_endpoint(pkt, proto, Side::Source, ext.0, ext.1, true);
-                rewrite_endpoint(pkt, proto, Side::Destination, int.0, int.1, true);
+                rewrite_checked(pkt, ihl, proto, Side::Source, ext.0, ext.1);
+                rewrite_checked(pkt, ihl, proto, Side::Destination, int.0, int.1);
             }
             HairpinningMode::Local => {
                 let int = self.local_hairpin_target(s, proto, target).ok_or(DropReason::NoMapping)?;
-                rewrite_endpoint(pkt, proto, Side::Destination, int.0, int.1, true);
+                rewrite_checked(pkt, ihl, proto, Side::Destination, int.0, int.1);
             }
         }
         Ok(Some(Direction::Hairpin))
@@ -427,7 +436,7 @@ impl Nat {
     pub fn reconfigure(&self, config: NatConfig) -> Result<(), ConfigError> {
         config.validate()?;
         let custom = self.custom_filters.lock();
-        let settings = Arc::new(Settings::new(config, &custom));
+        let settings = Arc::new(Settings::new(config, &custom, &self.table.external));
         self.settings.store(settings.clone());
         drop(custom);
         let s = &*settings;
@@ -460,7 +469,7 @@ impl Nat {
             Protocol::Icmp => return,
         }
         let config = (*self.settings.load().config).clone();
-        self.settings.store(Arc::new(Settings::new(config, &custom)));
+        self.settings.store(Arc::new(Settings::new(config, &custom, &self.table.external)));
     }
 
     /// Drops every session (Remove-NetNat drops the NAT's connections).

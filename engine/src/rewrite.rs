@@ -17,31 +17,42 @@ pub(crate) enum Side {
 /// known to be complete up to the fields touched; callers check). For ICMP the "port" is the
 /// query identifier, which both sides share.
 pub(crate) fn rewrite_endpoint(packet: &mut [u8], proto: Protocol, side: Side, addr: u32, port: u16, with_l4: bool) {
-    let Ok(mut ip) = Ipv4Packet::new_checked(&mut *packet, false) else { return };
-    let old_addr = match side {
-        Side::Source => ip.src(),
-        Side::Destination => ip.dst(),
-    };
-    match side {
-        Side::Source => ip.set_src(addr),
-        Side::Destination => ip.set_dst(addr),
-    }
-    if !with_l4 {
-        return;
-    }
-    let seg = ip.payload_mut();
+    let Ok(ip) = Ipv4Packet::new_checked(&*packet, false) else { return };
+    let (ihl, end) = (ip.header_len(), ip.total_len().min(packet.len()));
+    let packet = &mut packet[..end];
+    set_addr(packet, side, addr, with_l4.then_some(proto).map(|p| (p, ihl, port)));
+}
+
+/// The same for a packet the caller has checked: `packet` ends at its total length, `ihl`
+/// is its header length, the transport header is complete. The packet path's rewrite.
+#[inline]
+pub(crate) fn rewrite_checked(packet: &mut [u8], ihl: usize, proto: Protocol, side: Side, addr: u32, port: u16) {
+    set_addr(packet, side, addr, Some((proto, ihl, port)));
+}
+
+/// Writes the address and the IPv4 header checksum, then (with `l4`: protocol, header
+/// length, port) the port or identifier and the transport checksum.
+#[inline]
+fn set_addr(packet: &mut [u8], side: Side, addr: u32, l4: Option<(Protocol, usize, u16)>) {
+    let at = if side == Side::Source { 12 } else { 16 };
+    let old_addr = u32::from_be_bytes([packet[at], packet[at + 1], packet[at + 2], packet[at + 3]]);
+    packet[at..at + 4].copy_from_slice(&addr.to_be_bytes());
+    let ip_check = u16::from_be_bytes([packet[10], packet[11]]);
+    packet[10..12].copy_from_slice(&checksum::update32(ip_check, old_addr, addr).to_be_bytes());
+    let Some((proto, ihl, port)) = l4 else { return };
+    let seg = &mut packet[ihl..];
     let port_at = if side == Side::Source { 0 } else { 2 };
     match proto {
         Protocol::Tcp if seg.len() >= tcp::CHECKSUM + 2 => {
             let old_port = u16::from_be_bytes([seg[port_at], seg[port_at + 1]]);
             seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-            let c = checksum::update16(checksum::update32(tcp::checksum_field(seg), old_addr, addr), old_port, port);
+            let c = checksum::update32_16(tcp::checksum_field(seg), (old_addr, addr), (old_port, port));
             tcp::set_checksum(seg, c);
         }
         Protocol::Udp if seg.len() >= udp::HEADER_LEN => {
             let old_port = u16::from_be_bytes([seg[port_at], seg[port_at + 1]]);
             seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-            udp::update_checksum(seg, |c| checksum::update16(checksum::update32(c, old_addr, addr), old_port, port));
+            udp::update_checksum(seg, |c| checksum::update32_16(c, (old_addr, addr), (old_port, port)));
         }
         Protocol::Icmp if seg.len() >= icmp::HEADER_LEN => icmp::set_ident(seg, port),
         // A truncated embedded transport header: the address is rewritten, the rest was not

@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use crate::config::{NatConfig, Protocol, StaticMapping};
 use crate::filter::{self, FilteringPolicy};
+use crate::ports::{ExternalIndex, PortTable};
 
-/// One external address and its dynamic port range.
-#[derive(Clone, Copy, Debug)]
+/// One external address, its dynamic port range and the owners of its ports.
+#[derive(Clone, Debug)]
 pub(crate) struct ExternalRange {
     pub addr: u32,
     pub start: u16,
     pub end: u16,
+    pub ports: Arc<PortTable>,
 }
 
 #[derive(Debug)]
@@ -25,13 +27,20 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    pub(crate) fn new(config: NatConfig, custom: &[Option<Arc<dyn FilteringPolicy>>; 2]) -> Settings {
+    pub(crate) fn new(
+        config: NatConfig,
+        custom: &[Option<Arc<dyn FilteringPolicy>>; 2],
+        index: &ExternalIndex,
+    ) -> Settings {
         let internal_mask = u32::from(config.internal_prefix.netmask());
         let internal_net = u32::from(config.internal_prefix.network());
         let externals = config
             .external_addresses
             .iter()
-            .map(|e| ExternalRange { addr: u32::from(e.address), start: e.port_start, end: e.port_end })
+            .map(|e| {
+                let addr = u32::from(e.address);
+                ExternalRange { addr, start: e.port_start, end: e.port_end, ports: index.table_for(addr) }
+            })
             .collect();
         let tcp_filter = custom[0].clone().unwrap_or_else(|| filter::builtin(config.tcp_filtering));
         let udp_filter = custom[1].clone().unwrap_or_else(|| filter::builtin(config.udp_filtering));
@@ -44,6 +53,11 @@ impl Settings {
 
     pub(crate) fn is_external(&self, addr: u32) -> bool {
         self.externals.iter().any(|e| e.addr == addr)
+    }
+
+    /// The external address `addr`, if it is one of this NAT's.
+    pub(crate) fn external(&self, addr: u32) -> Option<&ExternalRange> {
+        self.externals.iter().find(|e| e.addr == addr)
     }
 
     /// The static mapping that owns an external (address, port), if any.

@@ -2,18 +2,14 @@
 //! mapping) each holding its sessions (one per remote endpoint, the NetNatSession rows).
 //!
 //! The mappings live in one lock-sharded map keyed by internal endpoint, so an outbound
-//! packet costs one shard lock and nothing else; a second sharded index maps each external
-//! endpoint to its internal key for inbound packets (two lookups, no lock held across them).
+//! packet costs one shard lock and nothing else; the external index (`ports.rs`, one
+//! directly indexed slot per external address, protocol and port) gives an inbound packet
+//! the internal key without a lock, then it takes the same one shard lock.
 //!
-//! Lock order, to stay deadlock-free: a `by_internal` shard, then a `by_external` shard,
-//! then `per_host`; the inbound path copies the internal key out of `by_external` and
-//! releases that shard before locking `by_internal`.
-//!
-//! Invariants: a mapping's external key in `by_external` points back at its internal key; no
-//! two mappings share an external (protocol, address, port); a mapping always holds at least
-//! one session (an empty one is removed by the next purge). `by_external` may briefly point
-//! at a key whose mapping is being removed or replaced: readers check the mapping's external
-//! endpoint.
+//! Invariants: a mapping's external slot holds its internal key; no two mappings share an
+//! external (protocol, address, port); a mapping always holds at least one session (an empty
+//! one is removed by the next purge). A slot may briefly hold the key of a mapping being
+//! removed or replaced: readers check the mapping's external endpoint.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -21,6 +17,7 @@ use dashmap::DashMap;
 use smallvec::SmallVec;
 
 use crate::config::{Limits, Protocol, Timeouts};
+use crate::ports::ExternalIndex;
 use crate::tcp_state::TcpTrack;
 use crate::time::{Duration, Instant};
 use crate::verdict::DropReason;
@@ -102,10 +99,6 @@ impl Mapping {
         }
     }
 
-    pub(crate) fn external_key(&self) -> u64 {
-        key(self.protocol, self.external_addr, self.external_port)
-    }
-
     pub(crate) fn session_index(&self, remote_addr: u32, remote_port: u16) -> Option<usize> {
         self.sessions.iter().position(|s| s.remote_addr == remote_addr && s.remote_port == remote_port)
     }
@@ -118,8 +111,8 @@ pub(crate) type Hasher = ahash::RandomState;
 #[derive(Debug)]
 pub(crate) struct Table {
     pub by_internal: DashMap<u64, Mapping, Hasher>,
-    /// External key -> internal key.
-    pub by_external: DashMap<u64, u64, Hasher>,
+    /// External endpoint -> internal key.
+    pub external: ExternalIndex,
     sessions: AtomicUsize,
     per_host: DashMap<u32, usize, Hasher>,
 }
@@ -133,7 +126,7 @@ impl Table {
         let shards = 64;
         Table {
             by_internal: DashMap::with_hasher_and_shard_amount(h(), shards),
-            by_external: DashMap::with_hasher_and_shard_amount(h(), shards),
+            external: ExternalIndex::default(),
             sessions: AtomicUsize::new(0),
             per_host: DashMap::with_hasher_and_shard_amount(h(), shards),
         }
@@ -179,6 +172,7 @@ impl Table {
         mut remove: impl FnMut(&Mapping) -> bool,
     ) -> (u64, u64) {
         let (mut expired, mut removed) = (0u64, 0u64);
+        let port_tables = self.external.all();
         self.by_internal.retain(|ik, m| {
             let before = m.sessions.len();
             let mut sessions = core::mem::take(&mut m.sessions);
@@ -191,7 +185,9 @@ impl Table {
             expired += n_expired as u64;
             removed += n_removed as u64;
             if gone {
-                self.by_external.remove_if(&m.external_key(), |_, v| v == ik);
+                if let Some(t) = port_tables.iter().find(|t| t.addr == m.external_addr) {
+                    t.release(m.protocol, m.external_port, *ik);
+                }
             }
             !gone
         });

@@ -41,6 +41,14 @@ impl Nat {
         tcp_flags: u8,
     ) -> Result<Endpoint, DropReason> {
         let ik = key(proto, internal.0, internal.1);
+        // The established flow: one lookup, no retry machinery.
+        if let Some(mut m) = self.table.by_internal.get_mut(&ik) {
+            match self.touch_outbound(s, now, &mut m, remote, tcp_flags) {
+                Ok(()) => return Ok((m.external_addr, m.external_port)),
+                Err(e) if !retryable(e) => return Err(e),
+                Err(_) => {}
+            }
+        }
         self.retrying(now, DropReason::PortsExhausted, || match self.table.by_internal.get_mut(&ik) {
             Some(mut m) => self
                 .touch_outbound(s, now, &mut m, remote, tcp_flags)
@@ -129,7 +137,7 @@ impl Nat {
                     // The internal endpoint of a static mapping keeps the mapping's external
                     // port for its outbound traffic too (one endpoint, one mapping).
                     Some(sm) => static_external_addr(s, sm, internal.0)
-                        .filter(|&a| self.claim(ik, proto, a, sm.external_port))
+                        .filter(|&a| claim(s, ik, proto, (a, sm.external_port)))
                         .map(|a| (a, sm.external_port)),
                     None => self.allocate(s, ik, proto, internal),
                 };
@@ -149,19 +157,6 @@ impl Nat {
         result
     }
 
-    /// Claims an external (address, port) for the mapping of internal key `ik` in the
-    /// external index. Called with `ik`'s `by_internal` shard locked (vacant entry), so no
-    /// reader can see the claim before the mapping exists.
-    fn claim(&self, ik: u64, proto: Protocol, addr: u32, port: u16) -> bool {
-        match self.table.by_external.entry(key(proto, addr, port)) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(v) => {
-                v.insert(ik);
-                true
-            }
-        }
-    }
-
     /// Picks a free external port (RFC 6056) that no static mapping owns.
     fn allocate(&self, s: &Settings, ik: u64, proto: Protocol, internal: Endpoint) -> Option<Endpoint> {
         let ext = s.external_for(internal.0)?;
@@ -170,7 +165,7 @@ impl Nat {
         let draw = self.table.hash_key(ik) ^ alloc::mix(n ^ s.config.seed);
         alloc::candidates(ext.start, ext.end, preserve, draw)
             .filter(|&p| s.static_owner(proto, ext.addr, p).is_none())
-            .find(|&p| self.claim(ik, proto, ext.addr, p))
+            .find(|&p| ext.ports.claim(proto, p, ik))
             .map(|p| (ext.addr, p))
     }
 
@@ -185,11 +180,20 @@ impl Nat {
         external: Endpoint,
         tcp_flags: u8,
     ) -> Result<Endpoint, DropReason> {
-        let ek = key(proto, external.0, external.1);
+        let ports = s.external(external.0).map(|e| &e.ports);
+        // The established flow: one lookup, no retry machinery.
+        if let Some(mut m) =
+            ports.and_then(|p| p.owner(proto, external.1)).and_then(|ik| self.table.by_internal.get_mut(&ik))
+        {
+            if (m.external_addr, m.external_port) == external {
+                match self.touch_inbound(s, now, &mut m, remote, tcp_flags) {
+                    Err(e) if retryable(e) => {}
+                    result => return result,
+                }
+            }
+        }
         self.retrying(now, DropReason::NoMapping, || {
-            // Copy the internal key out so no `by_external` shard is held below.
-            let ik = self.table.by_external.get(&ek).map(|r| *r);
-            match ik {
+            match ports.and_then(|p| p.owner(proto, external.1)) {
                 Some(ik) => match self.table.by_internal.get_mut(&ik) {
                     Some(mut m) if (m.external_addr, m.external_port) == external => {
                         self.touch_inbound(s, now, &mut m, remote, tcp_flags).map(Some)
@@ -319,7 +323,7 @@ impl Nat {
                 }
             }
             Entry::Vacant(vacant) => {
-                if self.claim(ik, sm.protocol, external.0, external.1) {
+                if claim(s, ik, sm.protocol, external) {
                     vacant.insert(Mapping::new(sm.protocol, internal, external, true, session));
                     bump(&self.counters.sessions_created);
                     Ok(Some(internal))
@@ -337,8 +341,7 @@ impl Nat {
     /// Hairpinning in Local mode: the internal endpoint behind an external one, without
     /// filtering or a session (the packet is routed within the internal subnet).
     pub(crate) fn local_hairpin_target(&self, s: &Settings, proto: Protocol, external: Endpoint) -> Option<Endpoint> {
-        let ik = self.table.by_external.get(&key(proto, external.0, external.1)).map(|r| *r);
-        if let Some(m) = ik.and_then(|ik| self.table.by_internal.get(&ik)) {
+        if let Some(m) = owner(s, proto, external).and_then(|ik| self.table.by_internal.get(&ik)) {
             return Some((m.internal_addr, m.internal_port));
         }
         s.static_owner(proto, external.0, external.1).map(|sm| (u32::from(sm.internal_address), sm.internal_port))
@@ -346,7 +349,7 @@ impl Nat {
 
     /// Whether an external endpoint leads to an internal one (a mapping or a static mapping).
     pub(crate) fn is_mapped(&self, s: &Settings, proto: Protocol, external: Endpoint) -> bool {
-        self.table.by_external.contains_key(&key(proto, external.0, external.1))
+        owner(s, proto, external).is_some()
             || (proto != Protocol::Icmp && s.static_owner(proto, external.0, external.1).is_some())
     }
 
@@ -362,8 +365,7 @@ impl Nat {
         remote: Endpoint,
         by_external: bool,
     ) -> Option<Endpoint> {
-        let k = key(proto, endpoint.0, endpoint.1);
-        let ik = if by_external { *self.table.by_external.get(&k)? } else { k };
+        let ik = if by_external { owner(s, proto, endpoint)? } else { key(proto, endpoint.0, endpoint.1) };
         let m = self.table.by_internal.get(&ik)?;
         if by_external && (m.external_addr, m.external_port) != endpoint {
             return None;
@@ -374,6 +376,18 @@ impl Nat {
         }
         Some(if by_external { (m.internal_addr, m.internal_port) } else { (m.external_addr, m.external_port) })
     }
+}
+
+/// The internal key of the mapping that owns an external endpoint, if any.
+fn owner(s: &Settings, proto: Protocol, external: Endpoint) -> Option<u64> {
+    s.external(external.0)?.ports.owner(proto, external.1)
+}
+
+/// Claims an external endpoint for the mapping of internal key `ik`. Called with `ik`'s
+/// `by_internal` shard locked (vacant entry), so no reader can see the claim before the
+/// mapping exists.
+fn claim(s: &Settings, ik: u64, proto: Protocol, external: Endpoint) -> bool {
+    s.external(external.0).is_some_and(|e| e.ports.claim(proto, external.1, ik))
 }
 
 /// The external address a static mapping's internal endpoint uses outbound: the mapping's own,
