@@ -49,7 +49,8 @@ impl InboundContext<'_> {
 
 /// Decides which inbound packets may pass through an existing mapping. Implementations must be
 /// deterministic functions of the context and their own state (the engine is replayable), and
-/// cheap: they run on the packet path.
+/// cheap: they run on the packet path, with the mapping's table shard locked, so they must
+/// not call back into the [`crate::Nat`] (that would wait for itself).
 pub trait FilteringPolicy: Send + Sync + Debug {
     /// Whether the inbound packet described by `ctx` may pass.
     fn admit(&self, ctx: &InboundContext<'_>) -> bool;

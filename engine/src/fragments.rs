@@ -29,7 +29,6 @@ pub(crate) struct FragKey {
     pub ident: u16,
 }
 
-
 /// What happened to a datagram's first fragment.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Outcome {

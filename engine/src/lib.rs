@@ -55,6 +55,7 @@ mod icmp_error;
 mod ports;
 mod rewrite;
 mod settings;
+mod shard_lock;
 mod table;
 mod tcp_state;
 mod translate;

@@ -384,8 +384,7 @@ impl Nat {
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let name = self.settings.load().config.name.clone();
         let mut rows = Vec::with_capacity(self.session_count());
-        for entry in self.table.by_internal.iter() {
-            let m = entry.value();
+        self.table.by_internal.for_each(|m| {
             for sess in &m.sessions {
                 rows.push(SessionInfo {
                     nat_name: name.clone(),
@@ -401,7 +400,7 @@ impl Nat {
                     external_destination_port: sess.remote_port,
                 });
             }
-        }
+        });
         rows.sort_by_key(|r| {
             (
                 r.protocol,

@@ -1,23 +1,30 @@
 //! The translation table: mappings (one per internal endpoint, RFC 4787 endpoint-independent
 //! mapping) each holding its sessions (one per remote endpoint, the NetNatSession rows).
 //!
-//! The mappings live in one lock-sharded map keyed by internal endpoint, so an outbound
-//! packet costs one shard lock and nothing else; the external index (`ports.rs`, one
-//! directly indexed slot per external address, protocol and port) gives an inbound packet
-//! the internal key without a lock, then it takes the same one shard lock.
+//! The mappings live in 64 shards keyed by internal endpoint; the external index
+//! (`ports.rs`, one directly indexed slot per external address, protocol and port) gives an
+//! inbound packet the internal key without a lock. The shards are behind a
+//! `shard_lock::ShardedLock`, whose readers write only a cache line of their own thread.
+//! Why: an established flow's packet only reads the mapping (what a session changes per
+//! packet, its idle timer, TCP flags and direction, are atomics written only when they
+//! change), so threads translating different flows write no shared cache line. With one
+//! lock word per shard (DashMap) every packet wrote the shard's word and two threads
+//! bounced it between their cores. Writers (a new mapping or session, a sweep) pay for it.
 //!
 //! Invariants: a mapping's external slot holds its internal key; no two mappings share an
 //! external (protocol, address, port); a mapping always holds at least one session (an empty
 //! one is removed by the next purge). A slot may briefly hold the key of a mapping being
 //! removed or replaced: readers check the mapping's external endpoint.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use smallvec::SmallVec;
 
 use crate::config::{Limits, Protocol, Timeouts};
 use crate::ports::ExternalIndex;
+use crate::shard_lock::{ReadGuard, ShardedLock, WriteGuard, SHARDS};
 use crate::tcp_state::TcpTrack;
 use crate::time::{Duration, Instant};
 use crate::verdict::DropReason;
@@ -27,16 +34,22 @@ pub(crate) fn key(proto: Protocol, addr: u32, port: u16) -> u64 {
     (u64::from(proto.number()) << 48) | (u64::from(addr) << 16) | u64::from(port)
 }
 
-/// One session: the internal endpoint's traffic with one remote endpoint.
-#[derive(Clone, Debug)]
+/// How stale a session's idle timer may be: a packet within this time of the last one
+/// that moved the timer does not write it (so established flows write nothing shared per
+/// packet). A session may therefore expire up to this much early; timeouts are seconds.
+pub(crate) const IDLE_TIMER_GRANULARITY_MICROS: u64 = 1_000;
+
+/// One session: the internal endpoint's traffic with one remote endpoint. The fields a
+/// packet changes are atomics, so the packet path updates them under a shared lock.
+#[derive(Debug)]
 pub(crate) struct Session {
     pub remote_addr: u32,
     pub remote_port: u16,
     /// Whether the internal endpoint has sent to this remote (what filtering looks at).
-    pub outbound_seen: bool,
-    pub tcp: TcpTrack,
+    outbound_seen: AtomicBool,
+    tcp: AtomicU8,
     pub created: Instant,
-    pub last_seen: Instant,
+    last_seen: AtomicU64,
 }
 
 impl Session {
@@ -44,25 +57,71 @@ impl Session {
         Session {
             remote_addr,
             remote_port,
-            outbound_seen: outbound,
-            tcp: TcpTrack::default(),
+            outbound_seen: AtomicBool::new(outbound),
+            tcp: AtomicU8::new(TcpTrack::default().bits()),
             created: now,
-            last_seen: now,
+            last_seen: AtomicU64::new(now.as_micros()),
         }
+    }
+
+    pub(crate) fn outbound_seen(&self) -> bool {
+        self.outbound_seen.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn tcp(&self) -> TcpTrack {
+        TcpTrack::from_bits(self.tcp.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn last_seen(&self) -> Instant {
+        Instant::from_micros(self.last_seen.load(Ordering::Relaxed))
+    }
+
+    /// Restarts the idle timer at `now` (unless it moved less than the granularity ago).
+    #[inline]
+    pub(crate) fn refresh(&self, now: Instant) {
+        let last = self.last_seen.load(Ordering::Relaxed);
+        if now.as_micros().saturating_sub(last) >= IDLE_TIMER_GRANULARITY_MICROS {
+            self.last_seen.store(now.as_micros(), Ordering::Relaxed);
+        }
+    }
+
+    /// Records a packet: direction, TCP flags (0 for other protocols), idle timer.
+    #[inline]
+    pub(crate) fn on_packet(&self, proto: Protocol, outbound: bool, flags: u8, now: Instant) {
+        if outbound && !self.outbound_seen.load(Ordering::Relaxed) {
+            self.outbound_seen.store(true, Ordering::Relaxed);
+        }
+        if proto == Protocol::Tcp {
+            // Only a SYN, FIN, RST or the handshake's last ACK changes the flags' state;
+            // a lost race with a packet of the same flow on another thread is retried.
+            let mut old = self.tcp.load(Ordering::Relaxed);
+            loop {
+                let mut track = TcpTrack::from_bits(old);
+                track.on_packet(outbound, flags);
+                if track.bits() == old {
+                    break;
+                }
+                match self.tcp.compare_exchange_weak(old, track.bits(), Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => break,
+                    Err(now_bits) => old = now_bits,
+                }
+            }
+        }
+        self.refresh(now);
     }
 
     pub(crate) fn timeout(&self, proto: Protocol, t: &Timeouts) -> Duration {
         match proto {
             Protocol::Udp => t.udp_idle,
             Protocol::Icmp => t.icmp_query,
-            Protocol::Tcp if self.tcp.is_established() => t.tcp_established,
+            Protocol::Tcp if self.tcp().is_established() => t.tcp_established,
             Protocol::Tcp => t.tcp_transient,
         }
     }
 
     /// Alive while idle for no longer than its timeout.
     pub(crate) fn is_alive(&self, proto: Protocol, now: Instant, t: &Timeouts) -> bool {
-        now.saturating_duration_since(self.last_seen) <= self.timeout(proto, t)
+        now.saturating_duration_since(self.last_seen()) <= self.timeout(proto, t)
     }
 }
 
@@ -102,15 +161,81 @@ impl Mapping {
     pub(crate) fn session_index(&self, remote_addr: u32, remote_port: u16) -> Option<usize> {
         self.sessions.iter().position(|s| s.remote_addr == remote_addr && s.remote_port == remote_port)
     }
+
+    pub(crate) fn session(&self, remote_addr: u32, remote_port: u16) -> Option<&Session> {
+        self.sessions.iter().find(|s| s.remote_addr == remote_addr && s.remote_port == remote_port)
+    }
 }
 
 /// Deterministic hashing (seeded from the NAT's seed) that an outside sender cannot predict
 /// without the seed.
 pub(crate) type Hasher = ahash::RandomState;
 
+pub(crate) type ShardMap = HashMap<u64, Mapping, Hasher>;
+
+/// The mappings, sharded by internal key (see the module doc).
+pub(crate) struct Mappings {
+    lock: ShardedLock<ShardMap>,
+    hasher: Hasher,
+}
+
+impl core::fmt::Debug for Mappings {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Mappings").field("shards", &SHARDS).finish_non_exhaustive()
+    }
+}
+
+impl Mappings {
+    fn new(hasher: Hasher) -> Mappings {
+        Mappings { lock: ShardedLock::new(|| HashMap::with_hasher(hasher.clone())), hasher }
+    }
+
+    #[inline]
+    fn shard(&self, ik: u64) -> usize {
+        // Bits below the top 7, which the shard's own table uses for its control bytes.
+        let h = self.hasher.hash_one(ik);
+        ((h << 7) >> (64 - SHARDS.trailing_zeros())) as usize
+    }
+
+    /// The shard holding `ik`, for reading (the packet path). Never nested with another
+    /// guard of the same shard on one thread.
+    #[inline]
+    pub(crate) fn read(&self, ik: u64) -> ReadGuard<'_, ShardMap> {
+        self.lock.read(self.shard(ik))
+    }
+
+    /// The shard holding `ik`, for changes.
+    pub(crate) fn write(&self, ik: u64) -> WriteGuard<'_, ShardMap> {
+        self.lock.write(self.shard(ik))
+    }
+
+    /// A reader slot of its own for a worker thread (see `shard_lock.rs`).
+    pub(crate) fn claim_slot(&self) -> Option<usize> {
+        self.lock.claim_slot()
+    }
+
+    pub(crate) fn release_slot(&self, slot: usize) {
+        self.lock.release_slot(slot);
+    }
+
+    /// Calls `f` on every mapping (a consistent view per shard, not across shards).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Mapping)) {
+        for i in 0..SHARDS {
+            self.lock.read(i).values().for_each(&mut f);
+        }
+    }
+
+    /// Keeps the mappings for which `keep` says so, one shard locked at a time.
+    fn retain(&self, mut keep: impl FnMut(&u64, &mut Mapping) -> bool) {
+        for i in 0..SHARDS {
+            self.lock.write(i).retain(&mut keep);
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Table {
-    pub by_internal: DashMap<u64, Mapping, Hasher>,
+    pub by_internal: Mappings,
     /// External endpoint -> internal key.
     pub external: ExternalIndex,
     sessions: AtomicUsize,
@@ -123,12 +248,11 @@ impl Table {
             let s = crate::alloc::mix(seed);
             ahash::RandomState::with_seeds(s, s.rotate_left(17), s.rotate_left(31), s.rotate_left(47))
         };
-        let shards = 64;
         Table {
-            by_internal: DashMap::with_hasher_and_shard_amount(h(), shards),
+            by_internal: Mappings::new(h()),
             external: ExternalIndex::default(),
             sessions: AtomicUsize::new(0),
-            per_host: DashMap::with_hasher_and_shard_amount(h(), shards),
+            per_host: DashMap::with_hasher_and_shard_amount(h(), 64),
         }
     }
 
@@ -196,6 +320,6 @@ impl Table {
 
     /// Hash of a key with the table's hasher (used to decorrelate port draws).
     pub(crate) fn hash_key(&self, k: u64) -> u64 {
-        self.by_internal.hasher().hash_one(k)
+        self.by_internal.hasher.hash_one(k)
     }
 }

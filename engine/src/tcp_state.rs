@@ -17,6 +17,15 @@ const FIN_IN: u8 = 16;
 const RESET: u8 = 32;
 
 impl TcpTrack {
+    /// The flags as stored in a session's atomic byte.
+    pub(crate) fn bits(self) -> u8 {
+        self.0
+    }
+
+    pub(crate) fn from_bits(bits: u8) -> TcpTrack {
+        TcpTrack(bits)
+    }
+
     /// Records a packet with TCP `flags`, outbound (`true`) or inbound.
     pub(crate) fn on_packet(&mut self, outbound: bool, flags: u8) {
         // A fresh SYN on a finished connection (the 5-tuple is being reused) starts over.

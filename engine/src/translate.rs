@@ -4,8 +4,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use dashmap::mapref::entry::Entry;
 use smallvec::SmallVec;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use crate::alloc;
 use crate::config::{PortAllocation, Protocol, StaticMapping};
@@ -13,7 +14,7 @@ use crate::filter::InboundContext;
 use crate::nat::Nat;
 use crate::settings::Settings;
 use crate::stats::bump;
-use crate::table::{key, Mapping, Session};
+use crate::table::{key, Hasher, Mapping, Session};
 use crate::time::Instant;
 use crate::verdict::DropReason;
 
@@ -41,19 +42,26 @@ impl Nat {
         tcp_flags: u8,
     ) -> Result<Endpoint, DropReason> {
         let ik = key(proto, internal.0, internal.1);
-        // The established flow: one lookup, no retry machinery.
-        if let Some(mut m) = self.table.by_internal.get_mut(&ik) {
-            match self.touch_outbound(s, now, &mut m, remote, tcp_flags) {
-                Ok(()) => return Ok((m.external_addr, m.external_port)),
-                Err(e) if !retryable(e) => return Err(e),
-                Err(_) => {}
+        // The established flow: a shared lock, the session's atomics, no retry machinery.
+        {
+            let shard = self.table.by_internal.read(ik);
+            if let Some(m) = shard.get(&ik) {
+                if let Some(sess) = m.session(remote.0, remote.1) {
+                    if sess.is_alive(proto, now, &s.config.timeouts) {
+                        sess.on_packet(proto, true, tcp_flags, now);
+                        return Ok((m.external_addr, m.external_port));
+                    }
+                }
             }
         }
-        self.retrying(now, DropReason::PortsExhausted, || match self.table.by_internal.get_mut(&ik) {
-            Some(mut m) => self
-                .touch_outbound(s, now, &mut m, remote, tcp_flags)
-                .map(|()| Some((m.external_addr, m.external_port))),
-            None => self.create_outbound(s, now, proto, internal, remote, tcp_flags),
+        self.retrying(now, DropReason::PortsExhausted, || {
+            let mut shard = self.table.by_internal.write(ik);
+            match shard.get_mut(&ik) {
+                Some(m) => {
+                    self.touch_outbound(s, now, m, remote, tcp_flags).map(|()| Some((m.external_addr, m.external_port)))
+                }
+                None => self.create_outbound(s, now, &mut shard, proto, internal, remote, tcp_flags),
+            }
         })
     }
 
@@ -105,32 +113,28 @@ impl Nat {
                 m.sessions.last_mut().expect("just pushed")
             }
         };
-        session.last_seen = now;
-        session.outbound_seen = true;
-        if proto == Protocol::Tcp {
-            session.tcp.on_packet(true, flags);
-        }
+        session.on_packet(proto, true, flags, now);
         Ok(())
     }
 
-    /// Creates the mapping for an internal endpoint that has none. `Ok(None)`: another thread
-    /// created it meanwhile, look it up again.
+    /// Creates the mapping for an internal endpoint that has none, in its `shard` (locked for
+    /// writing, so no other thread creates it meanwhile).
+    #[allow(clippy::too_many_arguments)]
     fn create_outbound(
         &self,
         s: &Settings,
         now: Instant,
+        shard: &mut HashMap<u64, Mapping, Hasher>,
         proto: Protocol,
         internal: Endpoint,
         remote: Endpoint,
         tcp_flags: u8,
     ) -> Result<Option<Endpoint>, DropReason> {
         self.table.reserve_session(internal.0, &s.config.limits)?;
-        let mut session = Session::new(remote.0, remote.1, true, now);
-        if proto == Protocol::Tcp {
-            session.tcp.on_packet(true, tcp_flags);
-        }
+        let session = Session::new(remote.0, remote.1, true, now);
+        session.on_packet(proto, true, tcp_flags, now);
         let ik = key(proto, internal.0, internal.1);
-        let result = match self.table.by_internal.entry(ik) {
+        let result = match shard.entry(ik) {
             Entry::Occupied(_) => Ok(None),
             Entry::Vacant(vacant) => {
                 let claimed = match s.static_for_internal(proto, internal.0, internal.1) {
@@ -181,22 +185,23 @@ impl Nat {
         tcp_flags: u8,
     ) -> Result<Endpoint, DropReason> {
         let ports = s.external(external.0).map(|e| &e.ports);
-        // The established flow: one lookup, no retry machinery.
-        if let Some(mut m) =
-            ports.and_then(|p| p.owner(proto, external.1)).and_then(|ik| self.table.by_internal.get_mut(&ik))
-        {
-            if (m.external_addr, m.external_port) == external {
-                match self.touch_inbound(s, now, &mut m, remote, tcp_flags) {
-                    Err(e) if retryable(e) => {}
-                    result => return result,
+        // The established flow: a shared lock, the session's atomics, no retry machinery.
+        if let Some(ik) = ports.and_then(|p| p.owner(proto, external.1)) {
+            let shard = self.table.by_internal.read(ik);
+            if let Some(m) = shard.get(&ik).filter(|m| (m.external_addr, m.external_port) == external) {
+                if let Some(sess) = m.session(remote.0, remote.1) {
+                    if sess.is_alive(proto, now, &s.config.timeouts) {
+                        inbound_refresh(s, sess, proto, tcp_flags, now);
+                        return Ok((m.internal_addr, m.internal_port));
+                    }
                 }
             }
         }
         self.retrying(now, DropReason::NoMapping, || {
             match ports.and_then(|p| p.owner(proto, external.1)) {
-                Some(ik) => match self.table.by_internal.get_mut(&ik) {
-                    Some(mut m) if (m.external_addr, m.external_port) == external => {
-                        self.touch_inbound(s, now, &mut m, remote, tcp_flags).map(Some)
+                Some(ik) => match self.table.by_internal.write(ik).get_mut(&ik) {
+                    Some(m) if (m.external_addr, m.external_port) == external => {
+                        self.touch_inbound(s, now, m, remote, tcp_flags).map(Some)
                     }
                     // Being removed or replaced by another thread: look again.
                     _ => Ok(None),
@@ -224,16 +229,9 @@ impl Nat {
         let internal = (m.internal_addr, m.internal_port);
         let existing = m.session_index(remote.0, remote.1);
         if let Some(i) = existing {
-            let sess = &mut m.sessions[i];
+            let sess = &m.sessions[i];
             if sess.is_alive(proto, now, t) {
-                match proto {
-                    Protocol::Tcp => {
-                        sess.tcp.on_packet(false, flags);
-                        sess.last_seen = now;
-                    }
-                    Protocol::Udp if s.config.udp_inbound_refresh => sess.last_seen = now,
-                    _ => {}
-                }
+                inbound_refresh(s, sess, proto, flags, now);
                 return Ok(internal);
             }
         }
@@ -257,7 +255,7 @@ impl Nat {
             let contacted: SmallVec<[SocketAddrV4; 4]> = m
                 .sessions
                 .iter()
-                .filter(|x| x.outbound_seen && x.is_alive(proto, now, t))
+                .filter(|x| x.outbound_seen() && x.is_alive(proto, now, t))
                 .map(|x| SocketAddrV4::new(x.remote_addr.into(), x.remote_port))
                 .collect();
             let ctx = InboundContext {
@@ -274,10 +272,8 @@ impl Nat {
                 return Err(DropReason::Filtered);
             }
         }
-        let mut session = Session::new(remote.0, remote.1, false, now);
-        if proto == Protocol::Tcp {
-            session.tcp.on_packet(false, flags);
-        }
+        let session = Session::new(remote.0, remote.1, false, now);
+        session.on_packet(proto, false, flags, now);
         match existing {
             Some(i) => {
                 m.sessions[i] = session;
@@ -307,12 +303,10 @@ impl Nat {
         }
         let internal = (u32::from(sm.internal_address), sm.internal_port);
         self.table.reserve_session(internal.0, &s.config.limits)?;
-        let mut session = Session::new(remote.0, remote.1, false, now);
-        if sm.protocol == Protocol::Tcp {
-            session.tcp.on_packet(false, tcp_flags);
-        }
+        let session = Session::new(remote.0, remote.1, false, now);
+        session.on_packet(sm.protocol, false, tcp_flags, now);
         let ik = key(sm.protocol, internal.0, internal.1);
-        let result = match self.table.by_internal.entry(ik) {
+        let result = match self.table.by_internal.write(ik).entry(ik) {
             // The internal endpoint already has a mapping (made before the static mapping
             // existed, or on another external address): it keeps it, one endpoint one mapping.
             Entry::Occupied(o) => {
@@ -341,8 +335,10 @@ impl Nat {
     /// Hairpinning in Local mode: the internal endpoint behind an external one, without
     /// filtering or a session (the packet is routed within the internal subnet).
     pub(crate) fn local_hairpin_target(&self, s: &Settings, proto: Protocol, external: Endpoint) -> Option<Endpoint> {
-        if let Some(m) = owner(s, proto, external).and_then(|ik| self.table.by_internal.get(&ik)) {
-            return Some((m.internal_addr, m.internal_port));
+        if let Some(ik) = owner(s, proto, external) {
+            if let Some(m) = self.table.by_internal.read(ik).get(&ik) {
+                return Some((m.internal_addr, m.internal_port));
+            }
         }
         s.static_owner(proto, external.0, external.1).map(|sm| (u32::from(sm.internal_address), sm.internal_port))
     }
@@ -366,7 +362,8 @@ impl Nat {
         by_external: bool,
     ) -> Option<Endpoint> {
         let ik = if by_external { owner(s, proto, endpoint)? } else { key(proto, endpoint.0, endpoint.1) };
-        let m = self.table.by_internal.get(&ik)?;
+        let shard = self.table.by_internal.read(ik);
+        let m = shard.get(&ik)?;
         if by_external && (m.external_addr, m.external_port) != endpoint {
             return None;
         }
@@ -375,6 +372,17 @@ impl Nat {
             return None;
         }
         Some(if by_external { (m.internal_addr, m.internal_port) } else { (m.external_addr, m.external_port) })
+    }
+}
+
+/// What an inbound packet on a live session refreshes: TCP flags and the idle timer, the
+/// UDP idle timer if so configured (ICMP query sessions are refreshed by outbound only).
+#[inline]
+fn inbound_refresh(s: &Settings, sess: &Session, proto: Protocol, flags: u8, now: Instant) {
+    match proto {
+        Protocol::Tcp => sess.on_packet(proto, false, flags, now),
+        Protocol::Udp if s.config.udp_inbound_refresh => sess.refresh(now),
+        _ => {}
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Worker<'a> {
     settings: Cache<&'a ArcSwap<Settings>, Arc<Settings>>,
     counts: [u64; DROPPED + DropReason::ALL.len()],
     pending: u32,
+    /// Its own reader slot in the table's shard lock (`None`: all taken, it shares one).
+    slot: Option<usize>,
 }
 
 impl core::fmt::Debug for Worker<'_> {
@@ -40,14 +42,24 @@ impl core::fmt::Debug for Worker<'_> {
 
 impl<'a> Worker<'a> {
     pub(crate) fn new(nat: &'a Nat, settings: &'a ArcSwap<Settings>) -> Worker<'a> {
-        Worker { nat, settings: Cache::new(settings), counts: [0; DROPPED + DropReason::ALL.len()], pending: 0 }
+        Worker {
+            nat,
+            settings: Cache::new(settings),
+            counts: [0; DROPPED + DropReason::ALL.len()],
+            pending: 0,
+            slot: nat.table.by_internal.claim_slot(),
+        }
     }
 
     /// Same as [`Nat::handle_packet`].
     pub fn handle_packet(&mut self, now: Instant, packet: &mut [u8]) -> Verdict {
         // Borrowed from the cache, not cloned: no reference-count traffic per packet.
         let s: &Arc<Settings> = self.settings.load();
-        let verdict = self.nat.process(s, now, packet);
+        let nat = self.nat;
+        let verdict = match self.slot {
+            Some(slot) => crate::shard_lock::with_slot(slot, || nat.process(s, now, packet)),
+            None => nat.process(s, now, packet),
+        };
         let slot = match verdict {
             Verdict::Forward { direction: Direction::Outbound, .. } => OUT,
             Verdict::Forward { direction: Direction::Inbound, .. } => IN,
@@ -81,5 +93,8 @@ impl<'a> Worker<'a> {
 impl Drop for Worker<'_> {
     fn drop(&mut self) {
         self.flush();
+        if let Some(slot) = self.slot {
+            self.nat.table.by_internal.release_slot(slot);
+        }
     }
 }

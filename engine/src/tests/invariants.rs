@@ -159,3 +159,53 @@ fn workers_on_two_threads_share_one_table() {
     let s = nat.stats();
     assert_eq!((s.translated_out, s.translated_in, s.sessions_active), (1800, 1800, 600));
 }
+
+/// Readers and writers of the table at once: two workers translate their established flows
+/// (reading shards through their own slots) while a third thread, through the shared slot,
+/// creates new flows, sweeps every shard and lists the sessions (taking every shard for
+/// writing and reading). Every packet must still be translated to its own mapping.
+#[test]
+fn established_flows_stay_translated_while_another_thread_writes_every_shard() {
+    let nat = nat();
+    let now = crate::Instant::from_secs(1);
+    let established: Vec<(u16, u16)> = (0..200u16)
+        .map(|flow| {
+            let mut p = udp(host(0), 2000 + flow, WAN1, 53);
+            assert!(matches!(nat.handle_packet(now, &mut p), Verdict::Forward { .. }));
+            (2000 + flow, seen(&p).sport)
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for t in 0..2usize {
+            let (nat, established) = (&nat, &established);
+            scope.spawn(move || {
+                let mut w = nat.worker();
+                for round in 0..40 {
+                    for (i, &(internal, external)) in established.iter().enumerate().skip(t).step_by(2) {
+                        let mut p = udp(host(0), internal, WAN1, 53);
+                        assert!(
+                            matches!(w.handle_packet(now, &mut p), Verdict::Forward { .. }),
+                            "round {round} flow {i}"
+                        );
+                        assert_eq!(seen(&p).sport, external, "flow {i} kept its mapping");
+                        let mut back = udp(WAN1, 53, EXT, external);
+                        assert!(matches!(w.handle_packet(now, &mut back), Verdict::Forward { .. }));
+                        assert_eq!((seen(&back).dst, seen(&back).dport), (host(0), internal));
+                    }
+                }
+            });
+        }
+        let nat = &nat;
+        scope.spawn(move || {
+            for flow in 0..400u16 {
+                let mut p = udp(host(1), 5000 + flow, WAN1, 53);
+                assert!(matches!(nat.handle_packet(now, &mut p), Verdict::Forward { .. }));
+                if flow % 20 == 0 {
+                    nat.handle_timeout(now);
+                    assert!(nat.sessions().len() >= 200 + usize::from(flow));
+                }
+            }
+        });
+    });
+    assert_eq!(nat.session_count(), 600);
+}
