@@ -222,7 +222,7 @@ impl Nat {
     /// Translates an unfragmented packet or a first fragment (`pkt` ends at its total length,
     /// `ihl` is its checked header length). `Ok(None)`: pass unchanged.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn translate(
         &self,
         s: &Settings,

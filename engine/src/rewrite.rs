@@ -31,37 +31,58 @@ pub(crate) fn rewrite_checked(packet: &mut [u8], ihl: usize, proto: Protocol, si
 }
 
 /// Writes the address and the IPv4 header checksum, then (with `l4`: protocol, header
-/// length, port) the port or identifier and the transport checksum.
+/// length, port) the port or identifier and the transport checksum. The address's change is
+/// summed once for both checksums (the TCP/UDP pseudo-header holds it too).
 #[inline]
 fn set_addr(packet: &mut [u8], side: Side, addr: u32, l4: Option<(Protocol, usize, u16)>) {
+    let Some((hdr, _)) = packet.split_first_chunk_mut::<20>() else { return };
     let at = if side == Side::Source { 12 } else { 16 };
-    let old_addr = u32::from_be_bytes([packet[at], packet[at + 1], packet[at + 2], packet[at + 3]]);
-    packet[at..at + 4].copy_from_slice(&addr.to_be_bytes());
-    let ip_check = u16::from_be_bytes([packet[10], packet[11]]);
-    packet[10..12].copy_from_slice(&checksum::update32(ip_check, old_addr, addr).to_be_bytes());
+    let old_addr = u32::from_be_bytes([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
+    hdr[at..at + 4].copy_from_slice(&addr.to_be_bytes());
+    let delta = checksum::delta32(old_addr, addr);
+    let ip_check = u16::from_be_bytes([hdr[10], hdr[11]]);
+    hdr[10..12].copy_from_slice(&checksum::apply(ip_check, delta).to_be_bytes());
     let Some((proto, ihl, port)) = l4 else { return };
-    let seg = &mut packet[ihl..];
+    let Some(seg) = packet.get_mut(ihl..) else { return };
     let port_at = if side == Side::Source { 0 } else { 2 };
     match proto {
-        Protocol::Tcp if seg.len() >= tcp::CHECKSUM + 2 => {
-            let old_port = u16::from_be_bytes([seg[port_at], seg[port_at + 1]]);
-            seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-            let c = checksum::update32_16(tcp::checksum_field(seg), (old_addr, addr), (old_port, port));
-            tcp::set_checksum(seg, c);
-        }
-        Protocol::Udp if seg.len() >= udp::HEADER_LEN => {
-            let old_port = u16::from_be_bytes([seg[port_at], seg[port_at + 1]]);
-            seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-            udp::update_checksum(seg, |c| checksum::update32_16(c, (old_addr, addr), (old_port, port)));
-        }
-        Protocol::Icmp if seg.len() >= icmp::HEADER_LEN => icmp::set_ident(seg, port),
-        // A truncated embedded transport header: the address is rewritten, the rest was not
-        // quoted by the ICMP error's sender.
-        _ => {
-            if seg.len() >= port_at + 2 && proto != Protocol::Icmp {
-                seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+        Protocol::Tcp => {
+            if let Some((th, _)) = seg.split_first_chunk_mut::<{ tcp::CHECKSUM + 2 }>() {
+                let old_port = u16::from_be_bytes([th[port_at], th[port_at + 1]]);
+                th[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+                let c = u16::from_be_bytes([th[tcp::CHECKSUM], th[tcp::CHECKSUM + 1]]);
+                let c = checksum::apply(c, delta + checksum::delta16(old_port, port));
+                th[tcp::CHECKSUM..].copy_from_slice(&c.to_be_bytes());
+                return;
             }
         }
+        Protocol::Udp => {
+            if let Some((uh, _)) = seg.split_first_chunk_mut::<{ udp::HEADER_LEN }>() {
+                let old_port = u16::from_be_bytes([uh[port_at], uh[port_at + 1]]);
+                uh[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+                let c = u16::from_be_bytes([uh[udp::CHECKSUM], uh[udp::CHECKSUM + 1]]);
+                // Zero: no checksum (RFC 768), stays so; a computed zero is sent as 0xffff.
+                if c != 0 {
+                    let c = match checksum::apply(c, delta + checksum::delta16(old_port, port)) {
+                        0 => 0xffff,
+                        c => c,
+                    };
+                    uh[udp::CHECKSUM..].copy_from_slice(&c.to_be_bytes());
+                }
+                return;
+            }
+        }
+        Protocol::Icmp => {
+            if seg.len() >= icmp::HEADER_LEN {
+                icmp::set_ident(seg, port);
+            }
+            return;
+        }
+    }
+    // A truncated embedded transport header: the address is rewritten, the rest was not
+    // quoted by the ICMP error's sender.
+    if seg.len() >= port_at + 2 {
+        seg[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
     }
 }
 
