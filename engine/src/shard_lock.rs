@@ -39,13 +39,19 @@ thread_local! {
     static CURRENT_SLOT: Cell<usize> = const { Cell::new(SHARED) };
 }
 
-/// Runs `f` with the current thread reading through `slot`.
+/// Runs `f` with the current thread reading through `slot` (restored after, also when `f`
+/// panics: a later caller on this thread must not use a slot it does not own).
 #[inline]
 pub(crate) fn with_slot<R>(slot: usize, f: impl FnOnce() -> R) -> R {
-    let previous = CURRENT_SLOT.with(|c| c.replace(slot));
-    let r = f();
-    CURRENT_SLOT.with(|c| c.set(previous));
-    r
+    struct Restore(usize);
+    impl Drop for Restore {
+        #[inline]
+        fn drop(&mut self) {
+            CURRENT_SLOT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CURRENT_SLOT.with(|c| c.replace(slot)));
+    f()
 }
 
 struct Shard<T> {
