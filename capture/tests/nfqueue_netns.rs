@@ -229,9 +229,14 @@ fn rewritten_packets_reach_the_receiver_with_valid_checksums() {
         fix_udp_checksum(ip);
     });
     assert_eq!(handled, N + 2, "every datagram went through the queue");
-    assert_eq!(input_checksums_valid, N + 2, "the kernel completed the CHECKSUM_PARTIAL checksums before queueing");
+    assert_eq!(
+        input_checksums_valid,
+        N + 2,
+        "the backend completed the CHECKSUM_PARTIAL checksums before handing over"
+    );
     let stats = q.stats();
     assert_eq!((stats.received, stats.accepted, stats.checksum_not_ready), ((N + 2) as u64, (N + 2) as u64, 0));
+    assert_eq!(stats.checksums_completed, (N + 2) as u64, "veth hands local UDP over with CHECKSUM_PARTIAL");
 
     let got = receive(&rx, N + 1);
     let expect: Vec<Vec<u8>> = (0..N).map(|i| format!("Netnat-{i}").into_bytes()).chain([b"Marker".to_vec()]).collect();
@@ -298,17 +303,40 @@ fn traffic_bypasses_a_closed_queue_and_a_second_binder_is_refused() {
     assert_eq!(receive(&rx, 1), vec![b"after-close".to_vec()]);
 }
 
-#[test]
-fn bulk_tcp_with_gso_survives_the_queue_byte_for_byte() {
+/// What a bulk transfer through the queue looked like.
+struct Bulk {
+    packets: u64,
+    largest: usize,
+    stats: netnat_capture::nfqueue::NfqueueStats,
+    /// The receiver's `TcpInCsumErrors` during the transfer.
+    checksum_errors: u64,
+}
+
+/// The `InCsumErrors` counter of `proto` ("Tcp" or "Udp") in namespace `ns` (`/proc/net/snmp`).
+fn checksum_errors(ns: &str, proto: &str) -> u64 {
+    let out = Command::new("ip").args(["netns", "exec", ns, "cat", "/proc/net/snmp"]).output().expect("read snmp");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let prefix = format!("{proto}:");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+    let [names, values] = lines.as_slice() else { panic!("no {proto} lines in /proc/net/snmp:\n{text}") };
+    let at = names.split_whitespace().position(|n| n == "InCsumErrors").expect("InCsumErrors column");
+    values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("InCsumErrors value")
+}
+
+fn tcp_checksum_errors(ns: &str) -> u64 {
+    checksum_errors(ns, "Tcp")
+}
+
+/// Sends 4 MiB over TCP from a to b through queue `queue` (every segment handed back as a
+/// modified payload: the mangle path, after which the kernel verifies checksums in
+/// software) and checks that they arrive byte for byte.
+fn bulk_tcp(tag: &str, queue: u16, gso: bool) -> Bulk {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    if skip_unless_root("bulk_tcp_with_gso_survives_the_queue_byte_for_byte") {
-        return;
-    }
-    let topo = Topology::new("tcp", 8);
+    let topo = Topology::new(tag, queue);
     run(&[
         "ip",
         "netns",
@@ -328,15 +356,16 @@ fn bulk_tcp_with_gso_survives_the_queue_byte_for_byte() {
         "-j",
         "NFQUEUE",
         "--queue-num",
-        "8",
+        &queue.to_string(),
         "--queue-bypass",
     ]);
-    let mut q = topo.open_queue(8);
+    let b = topo.b.clone();
+    let mut q = Topology::in_ns(&b, move || Nfqueue::open(NfqueueConfig { queue, gso, ..NfqueueConfig::default() }))
+        .expect("open queue");
     let listener = Topology::in_ns(&topo.b, || TcpListener::bind("10.100.77.2:9998").expect("listen"));
+    let errors_before = tcp_checksum_errors(&topo.b);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_worker = stop.clone();
-    // The worker hands every segment back as a modified payload (the mangle path), so the
-    // kernel re-verifies each TCP checksum in software.
     let worker = std::thread::spawn(move || {
         let mut batch = Batch::new(32, 65535);
         let (mut packets, mut largest) = (0u64, 0usize);
@@ -377,7 +406,170 @@ fn bulk_tcp_with_gso_survives_the_queue_byte_for_byte() {
     stop.store(true, Ordering::Relaxed);
     let (packets, largest, stats) = worker.join().expect("worker");
     assert!(got == data, "the stream arrived intact");
-    assert!(packets > 100, "the segments went through the queue ({packets})");
-    assert!(largest <= 1500, "GSO super-packets are segmented before queueing (largest {largest})");
-    assert_eq!(stats.checksum_not_ready, 0);
+    Bulk { packets, largest, stats, checksum_errors: tcp_checksum_errors(&topo.b) - errors_before }
+}
+
+#[test]
+fn bulk_tcp_with_gso_arrives_whole_with_completed_checksums_byte_for_byte() {
+    if skip_unless_root("bulk_tcp_with_gso_arrives_whole_with_completed_checksums_byte_for_byte") {
+        return;
+    }
+    let bulk = bulk_tcp("gso", 8, true);
+    let s = bulk.stats;
+    assert!(bulk.largest > 1500, "GSO super-packets reach user space whole (largest {})", bulk.largest);
+    assert!(s.gso_packets > 0, "the kernel flagged super-packets: {s:?}");
+    assert!(s.checksums_completed > 0, "partial checksums arrived and were completed: {s:?}");
+    assert_eq!(s.checksum_not_ready, 0, "{s:?}");
+    assert_eq!((s.too_long, s.verdict_errors, s.malformed), (0, 0, 0), "{s:?}");
+    // The mangled super-packets are delivered locally and verified whole, in software.
+    assert_eq!(bulk.checksum_errors, 0, "the receiver found bad TCP checksums");
+    assert!(bulk.packets < 1000, "4 MiB in super-packets, not ~2900 segments ({} packets)", bulk.packets);
+}
+
+#[test]
+fn bulk_tcp_without_gso_is_segmented_before_queueing() {
+    if skip_unless_root("bulk_tcp_without_gso_is_segmented_before_queueing") {
+        return;
+    }
+    let bulk = bulk_tcp("seg", 9, false);
+    let s = bulk.stats;
+    assert!(bulk.packets > 100, "the segments went through the queue ({})", bulk.packets);
+    assert!(bulk.largest <= 1500, "GSO super-packets are segmented before queueing (largest {})", bulk.largest);
+    assert_eq!((s.gso_packets, s.checksums_completed, s.checksum_not_ready), (0, 0, 0), "{s:?}");
+    assert_eq!(bulk.checksum_errors, 0, "the receiver found bad TCP checksums");
+}
+
+/// The kernel's `queue_total` (packets waiting for a verdict) of queue `queue` in `ns`.
+fn queue_waiting(ns: &str, queue: u16) -> usize {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/netfilter/nfnetlink_queue"])
+        .output()
+        .expect("read nfnetlink_queue");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&queue.to_string().as_str()))
+        .and_then(|f| f.get(2)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_full_batch_of_64_kib_packets_gets_every_verdict() {
+    if skip_unless_root("a_full_batch_of_64_kib_packets_gets_every_verdict") {
+        return;
+    }
+    const N: usize = 64;
+    const SIZE: usize = 60_000;
+    let topo = Topology::new("big", 10);
+    // An MTU above the datagram size: each datagram is one 60 KiB IPv4 packet, unfragmented.
+    run(&["ip", "-n", &topo.a, "link", "set", "va", "mtu", "65000"]);
+    run(&["ip", "-n", &topo.b, "link", "set", "vb", "mtu", "65000"]);
+    let mut q = topo.open_queue(10);
+    let (tx, rx) = topo.sockets();
+    let big: libc::c_int = 16 << 20;
+    for s in [tx.as_raw_fd(), rx.as_raw_fd()] {
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+            // SAFETY: a live socket and a c_int of the size passed.
+            let rc = unsafe {
+                libc::setsockopt(
+                    s,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&big as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+    }
+    for i in 0..N {
+        let mut d = vec![b'x'; SIZE];
+        d[..8].copy_from_slice(format!("big-{i:04}").as_bytes());
+        tx.send_to(&d, ("10.100.77.2", PORT)).expect("send");
+    }
+    // Nothing is read until all of them wait in the kernel: one receive takes a full batch.
+    let deadline = Instant::now() + DEADLINE;
+    while queue_waiting(&topo.b, 10) < N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(queue_waiting(&topo.b, 10), N, "all datagrams queued");
+    let mut batch = Batch::new(N, 65535);
+    let got = q.recv_batch(&mut batch, Some(DEADLINE)).expect("recv_batch");
+    assert_eq!(got, N, "one receive fills the batch");
+    for p in batch.iter_mut() {
+        assert_eq!(p.ip().len(), 20 + 8 + SIZE);
+        assert_eq!(udp_checksum(p.ip()), 0, "the partial checksum was completed");
+        let ip = p.ip_mut();
+        ip[28] = b'B';
+        fix_udp_checksum(ip);
+    }
+    // ~3.8 MB of verdicts: more than one netlink datagram may carry.
+    q.send_batch(&mut batch).expect("send_batch");
+    // Verdict errors come back as messages on the next receive.
+    q.recv_batch(&mut batch, Some(Duration::from_millis(200))).expect("recv_batch");
+    let stats = q.stats();
+    assert_eq!((stats.accepted, stats.verdict_errors, stats.too_long), (N as u64, 0, 0), "{stats:?}");
+    assert_eq!(stats.checksums_completed, N as u64, "{stats:?}");
+
+    let deadline = Instant::now() + DEADLINE;
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while received.len() < N && Instant::now() < deadline {
+        if let Ok((len, _)) = rx.recv_from(&mut buf) {
+            received.push(buf[..len].to_vec());
+        }
+    }
+    assert_eq!(received.len(), N, "every datagram arrived after its verdict");
+    for (i, d) in received.iter().enumerate() {
+        assert_eq!(d.len(), SIZE);
+        assert_eq!(&d[..8], format!("Big-{i:04}").as_bytes(), "rewritten, in order");
+        assert!(d[8..].iter().all(|&b| b == b'x'));
+    }
+    assert_eq!(queue_waiting(&topo.b, 10), 0, "no packet left without a verdict");
+}
+
+#[test]
+fn an_unchanged_udp_gso_datagram_is_delivered_locally_segment_by_segment() {
+    if skip_unless_root("an_unchanged_udp_gso_datagram_is_delivered_locally_segment_by_segment") {
+        return;
+    }
+    /// `UDP_SEGMENT` (linux/udp.h): the socket sends GSO super-datagrams of this segment size.
+    const UDP_SEGMENT: libc::c_int = 103;
+    const SEGMENT: usize = 1000;
+    const SEGMENTS: usize = 10;
+    let topo = Topology::new("ug", 11);
+    let mut q = topo.open_queue(11);
+    let (tx, rx) = topo.sockets();
+    let size = SEGMENT as libc::c_int;
+    // SAFETY: a live socket and a c_int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            tx.as_raw_fd(),
+            libc::SOL_UDP,
+            UDP_SEGMENT,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+    let errors_before = checksum_errors(&topo.b, "Udp");
+    let data: Vec<u8> = (0..SEGMENTS).flat_map(|i| vec![b'a' + i as u8; SEGMENT]).collect();
+    tx.send_to(&data, ("10.100.77.2", PORT)).expect("send");
+
+    let mut seen = Vec::new();
+    let handled = serve(&mut q, 1, |p| seen.push((p.ip().len(), udp_checksum(p.ip()))));
+    assert_eq!(handled, 1, "one super-datagram crossed");
+    assert_eq!(seen, vec![(20 + 8 + SEGMENTS * SEGMENT, 0)], "whole, with its checksum completed");
+    let stats = q.stats();
+    assert_eq!((stats.gso_packets, stats.checksums_completed, stats.checksum_not_ready), (1, 1, 0), "{stats:?}");
+
+    // The verdict carried no bytes, so the kernel segments its own packet on delivery (a
+    // mangled UDP GSO packet is dropped on local delivery, counted in Udp InErrors).
+    let got = receive(&rx, SEGMENTS);
+    assert_eq!(got.len(), SEGMENTS, "every segment arrived");
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(d.len(), SEGMENT, "segment {i}");
+        assert!(d.iter().all(|&b| b == b'a' + i as u8), "segment {i}");
+    }
+    assert_eq!(checksum_errors(&topo.b, "Udp") - errors_before, 0, "the receiver found bad UDP checksums");
 }

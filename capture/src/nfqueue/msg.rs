@@ -47,6 +47,9 @@ pub(super) const CFG_F_FAIL_OPEN: u32 = 1;
 pub(super) const CFG_F_GSO: u32 = 4;
 /// `NFQA_SKB_CSUMNOTREADY`: the L4 checksum is partial (only with `CFG_F_GSO`).
 pub(super) const SKB_CSUMNOTREADY: u32 = 1;
+/// `NFQA_SKB_GSO`: a GSO super-packet, to be segmented after the verdict (only with
+/// `CFG_F_GSO`).
+pub(super) const SKB_GSO: u32 = 2;
 
 /// `NF_DROP` / `NF_ACCEPT`.
 pub(super) const NF_DROP: u32 = 0;
@@ -112,17 +115,21 @@ pub(super) fn config_params(
 }
 
 /// Appends a verdict for packet `id` of `queue`, with a replacement payload when given. No
-/// ack: errors come back as error messages on the next receive.
-pub(super) fn verdict(buf: &mut Vec<u8>, queue: u16, id: u32, verdict: u32, payload: Option<&[u8]>) {
+/// ack: errors come back as error messages on the next receive. Returns where the payload
+/// starts in `buf` (0 without one).
+pub(super) fn verdict(buf: &mut Vec<u8>, queue: u16, id: u32, verdict: u32, payload: Option<&[u8]>) -> usize {
     let start = begin(buf, NFQNL_MSG_VERDICT, NLM_F_REQUEST, 0, queue);
     let mut hdr = [0u8; 8];
     hdr[..4].copy_from_slice(&verdict.to_be_bytes());
     hdr[4..].copy_from_slice(&id.to_be_bytes());
     attr(buf, NFQA_VERDICT_HDR, &hdr);
+    let mut at = 0;
     if let Some(p) = payload {
+        at = buf.len() + NLA_HDRLEN;
         attr(buf, NFQA_PAYLOAD, p);
     }
     end(buf, start);
+    at
 }
 
 /// A queued packet as the kernel describes it.
@@ -275,7 +282,8 @@ mod tests {
     #[test]
     fn verdict_layout_matches_the_kernel_structs() {
         let mut b = Vec::new();
-        verdict(&mut b, 0x0102, 0x0a0b_0c0d, NF_ACCEPT, Some(&[9, 9, 9]));
+        let at = verdict(&mut b, 0x0102, 0x0a0b_0c0d, NF_ACCEPT, Some(&[9, 9, 9]));
+        assert_eq!(at, 36, "the payload's offset");
         // nlmsghdr(16) + nfgenmsg(4) + verdict attr(4+8) + payload attr(4+3, padded to 8)
         assert_eq!(b.len(), 16 + 4 + 12 + 8);
         assert_eq!(u32::from_ne_bytes(b[0..4].try_into().unwrap()), 40);
