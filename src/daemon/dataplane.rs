@@ -263,11 +263,41 @@ pub enum Action {
     Drop,
 }
 
+/// Counters a capture worker publishes for `Get-NetNatStatistics` (the NFQUEUE backend's
+/// on Linux): what reached the daemon, how large, and what it had to fix or refuse.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CaptureCounters {
+    /// Packets received from the kernel.
+    pub received: u64,
+    /// GSO super-packets among them (up to 64 KiB, segmented by the kernel after the verdict).
+    pub gso_packets: u64,
+    /// Partial TCP/UDP checksums (checksum offload) completed before translation.
+    pub checksums_completed: u64,
+    /// Partial checksums that could not be completed (should stay 0).
+    pub checksum_not_ready: u64,
+    /// Packets longer than the kernel would copy, refused.
+    pub too_long: u64,
+    /// Errors the kernel reported for verdicts.
+    pub verdict_errors: u64,
+    /// Messages from the kernel that could not be parsed.
+    pub malformed: u64,
+    /// Packets the daemon sends itself (hairpinned) that were TCP super-packets longer than
+    /// the MTU, cut into segments first.
+    pub reinject_segmented: u64,
+    /// Packets the daemon sends itself (hairpinned, released fragments) that could not be
+    /// sent, e.g. UDP GSO super-datagrams longer than the MTU, which cannot be cut without
+    /// their segment size.
+    pub reinject_failed: u64,
+}
+
 /// The NATs the packet path serves; swapped as a whole when the configuration changes.
 #[derive(Debug, Default)]
 pub struct Dataplane {
     nats: ArcSwap<Vec<Arc<LiveNat>>>,
     routes: RouteCache,
+    /// The capture workers' counters, by queue number (only NFQUEUE workers publish yet).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    capture: Mutex<std::collections::BTreeMap<u16, CaptureCounters>>,
 }
 
 impl Dataplane {
@@ -289,6 +319,18 @@ impl Dataplane {
     /// Replaces the set of NATs.
     pub fn set_nats(&self, nats: Vec<Arc<LiveNat>>) {
         self.nats.store(Arc::new(nats));
+    }
+
+    /// Records the counters of capture queue `queue` (a worker calls this after each batch).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub fn publish_capture(&self, queue: u16, counters: CaptureCounters) {
+        self.capture.lock().insert(queue, counters);
+    }
+
+    /// The capture counters published so far, by queue number.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub fn capture_counters(&self) -> Vec<(u16, CaptureCounters)> {
+        self.capture.lock().iter().map(|(q, c)| (*q, *c)).collect()
     }
 
     /// Hands every held fragment the engines have released to `send`.

@@ -60,6 +60,12 @@ pub struct DaemonArgs {
     /// (Linux).
     #[arg(long, value_name = "N")]
     pub queues: Option<u16>,
+    /// Have the kernel segment GSO packets and complete checksums before queueing them, as
+    /// before netnat took super-packets whole: one queue crossing per MTU-sized segment, so
+    /// bulk TCP is several times slower. For kernels or NICs where whole super-packets cause
+    /// trouble (Linux).
+    #[arg(long)]
+    pub no_gso: bool,
     /// Most sessions each NAT holds at once (new flows beyond it are dropped and counted).
     #[arg(long, value_name = "N", default_value_t = netnat_engine::Limits::default().max_sessions)]
     pub max_sessions: usize,
@@ -173,7 +179,7 @@ mod imp {
         rules::remove()?;
         let clock = Clock::start();
         let plane = Arc::new(Dataplane::new());
-        nfqueue::start(queues.first, queues.count, Arc::clone(&plane), clock)?;
+        nfqueue::start(queues.first, queues.count, !args.no_gso, Arc::clone(&plane), clock)?;
 
         let host = addrs::local_ipv4().context("listing the host's addresses")?;
         let service = Service::new(
@@ -264,8 +270,8 @@ mod imp {
     pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let pipe = control::socket_path(args.socket.clone());
         let state_dir = args.state_dir();
-        if args.queues.is_some() || args.queue_num != 0 {
-            tracing::warn!("--queue-num and --queues are NFQUEUE settings (Linux); ignored on Windows");
+        if args.queues.is_some() || args.queue_num != 0 || args.no_gso {
+            tracing::warn!("--queue-num, --queues and --no-gso are NFQUEUE settings (Linux); ignored on Windows");
         }
         // Created SYSTEM/Administrators-only: ProgramData lets every user add files.
         crate::platform::win_security::create_private_dir(&state_dir)

@@ -649,8 +649,9 @@ impl Service {
     }
 
     /// The engines' counters by NAT name (an array of `{addresses, stats}` per NAT) and, on
-    /// Linux, under [`KERNEL_QUEUES`], the kernel's counters of the daemon's NFQUEUE queues
-    /// in the same shape: packets it dropped before netnat could see them.
+    /// Linux, under [`KERNEL_QUEUES`], the counters of the daemon's NFQUEUE queues in the same
+    /// shape: the kernel's (packets it dropped before netnat could see them) and the capture
+    /// workers' (packets received, GSO super-packets, checksums completed, ...).
     fn statistics(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut out = serde_json::Map::new();
         for nat in self.plane.nats().iter() {
@@ -664,7 +665,9 @@ impl Service {
         #[cfg(target_os = "linux")]
         {
             let kernel = crate::platform::nfqueue_stats::own_queues();
-            let value = serde_json::to_value(kernel).unwrap_or_else(|e| serde_json::json!({ "note": e.to_string() }));
+            let mut value =
+                serde_json::to_value(kernel).unwrap_or_else(|e| serde_json::json!({ "note": e.to_string() }));
+            add_capture_counters(&mut value, &self.plane.capture_counters());
             insert_unclaimed(&mut out, KERNEL_QUEUES, serde_json::Value::Array(vec![value]));
         }
         out
@@ -675,6 +678,41 @@ impl Service {
 /// counters then go under the first free `nfqueue (kernel)`, `nfqueue (kernel) 2`, ...
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const KERNEL_QUEUES: &str = "nfqueue";
+
+/// Adds the capture workers' counters to the kernel's queue entry (`{stats, queues, note}`):
+/// their sums to `stats` (zeros when no worker has published yet), each queue's own to the
+/// row of the same `queue_number` under `queues`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn add_capture_counters(entry: &mut serde_json::Value, counters: &[(u16, super::dataplane::CaptureCounters)]) {
+    fn add(into: &mut serde_json::Map<String, serde_json::Value>, c: &super::dataplane::CaptureCounters) {
+        let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(c) else { return };
+        for (k, v) in fields {
+            let sum = into.get(&k).and_then(|x| x.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
+            into.insert(k, sum.into());
+        }
+    }
+    let mut sums = serde_json::Map::new();
+    add(&mut sums, &Default::default());
+    for (queue, c) in counters {
+        add(&mut sums, c);
+        let row = entry
+            .get_mut("queues")
+            .and_then(|q| q.as_array_mut())
+            .and_then(|rows| rows.iter_mut().find(|r| r["queue_number"] == *queue))
+            .and_then(|r| r.as_object_mut());
+        if let Some(row) = row {
+            add(row, c);
+        }
+    }
+    match entry.get_mut("stats").and_then(|s| s.as_object_mut()) {
+        Some(stats) => stats.extend(sums),
+        None => {
+            if let Some(e) = entry.as_object_mut() {
+                e.insert("stats".into(), serde_json::Value::Object(sums));
+            }
+        }
+    }
+}
 
 /// Inserts `value` under `key`, or under the first of `key (kernel)`, `key (kernel) 2`, ...
 /// that no entry holds yet.
@@ -890,5 +928,32 @@ mod tests {
         assert_eq!(kernel["stats"]["user_dropped"], 0, "{kernel}");
         assert_eq!(kernel["queues"], serde_json::json!([]));
         assert!(kernel["note"].is_string(), "{kernel}");
+        // The capture workers' counters are there too, zero before any worker published.
+        assert_eq!(kernel["stats"]["gso_packets"], 0, "{kernel}");
+        assert_eq!(kernel["stats"]["checksums_completed"], 0, "{kernel}");
+    }
+
+    #[test]
+    fn capture_counters_are_summed_into_stats_and_added_to_their_queue_rows() {
+        use super::super::dataplane::CaptureCounters;
+        let mut entry = serde_json::json!({
+            "stats": { "queue_dropped": 3, "user_dropped": 0, "dropped": 3 },
+            "queues": [
+                { "queue_number": 0, "peer_portid": 7, "waiting": 0, "queue_dropped": 3, "user_dropped": 0 },
+                { "queue_number": 1, "peer_portid": 8, "waiting": 0, "queue_dropped": 0, "user_dropped": 0 }
+            ]
+        });
+        let q0 = CaptureCounters { received: 10, gso_packets: 4, checksums_completed: 9, ..Default::default() };
+        let q1 = CaptureCounters { received: 5, gso_packets: 1, too_long: 2, ..Default::default() };
+        // Queue 9 is not in the kernel's file: it counts in the sums only.
+        let q9 = CaptureCounters { received: 1, ..Default::default() };
+        add_capture_counters(&mut entry, &[(0, q0), (1, q1), (9, q9)]);
+        let stats = &entry["stats"];
+        assert_eq!((&stats["received"], &stats["gso_packets"], &stats["too_long"]), (&16.into(), &5.into(), &2.into()));
+        assert_eq!((&stats["dropped"], &stats["checksum_not_ready"]), (&3.into(), &0.into()), "{stats}");
+        let rows = entry["queues"].as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((&rows[0]["received"], &rows[0]["gso_packets"]), (&10.into(), &4.into()));
+        assert_eq!((&rows[1]["received"], &rows[1]["queue_dropped"]), (&5.into(), &0.into()));
     }
 }

@@ -306,6 +306,17 @@ impl Topology {
         total
     }
 
+    /// The `InCsumErrors` counter of `proto` ("Tcp" or "Udp") in namespace `ns`
+    /// (`/proc/net/snmp`): segments that namespace's kernel received with a bad checksum.
+    pub fn checksum_errors(&self, ns: &str, proto: &str) -> u64 {
+        let text = self.ns(ns, &["cat", "/proc/net/snmp"]);
+        let prefix = format!("{proto}:");
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+        let [names, values] = lines.as_slice() else { panic!("no {proto} lines in /proc/net/snmp:\n{text}") };
+        let at = names.split_whitespace().position(|n| n == "InCsumErrors").expect("InCsumErrors column");
+        values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("InCsumErrors value")
+    }
+
     /// Starts a long-running process in `ns` that is killed on drop.
     pub fn spawn(&mut self, ns: &str, args: &[&str]) -> &mut Child {
         let child = self.cmd(ns, args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");

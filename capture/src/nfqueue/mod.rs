@@ -83,6 +83,7 @@
 //! straight into the batch's buffers, all verdicts of a batch in one `sendto`.
 
 pub mod csum;
+pub mod gso;
 mod msg;
 
 use std::io;
