@@ -60,7 +60,9 @@ pub struct Nat {
     custom_filters: Mutex<[Option<Arc<dyn FilteringPolicy>>; 2]>,
     pub(crate) table: Table,
     fragments: Mutex<Fragments>,
-    pub(crate) counters: Counters,
+    /// Padded: `handle_packet` writes these per packet, and the fields read per packet (the
+    /// table's shard pointers and hasher) must not share their cache lines.
+    pub(crate) counters: crossbeam_utils::CachePadded<Counters>,
     pub(crate) port_draws: AtomicU64,
     last_sweep: AtomicU64,
     last_forced_sweep: AtomicU64,
@@ -133,7 +135,7 @@ impl Nat {
             custom_filters: Mutex::new(custom),
             table,
             fragments: Mutex::new(Fragments::default()),
-            counters: Counters::default(),
+            counters: crossbeam_utils::CachePadded::new(Counters::default()),
             port_draws: AtomicU64::new(0),
             last_sweep: AtomicU64::new(0),
             last_forced_sweep: AtomicU64::new(0),

@@ -4,7 +4,7 @@
 //! (what a packet changes, the idle timer and TCP flags, are atomics in the session). With
 //! one lock word per shard (DashMap, or `std::sync::RwLock`) every packet writes that word,
 //! and two worker threads translating different flows bounce it between their cores. Here a
-//! reader marks the shard in its *slot*: one byte in a cache line that only its thread
+//! reader marks the shard in its *slot*: one word in cache lines that only its thread
 //! writes (a [`crate::Worker`] owns a slot). A writer marks the shard as being written,
 //! then waits until no slot has it marked. Readers pay one atomic swap on their own line
 //! (plus a plain store to leave); writers pay a mutex and a look at every active slot.
@@ -12,8 +12,9 @@
 //! The protocol is Dekker's: a reader stores its mark then loads the shard's `writing`
 //! flag; a writer stores `writing` then loads the marks; all four are `SeqCst`, so at least
 //! one of the two sees the other, and never both proceed. Threads without a slot of their
-//! own (callers of `Nat::handle_packet`, the timer, the control plane) share slot 0, whose
-//! mark is a counter.
+//! own (callers of `Nat::handle_packet`, the timer, the control plane) count themselves in
+//! a reader counter in the shard's own cache line instead (as a DashMap shard lock would:
+//! they contend per shard, not all on one line).
 //!
 //! Rules for callers (the table keeps them): a thread never takes a shard it already holds
 //! (read or write) a second time, and a slot is used by one thread at a time (a `Worker`
@@ -23,14 +24,15 @@
 
 use core::cell::{Cell, UnsafeCell};
 use core::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 
 use crossbeam_utils::{Backoff, CachePadded};
 use parking_lot::{Mutex, MutexGuard};
 
 /// Shards per table.
 pub(crate) const SHARDS: usize = 64;
-/// Reader slots per table: slot 0 is shared, the others are owned by one worker each.
+/// Reader slots per table: slot 0 means "none" (the shard's shared counter), the others are
+/// owned by one worker each.
 const SLOTS: usize = 64;
 const SHARED: usize = 0;
 
@@ -57,6 +59,8 @@ pub(crate) fn with_slot<R>(slot: usize, f: impl FnOnce() -> R) -> R {
 struct Shard<T> {
     /// Set while a writer holds the shard or waits for its readers to leave.
     writing: AtomicBool,
+    /// Readers without a slot of their own reading this shard now.
+    shared_readers: AtomicU32,
     /// Serialises writers.
     writer: Mutex<()>,
     data: UnsafeCell<T>,
@@ -65,10 +69,11 @@ struct Shard<T> {
 /// `SHARDS` values of `T`, each behind the lock described in the module doc.
 pub(crate) struct ShardedLock<T> {
     shards: Box<[CachePadded<Shard<T>>]>,
-    /// `marks[slot][shard]`: 128 bytes per slot, written only by that slot's thread (slot 0's
-    /// marks count the threads sharing it).
-    marks: Box<[CachePadded<[AtomicU16; SHARDS]>]>,
-    /// Bit per slot in use (slot 0 always); writers look at these slots only.
+    /// `marks[slot][shard]`: 256 bytes per slot, written only by that slot's thread (slot 0's
+    /// are unused: its readers count in `Shard::shared_readers`).
+    marks: Box<[CachePadded<[AtomicU32; SHARDS]>]>,
+    /// Bit per slot in use (slot 0's bit always set, so it is never claimed); writers look at
+    /// these slots only.
     active: AtomicU64,
 }
 
@@ -87,18 +92,19 @@ impl<T> ShardedLock<T> {
                 .map(|_| {
                     CachePadded::new(Shard {
                         writing: AtomicBool::new(false),
+                        shared_readers: AtomicU32::new(0),
                         writer: Mutex::new(()),
                         data: UnsafeCell::new(make()),
                     })
                 })
                 .collect(),
-            marks: (0..SLOTS).map(|_| CachePadded::new(core::array::from_fn(|_| AtomicU16::new(0)))).collect(),
+            marks: (0..SLOTS).map(|_| CachePadded::new(core::array::from_fn(|_| AtomicU32::new(0)))).collect(),
             active: AtomicU64::new(1 << SHARED),
         }
     }
 
     /// Takes a slot of its own for a worker thread; `None` when all are taken (the worker
-    /// then shares slot 0).
+    /// then reads as threads without a slot do).
     pub(crate) fn claim_slot(&self) -> Option<usize> {
         let mut active = self.active.load(Relaxed);
         loop {
@@ -124,7 +130,7 @@ impl<T> ShardedLock<T> {
     pub(crate) fn read(&self, i: usize) -> ReadGuard<'_, T> {
         let slot = CURRENT_SLOT.with(Cell::get);
         let shard = &self.shards[i];
-        let mark = &self.marks[slot][i];
+        let mark = self.mark(slot, i);
         loop {
             if slot == SHARED {
                 mark.fetch_add(1, SeqCst);
@@ -147,7 +153,11 @@ impl<T> ShardedLock<T> {
         let shard = &self.shards[i];
         let held = shard.writer.lock();
         shard.writing.store(true, SeqCst);
-        let mut active = self.active.load(SeqCst);
+        let backoff = Backoff::new();
+        while shard.shared_readers.load(SeqCst) != 0 {
+            backoff.snooze();
+        }
+        let mut active = self.active.load(SeqCst) & !(1 << SHARED);
         while active != 0 {
             let slot = active.trailing_zeros() as usize;
             active &= active - 1;
@@ -158,10 +168,20 @@ impl<T> ShardedLock<T> {
         }
         WriteGuard { shard, _held: held }
     }
+
+    /// Where a reader of shard `i` through `slot` marks itself.
+    #[inline]
+    fn mark(&self, slot: usize, i: usize) -> &AtomicU32 {
+        if slot == SHARED {
+            &self.shards[i].shared_readers
+        } else {
+            &self.marks[slot][i]
+        }
+    }
 }
 
 #[inline]
-fn unmark(mark: &AtomicU16, slot: usize) {
+fn unmark(mark: &AtomicU32, slot: usize) {
     if slot == SHARED {
         mark.fetch_sub(1, Release);
     } else {
@@ -188,7 +208,7 @@ impl<T> Deref for ReadGuard<'_, T> {
 impl<T> Drop for ReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        unmark(&self.lock.marks[self.slot][self.shard], self.slot);
+        unmark(self.lock.mark(self.slot, self.shard), self.slot);
     }
 }
 
