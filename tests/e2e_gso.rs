@@ -250,3 +250,22 @@ fn a_bulk_hairpinned_download_arrives_byte_for_byte() {
     assert_eq!(t.counter(&["reinject_failed"]), 0);
     assert_eq!(t.checksum_errors(&vm, "Tcp"), 0, "bad TCP checksums arrived at the vm");
 }
+
+#[test]
+fn workers_that_busy_poll_translate_the_same() {
+    if !root_or_skip("busy_poll") {
+        return;
+    }
+    let mut t = Topology::new();
+    t.daemon_args.extend(["--busy-poll-us".to_owned(), "200".to_owned()]);
+    t.start_daemon();
+    new_winnat(&t);
+    let (vm, wan) = (t.vm.clone(), t.wan.clone());
+    assert!(t.ping_ok(&vm, WAN1), "ping through the NAT failed:\n{}", t.log());
+    t.udp_echo(&wan, WAN1, 5353);
+    for i in 0..20 {
+        let payload = format!("poll{i}");
+        assert_eq!(t.udp_request(&vm, WAN1, 5353, &payload, 3.0), Some(format!("echo {EXTERNAL}:{payload}")));
+    }
+    assert!(t.counter(&["translated_out"]) >= 21);
+}

@@ -66,6 +66,13 @@ pub struct DaemonArgs {
     /// trouble (Linux).
     #[arg(long)]
     pub no_gso: bool,
+    /// After the last packet, keep checking the queues this many microseconds before
+    /// sleeping (Linux). A sleeping worker adds the time its CPU takes to wake up to every
+    /// packet that finds it asleep (tens of microseconds on VMs without halt polling);
+    /// spinning removes that at the price of CPU time while traffic flows. 0 (the default)
+    /// sleeps at once.
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    pub busy_poll_us: u64,
     /// Most sessions each NAT holds at once (new flows beyond it are dropped and counted).
     #[arg(long, value_name = "N", default_value_t = netnat_engine::Limits::default().max_sessions)]
     pub max_sessions: usize,
@@ -179,7 +186,9 @@ mod imp {
         rules::remove()?;
         let clock = Clock::start();
         let plane = Arc::new(Dataplane::new());
-        nfqueue::start(queues.first, queues.count, !args.no_gso, Arc::clone(&plane), clock)?;
+        let tuning =
+            nfqueue::Tuning { gso: !args.no_gso, busy_poll: std::time::Duration::from_micros(args.busy_poll_us) };
+        nfqueue::start(queues.first, queues.count, tuning, Arc::clone(&plane), clock)?;
 
         let host = addrs::local_ipv4().context("listing the host's addresses")?;
         let service = Service::new(
@@ -270,8 +279,10 @@ mod imp {
     pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let pipe = control::socket_path(args.socket.clone());
         let state_dir = args.state_dir();
-        if args.queues.is_some() || args.queue_num != 0 || args.no_gso {
-            tracing::warn!("--queue-num, --queues and --no-gso are NFQUEUE settings (Linux); ignored on Windows");
+        if args.queues.is_some() || args.queue_num != 0 || args.no_gso || args.busy_poll_us != 0 {
+            tracing::warn!(
+                "--queue-num, --queues, --no-gso and --busy-poll-us are NFQUEUE settings (Linux); ignored on Windows"
+            );
         }
         // Created SYSTEM/Administrators-only: ProgramData lets every user add files.
         crate::platform::win_security::create_private_dir(&state_dir)

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use netnat_capture::nfqueue::gso::segment_tcp;
@@ -36,9 +37,18 @@ const BATCH: usize = 64;
 /// daemon: outbound fails closed, inbound fails open).
 const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
 
+/// How the workers receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Take GSO super-packets whole (see the module doc); `--no-gso` turns it off.
+    pub gso: bool,
+    /// After the last packet, keep checking the queue this long before sleeping
+    /// (`--busy-poll-us`); zero sleeps at once.
+    pub busy_poll: Duration,
+}
+
 /// Starts one worker per queue in `first..first + count`; returns once all are bound.
-/// `gso`: take GSO super-packets whole (see the module doc).
-pub fn start(first: u16, count: u16, gso: bool, plane: Arc<Dataplane>, clock: Clock) -> anyhow::Result<()> {
+pub fn start(first: u16, count: u16, tuning: Tuning, plane: Arc<Dataplane>, clock: Clock) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = mpsc::channel();
     for queue in first..first.saturating_add(count) {
         let plane = Arc::clone(&plane);
@@ -48,11 +58,11 @@ pub fn start(first: u16, count: u16, gso: bool, plane: Arc<Dataplane>, clock: Cl
             .spawn(move || {
                 // Fail-closed when the queue overflows: an outbound packet accepted
                 // untranslated would leak an internal address.
-                let config = NfqueueConfig { queue, fail_open: false, gso, ..NfqueueConfig::default() };
+                let config = NfqueueConfig { queue, fail_open: false, gso: tuning.gso, ..NfqueueConfig::default() };
                 match Nfqueue::open(config) {
                     Ok(q) => {
                         let _ = ready.send(Ok(()));
-                        if let Err(e) = work(q, &plane, clock) {
+                        if let Err(e) = work(q, &plane, clock, tuning.busy_poll) {
                             tracing::error!(queue, "NFQUEUE worker stopped: {e:#}");
                         }
                     }
@@ -72,12 +82,21 @@ pub fn start(first: u16, count: u16, gso: bool, plane: Arc<Dataplane>, clock: Cl
     Ok(())
 }
 
-fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock) -> anyhow::Result<()> {
+fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock, busy_poll: Duration) -> anyhow::Result<()> {
     let mut out = Reinjector::open()?;
     let mut batch = Batch::new(BATCH, usize::from(u16::MAX));
     let mut errors = 0u32;
+    // When the queue last had a packet (for --busy-poll-us).
+    let mut last_packet = Instant::now();
     loop {
-        let result = q.recv_batch(&mut batch, None).and_then(|_| {
+        let wait = if !busy_poll.is_zero() && last_packet.elapsed() < busy_poll { Some(Duration::ZERO) } else { None };
+        let result = q.recv_batch(&mut batch, wait).and_then(|n| {
+            if n == 0 {
+                return Ok(0);
+            }
+            if !busy_poll.is_zero() {
+                last_packet = Instant::now();
+            }
             plane.process_batch(clock.now(), &mut batch, |p, action| match action {
                 Action::Reinject { .. } => {
                     out.send(p.ip(), p.meta.in_interface, "a hairpinned packet");
@@ -87,14 +106,16 @@ fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock) -> anyhow::Result<()> {
             });
             q.send_batch(&mut batch)?;
             plane.drain_released(|p| out.send(p, 0, "a released fragment"));
-            Ok(())
+            Ok(n)
         });
-        let mut published = counters(&q.stats());
-        published.reinject_segmented = out.segmented;
-        published.reinject_failed = out.failed;
-        plane.publish_capture(q.queue(), published);
+        if result.as_ref().map_or(true, |n| *n > 0) {
+            let mut published = counters(&q.stats());
+            published.reinject_segmented = out.segmented;
+            published.reinject_failed = out.failed;
+            plane.publish_capture(q.queue(), published);
+        }
         match result {
-            Ok(()) => errors = 0,
+            Ok(_) => errors = 0,
             Err(e) => {
                 errors += 1;
                 tracing::warn!(queue = q.queue(), "NFQUEUE error: {e}");

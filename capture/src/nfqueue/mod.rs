@@ -399,9 +399,10 @@ impl Nfqueue {
         }
     }
 
-    /// Receives up to `want` datagrams into the batch's free slots without waiting; returns
-    /// how many arrived (0 when none is ready).
-    fn recv_chunk(&mut self, batch: &mut Batch, want: usize) -> io::Result<usize> {
+    /// Receives up to `want` datagrams into the batch's free slots; returns how many arrived.
+    /// Without `block`, does not wait (0 when none is ready); with it, waits for the first
+    /// (`MSG_WAITFORONE`: one syscall where `poll` + receive would be two; 0 on a signal).
+    fn recv_chunk(&mut self, batch: &mut Batch, want: usize, block: bool) -> io::Result<usize> {
         let spare = batch.spare_mut();
         let want = want.min(spare.len()).min(RECV_CHUNK);
         // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid (null
@@ -423,7 +424,7 @@ impl Nfqueue {
                     self.fd.as_raw_fd(),
                     hdrs.as_mut_ptr(),
                     want as libc::c_uint,
-                    libc::MSG_DONTWAIT,
+                    if block { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT },
                     std::ptr::null_mut(),
                 )
             };
@@ -439,6 +440,8 @@ impl Nfqueue {
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::WouldBlock => return Ok(0),
+                // A signal ends a blocking wait, as it ends a `poll`.
+                io::ErrorKind::Interrupted if block => return Ok(0),
                 io::ErrorKind::Interrupted => continue,
                 _ => return Err(e),
             }
@@ -523,21 +526,33 @@ impl Capture for Nfqueue {
         let q = self.config.queue;
         let deadline = timeout.map(|t| Instant::now() + t);
         while batch.is_empty() {
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let ready = self
-                .wait_readable(left)
-                .map_err(|e| CaptureError::os(format!("nfqueue: cannot wait on queue {q}"), e, ""))?;
-            if !ready {
-                break;
+            // Without a timeout the first receive itself waits; with one, `poll` does.
+            let block = deadline.is_none();
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                let ready = self
+                    .wait_readable(Some(left))
+                    .map_err(|e| CaptureError::os(format!("nfqueue: cannot wait on queue {q}"), e, ""))?;
+                if !ready {
+                    break;
+                }
             }
-            let now = clock::now_us();
+            let mut first = true;
             loop {
                 let room = batch.capacity() - batch.len();
                 let n = self
-                    .recv_chunk(batch, room)
+                    .recv_chunk(batch, room, block && first)
                     .map_err(|e| CaptureError::os(format!("nfqueue: cannot receive from queue {q}"), e, ""))?;
-                self.take_packets(batch, n, now);
+                let interrupted = block && first && n == 0;
+                first = false;
+                self.take_packets(batch, n, clock::now_us());
                 if n < room.min(RECV_CHUNK) || batch.is_full() {
+                    if interrupted {
+                        self.flush().map_err(|e| {
+                            CaptureError::os(format!("nfqueue: cannot send verdicts on queue {q}"), e, "")
+                        })?;
+                        return Ok(batch.len());
+                    }
                     break;
                 }
             }
