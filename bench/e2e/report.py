@@ -27,7 +27,7 @@ def svg_bars(title, rows, fmt):
     for i, (name, v) in enumerate(rows):
         y = 32 + i * (bar_h + gap)
         w = (width - left - 110) * v / top
-        color = "#4472c4" if name == "netnat" else "#a5a5a5"
+        color = "#4472c4" if name.startswith("netnat") else "#a5a5a5"
         out.append(f'<text x="10" y="{y + bar_h * 0.7}">{name}</text>')
         out.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
         out.append(f'<text x="{left + w + 6:.1f}" y="{y + bar_h * 0.7}">{fmt(v)}</text>')
@@ -42,14 +42,14 @@ def main():
     by = {r["nat"]: r for r in results}
     lines = [f"Each test {secs} s; vm -> nat -> wan; see bench/e2e/run.sh.", ""]
     names = list(by)
-    lines.append("| metric | " + " | ".join(names) + (" | netnat / kernel |" if {"netnat", "kernel"} <= set(by) else " |"))
-    lines.append("|---" * (len(names) + 1 + ({"netnat", "kernel"} <= set(by))) + "|")
+    # One ratio column per netnat variant against the kernel, when the kernel ran.
+    compared = [n for n in names if n != "kernel"] if "kernel" in by else []
+    lines.append("| metric | " + " | ".join(names) + " |" + "".join(f" {n} / kernel |" for n in compared))
+    lines.append("|---" * (len(names) + 1 + len(compared)) + "|")
     for key, title, fmt in METRICS:
         row = [fmt(by[n][key]) for n in names]
-        ratio = ""
-        if {"netnat", "kernel"} <= set(by):
-            k = by["kernel"][key]
-            ratio = f" {by['netnat'][key] / k:.3f}x |" if k else " — |"
+        k = by["kernel"][key] if compared else 0
+        ratio = "".join(f" {by[n][key] / k:.3f}x |" if k else " — |" for n in compared)
         lines.append(f"| {title} | " + " | ".join(row) + " |" + ratio)
         with open(os.path.join(out, f"{key}.svg"), "w") as f:
             f.write(svg_bars(title, [(n, by[n][key]) for n in names], fmt))
