@@ -8,7 +8,7 @@
 #   sudo NATS="kernel netnat netnat-nogso netnat-busypoll" bench/e2e/run.sh
 #                                         # also the daemon with --no-gso (every GSO packet cut
 #                                         # into segments before the queue, as before issue 5)
-#                                         # and with --busy-poll-us 50; ~1.5 minutes
+#                                         # and with --busy-poll-us 200; ~1.5 minutes
 #
 # For each NAT it builds its own namespaces (deleted on exit, also on failure):
 #   vm  10.100.10.11/16 (gateway 10.100.1.1) -- nat 10.100.1.1/16 | 203.0.113.1/24 -- wan 203.0.113.10/24
@@ -93,7 +93,7 @@ NFT
     netnat | netnat-nogso | netnat-busypoll)
         local extra=()
         [ "$1" = netnat-nogso ] && extra=(--no-gso)
-        [ "$1" = netnat-busypoll ] && extra=(--busy-poll-us 50)
+        [ "$1" = netnat-busypoll ] && extra=(--busy-poll-us 200)
         # `ip netns exec` execs the daemon, so $! is the daemon's pid (a shell function in
         # the background would be a subshell, and killing it would orphan the daemon).
         ip netns exec "$NAT" "$NETNAT" daemon --socket "$work/netnat.sock" --state-dir "$work/state-$1" \

@@ -92,6 +92,11 @@ fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock, busy_poll: Duration) ->
         let wait = if !busy_poll.is_zero() && last_packet.elapsed() < busy_poll { Some(Duration::ZERO) } else { None };
         let result = q.recv_batch(&mut batch, wait).and_then(|n| {
             if n == 0 {
+                // Spinning: let whatever else wants this CPU (another worker, the traffic's
+                // own processes) run first, or it waits until the spin ends.
+                if wait.is_some() {
+                    std::thread::yield_now();
+                }
                 return Ok(0);
             }
             if !busy_poll.is_zero() {
