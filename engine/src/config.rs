@@ -180,7 +180,10 @@ impl fmt::Display for HairpinningMode {
     }
 }
 
-/// Idle timeouts, WinNAT's defaults.
+/// Idle timeouts, WinNAT's defaults. A session lives while idle for no longer than its
+/// timeout; idle time is measured from the last packet that moved the session's timer, which
+/// moves in steps of 1 ms (so packets of an established flow write nothing shared), so a
+/// session may expire up to 1 ms early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeouts {
     /// IcmpQueryTimeout (30 s).
