@@ -129,7 +129,8 @@ pub const CMDLETS: &[Cmdlet] = &[
         name: "Get-NetNatStatistics",
         params: &[],
         synopsis: "netnat's own: per-NAT counters (translated, dropped by reason, sessions) and, under \"nfqueue\", \
-                   the kernel's drops on the daemon's queues (queue full, socket full), as JSON.",
+                   per queue the kernel's drops (queue full, socket full) and the daemon's capture counters \
+                   (received, GSO super-packets, checksums completed, refused), as JSON.",
     },
 ];
 
