@@ -138,7 +138,7 @@ impl<T> ShardedLock<T> {
                 mark.store(1, SeqCst);
             }
             if !shard.writing.load(SeqCst) {
-                return ReadGuard { lock: self, shard: i, slot };
+                return ReadGuard { data: &shard.data, mark, shared: slot == SHARED };
             }
             unmark(mark, slot);
             let backoff = Backoff::new();
@@ -191,9 +191,11 @@ fn unmark(mark: &AtomicU32, slot: usize) {
 
 /// Shared access to one shard.
 pub(crate) struct ReadGuard<'a, T> {
-    lock: &'a ShardedLock<T>,
-    shard: usize,
-    slot: usize,
+    data: &'a UnsafeCell<T>,
+    /// The mark to undo on drop.
+    mark: &'a AtomicU32,
+    /// The mark is the shard's shared counter, not a slot's own word.
+    shared: bool,
 }
 
 impl<T> Deref for ReadGuard<'_, T> {
@@ -201,14 +203,18 @@ impl<T> Deref for ReadGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: this guard's mark is set and the shard's writer saw it or had not started
         // (module doc), so no unique reference exists while the guard lives.
-        unsafe { &*self.lock.shards[self.shard].data.get() }
+        unsafe { &*self.data.get() }
     }
 }
 
 impl<T> Drop for ReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        unmark(self.lock.mark(self.slot, self.shard), self.slot);
+        if self.shared {
+            self.mark.fetch_sub(1, Release);
+        } else {
+            self.mark.store(0, Release);
+        }
     }
 }
 

@@ -70,10 +70,13 @@ pub fn delta16(old: u16, new: u16) -> u32 {
 }
 
 /// RFC 1624 eqn. 3 with the differences summed by [`delta32`] / [`delta16`] (at most a few
-/// dozen of them).
+/// thousand of them: the sum must stay below 2^32).
 #[inline]
 pub fn apply(check: u16, delta: u32) -> u16 {
-    !(fold(u64::from(!check) + u64::from(delta)) as u16)
+    // Two folds suffice below 2^32: the first leaves at most 0x1_fffe, the second 0xffff.
+    let acc = u32::from(!check) + delta;
+    let acc = (acc & 0xffff) + (acc >> 16);
+    !(((acc & 0xffff) + (acc >> 16)) as u16)
 }
 
 #[cfg(test)]
