@@ -126,7 +126,7 @@ impl<T> ShardedLock<T> {
     }
 
     /// Reads shard `i`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read(&self, i: usize) -> ReadGuard<'_, T> {
         let slot = CURRENT_SLOT.with(Cell::get);
         let shard = &self.shards[i];
@@ -170,7 +170,7 @@ impl<T> ShardedLock<T> {
     }
 
     /// Where a reader of shard `i` through `slot` marks itself.
-    #[inline]
+    #[inline(always)]
     fn mark(&self, slot: usize, i: usize) -> &AtomicU32 {
         if slot == SHARED {
             &self.shards[i].shared_readers

@@ -190,7 +190,7 @@ impl Mappings {
         Mappings { lock: ShardedLock::new(|| HashMap::with_hasher(hasher.clone())), hasher }
     }
 
-    #[inline]
+    #[inline(always)]
     fn shard(&self, ik: u64) -> usize {
         // Bits below the top 7, which the shard's own table uses for its control bytes.
         let h = self.hasher.hash_one(ik);
@@ -199,7 +199,7 @@ impl Mappings {
 
     /// The shard holding `ik`, for reading (the packet path). Never nested with another
     /// guard of the same shard on one thread.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read(&self, ik: u64) -> ReadGuard<'_, ShardMap> {
         self.lock.read(self.shard(ik))
     }
