@@ -99,6 +99,7 @@ fn classify(s: &Settings, src: u32, dst: u32) -> Option<Class> {
 }
 
 /// Ports and TCP flags of a TCP or UDP segment, with its header checked.
+#[inline(always)]
 fn ports(proto: Protocol, seg: &[u8], fragment: bool) -> Result<(u16, u16, u8), DropReason> {
     match proto {
         Protocol::Udp => {

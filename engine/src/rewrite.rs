@@ -25,7 +25,7 @@ pub(crate) fn rewrite_endpoint(packet: &mut [u8], proto: Protocol, side: Side, a
 
 /// The same for a packet the caller has checked: `packet` ends at its total length, `ihl`
 /// is its header length, the transport header is complete. The packet path's rewrite.
-#[inline]
+#[inline(always)]
 pub(crate) fn rewrite_checked(packet: &mut [u8], ihl: usize, proto: Protocol, side: Side, addr: u32, port: u16) {
     set_addr(packet, side, addr, Some((proto, ihl, port)));
 }
@@ -33,7 +33,7 @@ pub(crate) fn rewrite_checked(packet: &mut [u8], ihl: usize, proto: Protocol, si
 /// Writes the address and the IPv4 header checksum, then (with `l4`: protocol, header
 /// length, port) the port or identifier and the transport checksum. The address's change is
 /// summed once for both checksums (the TCP/UDP pseudo-header holds it too).
-#[inline]
+#[inline(always)]
 fn set_addr(packet: &mut [u8], side: Side, addr: u32, l4: Option<(Protocol, usize, u16)>) {
     let Some((hdr, _)) = packet.split_first_chunk_mut::<20>() else { return };
     let at = if side == Side::Source { 12 } else { 16 };

@@ -86,7 +86,7 @@ impl Session {
     }
 
     /// Records a packet: direction, TCP flags (0 for other protocols), idle timer.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn on_packet(&self, proto: Protocol, outbound: bool, flags: u8, now: Instant) {
         if outbound && !self.outbound_seen.load(Ordering::Relaxed) {
             self.outbound_seen.store(true, Ordering::Relaxed);

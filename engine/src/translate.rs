@@ -32,6 +32,7 @@ fn retryable(e: DropReason) -> bool {
 impl Nat {
     /// Outbound: the external endpoint for `internal` talking to `remote`, creating the mapping
     /// and session as needed and refreshing the session.
+    #[inline]
     pub(crate) fn outbound(
         &self,
         s: &Settings,
@@ -42,7 +43,8 @@ impl Nat {
         tcp_flags: u8,
     ) -> Result<Endpoint, DropReason> {
         let ik = key(proto, internal.0, internal.1);
-        // The established flow: a shared lock, the session's atomics, no retry machinery.
+        // The established flow: a shared lock, the session's atomics, no retry machinery
+        // (inlined into the packet path; everything else is out of line).
         {
             let shard = self.table.by_internal.read(ik);
             if let Some(m) = shard.get(&ik) {
@@ -54,6 +56,21 @@ impl Nat {
                 }
             }
         }
+        self.outbound_slow(s, now, proto, internal, remote, tcp_flags)
+    }
+
+    /// Outbound for a packet that is not on a live session: find or create.
+    #[inline(never)]
+    fn outbound_slow(
+        &self,
+        s: &Settings,
+        now: Instant,
+        proto: Protocol,
+        internal: Endpoint,
+        remote: Endpoint,
+        tcp_flags: u8,
+    ) -> Result<Endpoint, DropReason> {
+        let ik = key(proto, internal.0, internal.1);
         self.retrying(now, DropReason::PortsExhausted, || {
             let mut shard = self.table.by_internal.write(ik);
             match shard.get_mut(&ik) {
@@ -175,6 +192,7 @@ impl Nat {
 
     /// Inbound: the internal endpoint for a packet from `remote` to `external`, if a mapping
     /// (or a static mapping) and the filtering admit it.
+    #[inline]
     pub(crate) fn inbound(
         &self,
         s: &Settings,
@@ -197,6 +215,22 @@ impl Nat {
                 }
             }
         }
+        self.inbound_slow(s, now, proto, remote, external, tcp_flags)
+    }
+
+    /// Inbound for a packet that is not on a live session: its mapping or static mapping,
+    /// and the filtering.
+    #[inline(never)]
+    fn inbound_slow(
+        &self,
+        s: &Settings,
+        now: Instant,
+        proto: Protocol,
+        remote: Endpoint,
+        external: Endpoint,
+        tcp_flags: u8,
+    ) -> Result<Endpoint, DropReason> {
+        let ports = s.external(external.0).map(|e| &e.ports);
         self.retrying(now, DropReason::NoMapping, || {
             match ports.and_then(|p| p.owner(proto, external.1)) {
                 Some(ik) => match self.table.by_internal.write(ik).get_mut(&ik) {
