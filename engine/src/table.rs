@@ -92,22 +92,31 @@ impl Session {
             self.outbound_seen.store(true, Ordering::Relaxed);
         }
         if proto == Protocol::Tcp {
-            // Only a SYN, FIN, RST or the handshake's last ACK changes the flags' state;
-            // a lost race with a packet of the same flow on another thread is retried.
-            let mut old = self.tcp.load(Ordering::Relaxed);
-            loop {
-                let mut track = TcpTrack::from_bits(old);
-                track.on_packet(outbound, flags);
-                if track.bits() == old {
-                    break;
-                }
-                match self.tcp.compare_exchange_weak(old, track.bits(), Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(now_bits) => old = now_bits,
-                }
+            // Only a SYN, FIN, RST or the handshake's last ACK changes the flags' state.
+            let old = self.tcp.load(Ordering::Relaxed);
+            if !TcpTrack::from_bits(old).unchanged_by(flags) {
+                self.update_tcp(old, outbound, flags);
             }
         }
         self.refresh(now);
+    }
+
+    /// Moves the TCP flags' state for a packet that changes it; a lost race with a packet
+    /// of the same flow on another thread is retried.
+    #[cold]
+    #[inline(never)]
+    fn update_tcp(&self, mut old: u8, outbound: bool, flags: u8) {
+        loop {
+            let mut track = TcpTrack::from_bits(old);
+            track.on_packet(outbound, flags);
+            if track.bits() == old {
+                return;
+            }
+            match self.tcp.compare_exchange_weak(old, track.bits(), Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(now_bits) => old = now_bits,
+            }
+        }
     }
 
     pub(crate) fn timeout(&self, proto: Protocol, t: &Timeouts) -> Duration {

@@ -47,6 +47,14 @@ impl TcpTrack {
         }
     }
 
+    /// Whether a packet with `flags` leaves the state as it is, decided without computing
+    /// the new state (the packet path's common case: an ACK on an established connection).
+    #[inline(always)]
+    pub(crate) fn unchanged_by(self, flags: u8) -> bool {
+        flags & (SYN | FIN | RST) == 0
+            && (self.0 & ESTABLISHED != 0 || flags & ACK == 0 || self.0 & (SYN_OUT | SYN_IN) != SYN_OUT | SYN_IN)
+    }
+
     /// Whether the connection was reset or closed both ways.
     pub(crate) fn is_closed(self) -> bool {
         self.0 & RESET != 0 || self.0 & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN
@@ -61,6 +69,23 @@ impl TcpTrack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unchanged_by_agrees_with_on_packet_for_every_state_and_flags() {
+        for bits in 0..64u8 {
+            for flags in 0..=255u8 {
+                for outbound in [true, false] {
+                    let mut t = TcpTrack(bits);
+                    t.on_packet(outbound, flags);
+                    if TcpTrack(bits).unchanged_by(flags) {
+                        assert_eq!(t.0, bits, "state {bits:#b} flags {flags:#x} outbound {outbound}");
+                    }
+                }
+            }
+        }
+        assert!(TcpTrack(SYN_OUT | SYN_IN | ESTABLISHED).unchanged_by(ACK));
+        assert!(!TcpTrack(SYN_OUT | SYN_IN).unchanged_by(ACK));
+    }
 
     #[test]
     fn handshake_then_fin_both_ways() {
