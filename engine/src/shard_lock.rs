@@ -140,7 +140,7 @@ impl<T> ShardedLock<T> {
             if !shard.writing.load(SeqCst) {
                 return ReadGuard { data: &shard.data, mark, shared: slot == SHARED };
             }
-            unmark(mark, slot);
+            unmark(mark, slot == SHARED);
             let backoff = Backoff::new();
             while shard.writing.load(Relaxed) {
                 backoff.snooze();
@@ -180,9 +180,10 @@ impl<T> ShardedLock<T> {
     }
 }
 
+/// Undoes a reader's mark: the shard's shared counter, or a slot's own word.
 #[inline]
-fn unmark(mark: &AtomicU32, slot: usize) {
-    if slot == SHARED {
+fn unmark(mark: &AtomicU32, shared: bool) {
+    if shared {
         mark.fetch_sub(1, Release);
     } else {
         mark.store(0, Release);
@@ -210,11 +211,7 @@ impl<T> Deref for ReadGuard<'_, T> {
 impl<T> Drop for ReadGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        if self.shared {
-            self.mark.fetch_sub(1, Release);
-        } else {
-            self.mark.store(0, Release);
-        }
+        unmark(self.mark, self.shared);
     }
 }
 

@@ -5,8 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smallvec::SmallVec;
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, VacantEntry};
 
 use crate::alloc;
 use crate::config::{PortAllocation, Protocol, StaticMapping};
@@ -14,7 +13,7 @@ use crate::filter::InboundContext;
 use crate::nat::Nat;
 use crate::settings::Settings;
 use crate::stats::bump;
-use crate::table::{key, Hasher, Mapping, Session};
+use crate::table::{key, Mapping, Session};
 use crate::time::Instant;
 use crate::verdict::DropReason;
 
@@ -73,11 +72,12 @@ impl Nat {
         let ik = key(proto, internal.0, internal.1);
         self.retrying(now, DropReason::PortsExhausted, || {
             let mut shard = self.table.by_internal.write(ik);
-            match shard.get_mut(&ik) {
-                Some(m) => {
+            match shard.entry(ik) {
+                Entry::Occupied(o) => {
+                    let m = o.into_mut();
                     self.touch_outbound(s, now, m, remote, tcp_flags).map(|()| Some((m.external_addr, m.external_port)))
                 }
-                None => self.create_outbound(s, now, &mut shard, proto, internal, remote, tcp_flags),
+                Entry::Vacant(v) => self.create_outbound(s, now, v, proto, internal, remote, tcp_flags).map(Some),
             }
         })
     }
@@ -134,48 +134,42 @@ impl Nat {
         Ok(())
     }
 
-    /// Creates the mapping for an internal endpoint that has none, in its `shard` (locked for
-    /// writing, so no other thread creates it meanwhile).
+    /// Creates the mapping for an internal endpoint that has none, in its `vacant` entry
+    /// (its shard is locked for writing, so no other thread creates it meanwhile).
     #[allow(clippy::too_many_arguments)]
     fn create_outbound(
         &self,
         s: &Settings,
         now: Instant,
-        shard: &mut HashMap<u64, Mapping, Hasher>,
+        vacant: VacantEntry<'_, u64, Mapping>,
         proto: Protocol,
         internal: Endpoint,
         remote: Endpoint,
         tcp_flags: u8,
-    ) -> Result<Option<Endpoint>, DropReason> {
+    ) -> Result<Endpoint, DropReason> {
         self.table.reserve_session(internal.0, &s.config.limits)?;
         let session = Session::new(remote.0, remote.1, true, now);
         session.on_packet(proto, true, tcp_flags, now);
-        let ik = key(proto, internal.0, internal.1);
-        let result = match shard.entry(ik) {
-            Entry::Occupied(_) => Ok(None),
-            Entry::Vacant(vacant) => {
-                let claimed = match s.static_for_internal(proto, internal.0, internal.1) {
-                    // The internal endpoint of a static mapping keeps the mapping's external
-                    // port for its outbound traffic too (one endpoint, one mapping).
-                    Some(sm) => static_external_addr(s, sm, internal.0)
-                        .filter(|&a| claim(s, ik, proto, (a, sm.external_port)))
-                        .map(|a| (a, sm.external_port)),
-                    None => self.allocate(s, ik, proto, internal),
-                };
-                match claimed {
-                    Some(ext) => {
-                        vacant.insert(Mapping::new(proto, internal, ext, false, session));
-                        bump(&self.counters.sessions_created);
-                        Ok(Some(ext))
-                    }
-                    None => Err(DropReason::PortsExhausted),
-                }
-            }
+        let ik = *vacant.key();
+        let claimed = match s.static_for_internal(proto, internal.0, internal.1) {
+            // The internal endpoint of a static mapping keeps the mapping's external
+            // port for its outbound traffic too (one endpoint, one mapping).
+            Some(sm) => static_external_addr(s, sm, internal.0)
+                .filter(|&a| claim(s, ik, proto, (a, sm.external_port)))
+                .map(|a| (a, sm.external_port)),
+            None => self.allocate(s, ik, proto, internal),
         };
-        if !matches!(result, Ok(Some(_))) {
-            self.table.release_sessions(internal.0, 1);
+        match claimed {
+            Some(ext) => {
+                vacant.insert(Mapping::new(proto, internal, ext, false, session));
+                bump(&self.counters.sessions_created);
+                Ok(ext)
+            }
+            None => {
+                self.table.release_sessions(internal.0, 1);
+                Err(DropReason::PortsExhausted)
+            }
         }
-        result
     }
 
     /// Picks a free external port (RFC 6056) that no static mapping owns.
