@@ -33,9 +33,10 @@ fn is_internal(a: Ipv4Addr) -> bool {
     (x, y) == (10, 100)
 }
 
-/// A destination a NAT forwards outside (multicast and limited broadcast are not routed).
+/// A destination outside the internal prefix: multicast, broadcast and reserved ones
+/// included (the NAT drops what it must not route; nothing may leave with an internal source).
 fn is_outside(a: Ipv4Addr) -> bool {
-    !is_internal(a) && !a.is_multicast() && !a.is_broadcast()
+    !is_internal(a)
 }
 
 /// Fails if any output packet going outside has an internal source, or is an ICMP error
@@ -612,4 +613,22 @@ fn the_leak_check_catches_an_internal_source() {
 fn the_leak_check_catches_an_internal_address_inside_an_icmp_error() {
     let about = udp(ep(R, 53), ep(A, 5000), b"answer");
     assert_nothing_leaks(&synthetic(vec![icmp_error(ip(EXT), ip(R), ICMP_DEST_UNREACHABLE, 3, &about)]));
+}
+
+#[test]
+fn inside_to_multicast_broadcast_and_reserved_destinations_never_leaves_with_an_internal_source() {
+    let mut s = Scenario::new();
+    let unroutable = ["224.0.0.251", "239.255.255.250", "255.255.255.255", "240.0.0.1", "127.0.0.1"];
+    for (i, dst) in unroutable.iter().enumerate() {
+        s.at(i as u64, udp(ep(A, 5353), ep(dst, 5353), b"mdns"));
+    }
+    let last = unroutable.len() as u64;
+    s.at(last, udp(ep(A, 5353), ep(R, 53), b"query"));
+    let o = s.run();
+    for i in 0..last {
+        o.assert_dropped(i);
+    }
+    assert_eq!(o.fwd(last).src(), ip(EXT));
+    assert_eq!(o.dropped("unroutable_destination"), last, "{}", o.context());
+    assert_nothing_leaks(&o);
 }

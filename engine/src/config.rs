@@ -150,6 +150,20 @@ impl fmt::Display for PortAllocation {
     }
 }
 
+/// What becomes of an inbound packet to an external address that belongs to no mapping (no
+/// session, no static mapping), and of an inbound ICMP error that matches no session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnmatchedInbound {
+    /// Dropped and counted (`no_mapping`, `icmp_error_no_session`): the external address is
+    /// the NAT's alone, as in `netnat replay`.
+    #[default]
+    Drop,
+    /// Not the NAT's: [`Verdict::Pass`](crate::Verdict::Pass), uncounted as a drop. The live
+    /// daemon's external addresses are the host's own addresses too (as WinNAT's are), so
+    /// such a packet is a reply to the host's own connection or a request to a host service.
+    Host,
+}
+
 /// `Set-NetNatGlobal -InterRoutingDomainHairpinningMode`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HairpinningMode {
@@ -321,6 +335,9 @@ pub struct NatConfig {
     /// Seed of the port-choice PRNG.
     #[serde(default)]
     pub seed: u64,
+    /// Inbound packets that belong to no mapping: dropped, or the host's.
+    #[serde(default)]
+    pub unmatched_inbound: UnmatchedInbound,
 }
 
 impl NatConfig {
@@ -340,6 +357,7 @@ impl NatConfig {
             port_allocation: PortAllocation::default(),
             limits: Limits::default(),
             seed: 0,
+            unmatched_inbound: UnmatchedInbound::default(),
         }
     }
 

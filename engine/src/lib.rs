@@ -39,7 +39,7 @@ mod worker;
 
 pub use config::{
     ConfigError, ExternalAddress, FilteringBehavior, HairpinningMode, Limits, NatConfig, PortAllocation, Protocol,
-    StaticMapping, Timeouts,
+    StaticMapping, Timeouts, UnmatchedInbound,
 };
 pub use filter::{FilteringPolicy, InboundContext};
 pub use nat::{Nat, ReleasedPacket};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::config::{ConfigError, HairpinningMode, NatConfig, Protocol};
+use crate::config::{ConfigError, HairpinningMode, NatConfig, Protocol, UnmatchedInbound};
 use crate::filter::FilteringPolicy;
 use crate::fragments::{FragKey, Fragments, Hold, Outcome};
 use crate::rewrite::{rewrite_checked, Side};
@@ -81,11 +81,23 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn classify(s: &Settings, src: u32, dst: u32) -> Option<Class> {
-    if s.is_internal(src) {
-        // Internal to internal is routed locally; multicast and broadcast are not routed.
-        if s.is_internal(dst) || dst >> 28 == 0xe || dst == u32::MAX {
+/// Destinations no internal host may send to through the NAT: "this network" (0/8),
+/// loopback (127/8), multicast (224/4), reserved (240/4, with the limited broadcast
+/// 255.255.255.255). None of them is routed (RFC 1812 4.2.2.11, RFC 5735); passed on they would
+/// leave with the internal source address.
+fn is_unroutable(dst: u32) -> bool {
+    let first = dst >> 24;
+    first == 0 || first == 127 || first >= 224
+}
+
+/// How a packet relates to the NAT; `Ok(None)`: not the NAT's business.
+fn classify(s: &Settings, src: u32, dst: u32) -> Result<Option<Class>, DropReason> {
+    Ok(if s.is_internal(src) {
+        // Internal to internal is routed locally.
+        if s.is_internal(dst) {
             None
+        } else if is_unroutable(dst) {
+            return Err(DropReason::UnroutableDestination);
         } else if s.is_external(dst) {
             Some(Class::Hairpin)
         } else {
@@ -95,7 +107,7 @@ fn classify(s: &Settings, src: u32, dst: u32) -> Option<Class> {
         Some(Class::Inbound)
     } else {
         None
-    }
+    })
 }
 
 /// Ports and TCP flags of a TCP or UDP segment, with its header checked.
@@ -173,8 +185,10 @@ impl Nat {
             return Verdict::Drop(DropReason::BadIpHeader);
         }
         let (src, dst) = (be32(packet, 12), be32(packet, 16));
-        let Some(class) = classify(s, src, dst) else {
-            return Verdict::Pass;
+        let class = match classify(s, src, dst) {
+            Ok(Some(class)) => class,
+            Ok(None) => return Verdict::Pass,
+            Err(reason) => return Verdict::Drop(reason),
         };
         // The header checks of `Ipv4Packet::new_checked`, once, on the fields read anyway.
         let ihl = usize::from(packet[0] & 0x0f) * 4;
@@ -227,6 +241,30 @@ impl Nat {
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn translate(
+        &self,
+        s: &Settings,
+        now: Instant,
+        class: Class,
+        pkt: &mut [u8],
+        (src, dst): (u32, u32),
+        ihl: usize,
+        proto: u8,
+        fragment: bool,
+    ) -> Result<Option<Direction>, DropReason> {
+        let result = self.translate_any(s, now, class, pkt, (src, dst), ihl, proto, fragment);
+        match result {
+            Err(DropReason::NoMapping | DropReason::IcmpErrorNoSession)
+                if class == Class::Inbound && s.config.unmatched_inbound == UnmatchedInbound::Host =>
+            {
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn translate_any(
         &self,
         s: &Settings,
         now: Instant,

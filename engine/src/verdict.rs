@@ -66,6 +66,10 @@ drop_reasons! {
     BadIpHeader => "bad_ip_header",
     /// A TCP data offset below 5 or beyond the packet, or a UDP length that does not fit.
     BadTransportHeader => "bad_transport_header",
+    /// From inside to a destination that is never routed (0/8, 127/8, multicast 224/4,
+    /// reserved 240/4 and the limited broadcast): passed on, it would leave with its internal
+    /// source.
+    UnroutableDestination => "unroutable_destination",
     /// An IP protocol the NAT cannot translate (neither TCP, UDP nor ICMP).
     UnsupportedProtocol => "unsupported_protocol",
     /// An ICMP type the NAT does not translate (e.g. an outbound router advertisement).

@@ -131,7 +131,7 @@ fn a_tcp_mapping_does_not_admit_udp() {
 #[test]
 fn traffic_that_is_not_the_nats_business_passes_unchanged() {
     let nat = nat();
-    for mut p in [udp(WAN1, 1, FAR, 2), udp(INSIDE_A, 1, INSIDE_B, 2), udp(INSIDE_A, 1, [224, 0, 0, 251], 5353)] {
+    for mut p in [udp(WAN1, 1, FAR, 2), udp(INSIDE_A, 1, INSIDE_B, 2)] {
         let before = p.clone();
         assert_eq!(run(&nat, 1.0, &mut p), Verdict::Pass);
         assert_eq!(p, before);
@@ -140,4 +140,46 @@ fn traffic_that_is_not_the_nats_business_passes_unchanged() {
     let mut ping = echo_request(WAN1, EXT, 1, 1);
     assert_eq!(run(&nat, 1.0, &mut ping), Verdict::Pass);
     assert_eq!(nat.session_count(), 0);
+}
+
+#[test]
+fn inside_to_multicast_broadcast_and_reserved_destinations_is_dropped_and_counted() {
+    // Passed on unchanged, these would leave with the internal source address.
+    let nat = nat();
+    let unroutable =
+        [[224, 0, 0, 251], [239, 255, 255, 250], [255, 255, 255, 255], [240, 0, 0, 1], [127, 0, 0, 1], [0, 1, 2, 3]];
+    for dst in unroutable {
+        assert_eq!(
+            dropped(&nat, 1.0, udp(INSIDE_A, 5353, dst, 5353)),
+            crate::DropReason::UnroutableDestination,
+            "{dst:?}"
+        );
+    }
+    let mut ping = echo_request(INSIDE_A, [224, 0, 0, 1], 7, 1);
+    assert_eq!(run(&nat, 1.0, &mut ping), Verdict::Drop(crate::DropReason::UnroutableDestination));
+    assert_eq!(nat.stats().dropped["unroutable_destination"], unroutable.len() as u64 + 1);
+    assert_eq!(nat.session_count(), 0);
+    // Outside hosts sending to multicast are not the NAT's business.
+    let mut from_outside = udp(WAN1, 5353, [224, 0, 0, 251], 5353);
+    assert_eq!(run(&nat, 1.0, &mut from_outside), Verdict::Pass);
+}
+
+#[test]
+fn with_unmatched_inbound_host_packets_without_a_mapping_are_the_hosts_and_not_drops() {
+    // The daemon's setting: its external addresses are the host's, so an inbound packet that
+    // belongs to no mapping is a reply to the host's own connection.
+    let mut config = config();
+    config.unmatched_inbound = crate::UnmatchedInbound::Host;
+    let nat = crate::Nat::new(config).unwrap();
+    let mut reply = udp(WAN1, 53, EXT, 40_000);
+    let before = reply.clone();
+    assert_eq!(run(&nat, 1.0, &mut reply), Verdict::Pass);
+    assert_eq!(reply, before);
+    let out = forward(&nat, 2.0, udp(INSIDE_A, 5000, WAN1, 53), Direction::Outbound);
+    // A mapped port still belongs to the NAT, and its filtering still applies.
+    assert_eq!(dropped(&nat, 2.1, udp(FAR, 53, EXT, out.sport)), crate::DropReason::Filtered);
+    forward(&nat, 2.2, udp(WAN1, 53, EXT, out.sport), Direction::Inbound);
+    let stats = nat.stats();
+    assert_eq!(stats.dropped["no_mapping"], 0);
+    assert_eq!(stats.dropped["filtered"], 1);
 }
