@@ -294,6 +294,19 @@ fn a_pathological_wildcard_does_not_freeze_the_control_plane() {
     );
 }
 
+/// netnat's chains and nftables table as the kernel holds them.
+fn rules_snapshot(t: &Topology) -> String {
+    let mut out = String::new();
+    for args in [
+        &["iptables", "-t", "raw", "-S", "NETNAT-PRE"][..],
+        &["iptables", "-t", "mangle", "-S", "NETNAT-POST"],
+        &["nft", "list", "table", "ip", "netnat"],
+    ] {
+        out.push_str(&String::from_utf8_lossy(&run(&mut t.cmd(&t.nat, args)).stdout));
+    }
+    out
+}
+
 #[test]
 fn a_half_written_state_file_stops_the_daemon_and_is_left_byte_identical() {
     if !root_or_skip("half_written_state") {
@@ -316,6 +329,9 @@ fn a_half_written_state_file_stops_the_daemon_and_is_left_byte_identical() {
     ]);
     let before = config_snapshot(&t);
     assert!(t.stop_daemon("TERM").success());
+    // The stopped daemon's rules stay (the vm's traffic fails closed meanwhile).
+    let rules_before = rules_snapshot(&t);
+    assert!(t.rules_present(), "the fail-closed rules must stay after a clean stop");
     let file = t.state_dir().join("state.json");
     let full = std::fs::read(&file).expect("state file");
     assert!(full.len() > 200, "state file unexpectedly small: {}", String::from_utf8_lossy(&full));
@@ -333,7 +349,7 @@ fn a_half_written_state_file_stops_the_daemon_and_is_left_byte_identical() {
         assert_eq!(std::fs::read(&file).unwrap(), half, "cut at {cut}: the daemon changed the state file");
         let names: Vec<_> = std::fs::read_dir(t.state_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["state.json"], "cut at {cut}: files left in the state directory");
-        assert!(!t.rules_present(), "cut at {cut}: rules installed by a daemon that refused to start");
+        assert_eq!(rules_snapshot(&t), rules_before, "cut at {cut}: a daemon that refused to start changed the rules");
         assert!(!t.socket().exists(), "cut at {cut}: control socket left behind");
     }
 

@@ -1,4 +1,5 @@
-//! End to end: session expiry, the daemon's life cycle (rules removed on exit, configuration
+//! End to end: session expiry, the daemon's life cycle (fail-closed rules kept on exit and removed
+//! with the last NAT, configuration
 //! kept across restarts, a corrupt state file refused), and what a `kill -9` does to traffic:
 //! VM traffic fails closed (dropped, never leaked untranslated), the host's own traffic fails
 //! open (keeps working). Runs as root (CI); without root it prints `SKIPPED (needs root)`.
@@ -43,7 +44,7 @@ fn udp_and_icmp_sessions_expire_after_a_shortened_timeout() {
 }
 
 #[test]
-fn daemon_removes_its_rules_on_exit_and_restarts_with_its_configuration() {
+fn daemon_keeps_its_fail_closed_rules_on_exit_and_restarts_with_its_configuration() {
     if !root_or_skip("daemon_restart") {
         return;
     }
@@ -95,12 +96,11 @@ fn daemon_removes_its_rules_on_exit_and_restarts_with_its_configuration() {
     assert!(answer.contains("\"BadRequest\"") && answer.contains("expected one JSON object per line"), "{answer}");
     assert!(t.cmdlet(&["Get-NetNat"]).contains("WinNAT"));
 
-    // SIGTERM: clean exit, rules and socket gone.
+    // SIGTERM: clean exit, socket gone; the rules stay so the vm's traffic fails closed
+    // until the next start (issue 10: no leak while stopping cleanly).
     let status = t.stop_daemon("TERM");
     assert!(status.success(), "daemon exit status {status}:\n{}", t.log());
-    assert!(!t.rules_present(), "iptables chains left after the daemon exited");
-    let ruleset = t.ns(&t.nat, &["nft", "list", "ruleset"]);
-    assert!(!ruleset.to_lowercase().contains("netnat"), "nft ruleset still mentions netnat:\n{ruleset}");
+    assert!(t.rules_present(), "the fail-closed rules must stay after a clean stop");
     assert!(!t.socket().exists(), "socket file left behind");
     let mode = std::fs::read_to_string(t.state_dir().join("state.json")).expect("state file");
     assert!(mode.contains("\"WinNAT\""));
@@ -119,8 +119,13 @@ fn daemon_removes_its_rules_on_exit_and_restarts_with_its_configuration() {
     let port =
         t.sessions().iter().find(|s| s["Protocol"] == 17).expect("UDP session")["ExternalSourcePort"].as_u64().unwrap();
     assert!((10000..=19999).contains(&port), "external port {port} outside PortStart-PortEnd");
+    // Removing the last NAT removes the rules; a stop then leaves nothing behind.
+    t.cmdlet(&["Remove-NetNat", "-Name", "WinNAT"]);
+    assert!(!t.rules_present(), "rules left after the last NAT was removed");
     assert!(t.stop_daemon("INT").success());
     assert!(!t.rules_present());
+    let ruleset = t.ns(&t.nat, &["nft", "list", "ruleset"]);
+    assert!(!ruleset.to_lowercase().contains("netnat"), "nft ruleset still mentions netnat:\n{ruleset}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use netnat_capture::{Action as CaptureAction, Batch, Packet};
-use netnat_engine::{ConfigError, DropReason, ExternalAddress, Instant, Nat, NatConfig, SessionInfo, Verdict};
+use netnat_engine::{ConfigError, ExternalAddress, Instant, Nat, NatConfig, SessionInfo, Verdict};
 use parking_lot::Mutex;
 
 use crate::platform::route::RouteCache;
@@ -226,11 +226,19 @@ impl LiveNat {
         }
     }
 
-    /// Expires idle sessions and releases held fragments (returned for sending).
-    pub fn handle_timeout(&self, now: Instant) -> Vec<Vec<u8>> {
+    /// When the earliest of its engines wants `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.instances.load().iter().filter_map(|i| i.nat.poll_timeout()).min()
+    }
+
+    /// `handle_timeout` for the engines whose `poll_timeout` has come; their released
+    /// fragments are returned for sending.
+    pub fn handle_timeout_if_due(&self, now: Instant) -> Vec<Vec<u8>> {
         let mut released = Vec::new();
         for i in self.instances.load().iter() {
-            i.nat.handle_timeout(now);
+            if i.nat.poll_timeout().is_some_and(|due| due <= now) {
+                i.nat.handle_timeout(now);
+            }
             while let Some(p) = i.nat.poll_released() {
                 released.push(p.packet);
             }
@@ -298,6 +306,8 @@ pub struct Dataplane {
     /// The capture workers' counters, by queue number (only NFQUEUE workers publish yet).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     capture: Mutex<std::collections::BTreeMap<u16, CaptureCounters>>,
+    /// The daemon's supervised threads, for their health in Get-NetNatStatistics.
+    supervisor: std::sync::OnceLock<super::supervise::Supervisor>,
 }
 
 impl Dataplane {
@@ -325,6 +335,16 @@ impl Dataplane {
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn publish_capture(&self, queue: u16, counters: CaptureCounters) {
         self.capture.lock().insert(queue, counters);
+    }
+
+    /// Makes the supervised threads' health part of the statistics.
+    pub fn set_supervisor(&self, supervisor: super::supervise::Supervisor) {
+        let _ = self.supervisor.set(supervisor);
+    }
+
+    /// Each supervised thread's health, by name (empty without a supervisor).
+    pub fn thread_health(&self) -> std::collections::BTreeMap<String, super::supervise::ThreadHealth> {
+        self.supervisor.get().map(super::supervise::Supervisor::health).unwrap_or_default()
     }
 
     /// The capture counters published so far, by queue number.
@@ -394,8 +414,10 @@ impl Dataplane {
         }
         for nat in nats.iter() {
             for inst in nat.instances.load().iter().filter(|i| i.addresses.contains(&dst)) {
+                // The engines run with `UnmatchedInbound::Host`: a packet no mapping claims
+                // passes, uncounted as a drop, and may still be another NAT's.
                 match inst.nat.handle_packet(now, packet) {
-                    Verdict::Pass | Verdict::Drop(DropReason::NoMapping | DropReason::IcmpErrorNoSession) => continue,
+                    Verdict::Pass => continue,
                     v => return verdict_action(v),
                 }
             }
@@ -443,6 +465,8 @@ mod tests {
     fn plane() -> Dataplane {
         let mut config = NatConfig::new("WinNAT", "10.100.0.0/16".parse().unwrap(), Ipv4Addr::new(203, 0, 113, 1));
         config.seed = 1;
+        // As the service compiles every NAT: the external address is the host's too.
+        config.unmatched_inbound = netnat_engine::UnmatchedInbound::Host;
         let template = Template { config, addressing: Addressing::Explicit };
         let nat = LiveNat::new("WinNAT".into(), template, &[], &[]).unwrap();
         let plane = Dataplane::new();
@@ -494,6 +518,9 @@ mod tests {
         let copy = to_host.clone();
         assert_eq!(plane.process(Instant::from_secs(1), &mut to_host), Action::Accept);
         assert_eq!(to_host, copy);
+        // The host's own replies are not the NAT's drops (Get-NetNatStatistics).
+        let stats = plane.nats()[0].instances()[0].nat.stats();
+        assert_eq!((stats.dropped["no_mapping"], stats.dropped_total()), (0, 0), "{stats:?}");
         let mut internal = udp([10, 100, 10, 11], 1, [10, 100, 10, 12], 2);
         assert_eq!(plane.process(Instant::from_secs(1), &mut internal), Action::Accept);
         assert_eq!(plane.process(Instant::from_secs(1), &mut [0x60, 0, 0]), Action::Accept);

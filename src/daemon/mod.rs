@@ -1,14 +1,18 @@
 //! `netnat daemon`: the live NAT.
 //!
 //! Linux threads: NFQUEUE workers (one per queue) run packets through the engines; a timer
-//! expires idle sessions; a watcher follows the host's route and address changes; the control
-//! socket answers the cmdlets; the main thread waits for SIGINT/SIGTERM, then removes the
-//! kernel rules and the socket and exits.
+//! expires idle sessions when the engines ask for it; a rule keeper puts the kernel rules
+//! back when someone else removes them; a watcher follows the host's route and address
+//! changes; the control socket answers the cmdlets. The main thread waits for SIGINT/SIGTERM
+//! or for a supervised thread to end (`supervise`): on a signal it removes the socket and
+//! exits 0, when a thread died it exits 70 so a service manager restarts the daemon.
 //!
 //! Failure behaviour on Linux (see `platform::rules`): outbound packets of the NATs fail
 //! closed (with no daemon they are dropped, never leaked untranslated); inbound packets fail
 //! open (with no daemon they reach the host unchanged, so the host's own traffic keeps
-//! working). The rules stay after `kill -9`; the next daemon start replaces them.
+//! working). The rules stay while NATs are configured: after SIGTERM, after `kill -9`, after
+//! a start that fails; the next daemon start replaces them. Removing the last NAT, or
+//! `netnat daemon --remove-rules`, removes them.
 //!
 //! Windows (`windows.rs`): two WinDivert threads instead of the queues and the timer, the
 //! same watcher, and the control pipe served on the main thread; Ctrl+C ends the process,
@@ -28,6 +32,7 @@ mod linux;
 mod nfqueue;
 pub mod server;
 pub mod service;
+pub mod supervise;
 #[cfg(windows)]
 mod windows;
 
@@ -82,6 +87,10 @@ pub struct DaemonArgs {
     /// all others.
     #[arg(long, value_name = "N", default_value_t = netnat_engine::Limits::default().max_sessions_per_host)]
     pub max_sessions_per_host: usize,
+    /// Remove netnat's kernel rules and exit (Linux). The rules stay when the daemon stops,
+    /// so the NATs' traffic fails closed; this is for taking netnat off the host.
+    #[arg(long)]
+    pub remove_rules: bool,
 }
 
 impl DaemonArgs {
@@ -142,14 +151,17 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
 mod imp {
     use std::process::ExitCode;
     use std::sync::Arc;
+    use std::time::Duration;
 
     use anyhow::Context;
     use parking_lot::Mutex;
 
     use super::clock::Clock;
     use super::dataplane::Dataplane;
+    use super::linux::{self, RuleKeeper};
     use super::service::Service;
-    use super::{linux, nfqueue, random_seed, server, spawn, spawn_watcher, DaemonArgs};
+    use super::supervise::{Event, Supervisor};
+    use super::{nfqueue, random_seed, server, DaemonArgs};
     use crate::control::{self, transport};
     use crate::platform::addrs;
     use crate::platform::rules::{self, Queues};
@@ -159,6 +171,13 @@ mod imp {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             anyhow::bail!("netnat daemon must run as root: it installs iptables rules and reads NFQUEUE (try sudo)");
+        }
+        if args.remove_rules {
+            rules::remove()?;
+            eprintln!(
+                "netnat daemon: kernel rules removed; with IP forwarding on, the internal prefixes are now routed untranslated"
+            );
+            return Ok(ExitCode::SUCCESS);
         }
         let socket = control::socket_path(args.socket.clone());
         let state_dir = args.state_dir();
@@ -184,43 +203,77 @@ mod imp {
             count: args.queues.unwrap_or(u16::try_from(cpus.min(4)).unwrap_or(1)).max(1),
         };
 
-        // Rules left by a daemon that was killed are replaced; start from none.
-        rules::remove()?;
+        // Rules left by an earlier daemon (stopped, killed, or failed to start) stay in place
+        // until the configuration below replaces them: they keep the NATs' outbound traffic
+        // failing closed through the restart.
+        let (supervisor, events) = Supervisor::new();
         let clock = Clock::start();
         let plane = Arc::new(Dataplane::new());
-        let tuning =
-            nfqueue::Tuning { gso: !args.no_gso, busy_poll: std::time::Duration::from_micros(args.busy_poll_us) };
-        nfqueue::start(queues.first, queues.count, tuning, Arc::clone(&plane), clock)?;
-
+        let keeper = Arc::new(RuleKeeper::new(queues));
         let host = addrs::local_ipv4().context("listing the host's addresses")?;
+        let hook_keeper = Arc::clone(&keeper);
         let service = Service::new(
             state,
             Some(store),
             Arc::clone(&plane),
             clock,
-            super::service::EngineSettings { seed: random_seed(), limits: args.limits() },
+            super::service::EngineSettings::for_host(random_seed(), args.limits()),
             host,
-            Box::new(move |_, nats| linux::install(nats, queues)),
+            Box::new(move |_, nats| {
+                // Errors are logged by the keeper, which retries every second.
+                let _ = hook_keeper.install(nats);
+            }),
         )
         .with_context(|| format!("loading the configuration from {}", state_dir.display()))?;
+        if !plane.nats().is_empty() && !keeper.in_force() {
+            anyhow::bail!(
+                "cannot install the kernel rules for the configured NATs (see the error above); the NATs' outbound traffic stays blocked until they are installed"
+            );
+        }
         let service = Arc::new(Mutex::new(service));
+        plane.set_supervisor(supervisor.clone());
+        // The workers start once the NATs are loaded: a worker with an empty dataplane would
+        // accept the queued outbound packets of a NAT it does not know yet, untranslated.
+        // Until they are bound the kernel drops what it queues for them (fail-closed).
+        let tuning =
+            nfqueue::Tuning { gso: !args.no_gso, busy_poll: std::time::Duration::from_micros(args.busy_poll_us) };
+        nfqueue::start(queues.first, queues.count, tuning, Arc::clone(&plane), clock, &supervisor)?;
 
-        spawn("netnat-timer", {
+        supervisor.spawn("netnat-timer", {
             let plane = Arc::clone(&plane);
-            move || timer(&plane, clock)
+            move || {
+                timer(&plane, clock);
+                Ok(())
+            }
         })?;
-        spawn_watcher(&plane, &service)?;
+        supervisor.spawn("netnat-rules", {
+            let keeper = Arc::clone(&keeper);
+            move || linux::keep_rules(&keeper)
+        })?;
+        super::spawn_watcher(&plane, &service)?;
 
         let listener =
             transport::listen(&socket).with_context(|| format!("creating the control socket {}", socket.display()))?;
-        spawn("netnat-control", {
+        supervisor.spawn("netnat-control", {
             let service = Arc::clone(&service);
-            move || server::serve(listener, service)
+            move || {
+                server::serve(listener, service);
+                Ok(())
+            }
         })?;
 
         let mut signals =
             signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
                 .context("installing signal handlers")?;
+        let signal_events = supervisor.events();
+        std::thread::Builder::new()
+            .name("netnat-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    let _ = signal_events.send(Event::Signal(signal));
+                }
+            })
+            .context("starting the signal thread")?;
         tracing::info!(
             socket = %socket.display(),
             state = %state_dir.display(),
@@ -228,35 +281,57 @@ mod imp {
             "netnat daemon ready"
         );
         eprintln!("netnat daemon: listening on {}", socket.display());
-        let signal = signals.forever().next().unwrap_or(signal_hook::consts::SIGTERM);
-        tracing::info!(signal, "stopping: removing the kernel rules and the socket");
-        // Hold the service so no request re-installs rules while they are being removed.
+        let event = events.recv().unwrap_or(Event::Signal(signal_hook::consts::SIGTERM));
+        // Hold the service so no request changes rules while the daemon goes.
         let _quiet = service.lock();
-        let removed = rules::remove();
         let _ = std::fs::remove_file(&socket);
-        removed?;
-        Ok(ExitCode::SUCCESS)
+        match event {
+            Event::Signal(signal) => {
+                tracing::info!(
+                    signal,
+                    "stopping; the kernel rules stay, so the NATs' outbound traffic is dropped (never leaked) until netnat daemon runs again (Remove-NetNat or `netnat daemon --remove-rules` removes them)"
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Event::Died { thread, why } => {
+                tracing::error!(
+                    thread,
+                    "a daemon thread ended ({why}); exiting so the service manager restarts netnat; the NATs' traffic fails closed meanwhile"
+                );
+                eprintln!("netnat daemon: thread {thread} ended ({why}); exiting");
+                Ok(ExitCode::from(70))
+            }
+        }
     }
 
-    /// Expires idle sessions. Timeouts are whole seconds, so a 100 ms tick is precise enough
-    /// and costs nothing measurable.
+    /// The longest the timer sleeps: new NATs and changed timeouts are noticed this fast.
+    const TIMER_MAX_SLEEP: Duration = Duration::from_secs(1);
+    /// The shortest: a NAT that asks for a call right away still leaves the CPU to packets.
+    const TIMER_MIN_SLEEP: Duration = Duration::from_millis(1);
+
+    /// Expires idle sessions when each NAT's `poll_timeout` says so.
     /// Fragments the engine held are sent from the host when it releases them.
     fn timer(plane: &Dataplane, clock: Clock) {
         let raw = crate::platform::raw::RawSender::open()
             .map_err(|e| tracing::warn!("no raw socket ({e}): held fragments will be dropped"))
             .ok();
         loop {
-            std::thread::sleep(std::time::Duration::from_millis(100));
             let now = clock.now();
+            let mut next = now + TIMER_MAX_SLEEP;
             for nat in plane.nats().iter() {
-                for packet in nat.handle_timeout(now) {
+                for packet in nat.handle_timeout_if_due(now) {
                     if let Some(raw) = &raw {
                         if let Err(e) = raw.send(&packet) {
                             tracing::debug!("cannot send a released fragment: {e}");
                         }
                     }
                 }
+                if let Some(due) = nat.poll_timeout() {
+                    next = next.min(due);
+                }
             }
+            let wait = next.saturating_duration_since(clock.now());
+            std::thread::sleep(wait.clamp(TIMER_MIN_SLEEP, TIMER_MAX_SLEEP));
         }
     }
 }
@@ -305,7 +380,7 @@ mod imp {
             Some(store),
             Arc::clone(&plane),
             clock,
-            super::service::EngineSettings { seed: random_seed(), limits: args.limits() },
+            super::service::EngineSettings::for_host(random_seed(), args.limits()),
             host,
             Box::new(move |_, nats| windows::install(nats, &hook_slot)),
         )

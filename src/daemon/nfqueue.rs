@@ -28,6 +28,7 @@ use netnat_capture::{Action as Verdict, Batch, Capture};
 
 use super::clock::Clock;
 use super::dataplane::{Action, CaptureCounters, Dataplane};
+use super::supervise::Supervisor;
 use crate::platform::raw::RawSender;
 
 /// Packets per batch.
@@ -47,33 +48,41 @@ pub struct Tuning {
     pub busy_poll: Duration,
 }
 
-/// Starts one worker per queue in `first..first + count`; returns once all are bound.
-pub fn start(first: u16, count: u16, tuning: Tuning, plane: Arc<Dataplane>, clock: Clock) -> anyhow::Result<()> {
+/// Starts one worker per queue in `first..first + count` under `supervisor` (a worker that
+/// ends ends the daemon); returns once all are bound.
+pub fn start(
+    first: u16,
+    count: u16,
+    tuning: Tuning,
+    plane: Arc<Dataplane>,
+    clock: Clock,
+    supervisor: &Supervisor,
+) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = mpsc::channel();
     for queue in first..first.saturating_add(count) {
         let plane = Arc::clone(&plane);
         let ready = ready_tx.clone();
-        std::thread::Builder::new()
-            .name(format!("netnat-queue-{queue}"))
-            .spawn(move || {
-                // Fail-closed when the queue overflows: an outbound packet accepted
-                // untranslated would leak an internal address.
-                let config = NfqueueConfig { queue, fail_open: false, gso: tuning.gso, ..NfqueueConfig::default() };
-                match Nfqueue::open(config) {
-                    Ok(q) => {
-                        let _ = ready.send(Ok(()));
-                        if let Err(e) = work(q, &plane, clock, tuning.busy_poll) {
-                            tracing::error!(queue, "NFQUEUE worker stopped: {e:#}");
-                        }
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(anyhow::Error::new(e).context(format!(
-                            "binding NFQUEUE {queue} (another program or netnat daemon may own it: choose other numbers with --queue-num)"
-                        ))));
-                    }
+        let name = format!("netnat-queue-{queue}");
+        let health = supervisor.clone();
+        let thread = name.clone();
+        supervisor.spawn(&name, move || {
+            // Fail-closed when the queue overflows: an outbound packet accepted
+            // untranslated would leak an internal address.
+            let config = NfqueueConfig { queue, fail_open: false, gso: tuning.gso, ..NfqueueConfig::default() };
+            match Nfqueue::open(config) {
+                Ok(q) => {
+                    let _ = ready.send(Ok(()));
+                    let seen = |at: f64| health.packet_seen(&thread, at);
+                    work(q, &plane, clock, tuning.busy_poll, seen).with_context(|| format!("NFQUEUE worker {queue}"))
                 }
-            })
-            .context("starting a queue worker thread")?;
+                Err(e) => {
+                    let _ = ready.send(Err(anyhow::Error::new(e).context(format!(
+                        "binding NFQUEUE {queue} (another program or netnat daemon may own it: choose other numbers with --queue-num)"
+                    ))));
+                    Ok(())
+                }
+            }
+        })?;
     }
     drop(ready_tx);
     for _ in 0..count {
@@ -82,7 +91,13 @@ pub fn start(first: u16, count: u16, tuning: Tuning, plane: Arc<Dataplane>, cloc
     Ok(())
 }
 
-fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock, busy_poll: Duration) -> anyhow::Result<()> {
+fn work(
+    mut q: Nfqueue,
+    plane: &Dataplane,
+    clock: Clock,
+    busy_poll: Duration,
+    packet_seen: impl Fn(f64),
+) -> anyhow::Result<()> {
     let mut out = Reinjector::open()?;
     let mut batch = Batch::new(BATCH, usize::from(u16::MAX));
     let mut errors = 0u32;
@@ -102,7 +117,9 @@ fn work(mut q: Nfqueue, plane: &Dataplane, clock: Clock, busy_poll: Duration) ->
             if !busy_poll.is_zero() {
                 last_packet = Instant::now();
             }
-            plane.process_batch(clock.now(), &mut batch, |p, action| match action {
+            let now = clock.now();
+            packet_seen(now.as_micros() as f64 / 1e6);
+            plane.process_batch(now, &mut batch, |p, action| match action {
                 Action::Reinject { .. } => {
                     out.send(p.ip(), p.meta.in_interface, "a hairpinned packet");
                     Verdict::Drop

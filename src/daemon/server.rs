@@ -139,7 +139,11 @@ mod tests {
                 None,
                 Arc::new(Dataplane::new()),
                 Clock::start(),
-                crate::daemon::service::EngineSettings { seed: 1, limits: netnat_engine::Limits::default() },
+                crate::daemon::service::EngineSettings {
+                    seed: 1,
+                    limits: netnat_engine::Limits::default(),
+                    host_nat_ports: (1024, 65535),
+                },
                 vec![],
                 Box::new(|_, _| {}),
             )

@@ -10,7 +10,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
-use netnat_engine::{ConfigError, ExternalAddress, Limits, NatConfig, Protocol, StaticMapping, Timeouts};
+use netnat_engine::{
+    ConfigError, ExternalAddress, Limits, NatConfig, Protocol, StaticMapping, Timeouts, UnmatchedInbound,
+};
 
 use super::clock::Clock;
 use super::dataplane::{Addressing, Dataplane, LiveNat, Template};
@@ -19,11 +21,6 @@ use crate::control::objects::{
 };
 use crate::control::protocol::{wildcard_match, ControlError, NatChanges, Output, Reply, Request};
 use crate::state::{ExternalAddressRecord, NatRecord, State, StateStore, StaticMappingRecord};
-
-/// Lowest port of the dynamic range when the user gives none.
-const PORT_FIRST: u16 = 1024;
-/// Highest port of the dynamic range when the user gives none.
-const PORT_LAST: u16 = 65535;
 
 /// Called after every applied change with the new state and NATs (installs kernel rules).
 pub type ChangeHook = Box<dyn FnMut(&State, &[Arc<LiveNat>]) + Send>;
@@ -46,6 +43,17 @@ pub struct EngineSettings {
     pub seed: u64,
     /// Session limits (`netnat daemon --max-sessions/--max-sessions-per-host`).
     pub limits: Limits,
+    /// The dynamic port range NATs on the host's own addresses share: outside the host's
+    /// ephemeral range (`platform::ports`), so a host socket is never shadowed.
+    pub host_nat_ports: (u16, u16),
+}
+
+impl EngineSettings {
+    /// `seed` and `limits`, with the host's NAT port range read from the system.
+    pub fn for_host(seed: u64, limits: Limits) -> EngineSettings {
+        let ports = crate::platform::ports::nat_range(crate::platform::ports::host_ephemeral_range());
+        EngineSettings { seed, limits, host_nat_ports: ports }
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -437,7 +445,14 @@ impl Service {
         warnings: &mut Vec<String>,
     ) -> Result<Output> {
         let nat = Self::find_nat(&self.state, &nat_name)?.clone();
-        let (start, end) = (port_start.unwrap_or(PORT_FIRST), port_end.unwrap_or(PORT_LAST));
+        // On one of the host's own addresses the default range leaves the host's ephemeral
+        // ports alone (`platform::ports`); elsewhere it is WinNAT's 1024-65535.
+        let (first, last) = if self.host_addresses.contains(&address) {
+            self.engine.host_nat_ports
+        } else {
+            (crate::platform::ports::FIRST, crate::platform::ports::LAST)
+        };
+        let (start, end) = (port_start.unwrap_or(first), port_end.unwrap_or(last));
         if start == 0 || start > end {
             return Err(ControlError::invalid(format!(
                 "PortStart {start} and PortEnd {end} do not make a port range; give 1 <= PortStart <= PortEnd <= 65535, e.g. -PortStart 10000 -PortEnd 19999."
@@ -525,7 +540,7 @@ impl Service {
                 .collect();
             let addressing = match implicit.iter().position(|n| *n == rec.name) {
                 None => Addressing::Explicit,
-                Some(k) => Addressing::Implicit { ports: port_slice(k, implicit.len()) },
+                Some(k) => Addressing::Implicit { ports: port_slice(self.engine.host_nat_ports, k, implicit.len()) },
             };
             let config = NatConfig {
                 name: rec.name.clone(),
@@ -557,6 +572,8 @@ impl Service {
                 hairpinning: state.hairpinning_mode,
                 limits: self.engine.limits,
                 seed: self.engine.seed.wrapping_add(i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
+                // The external addresses are the host's too: what no mapping claims is the host's.
+                unmatched_inbound: UnmatchedInbound::Host,
                 ..NatConfig::new(rec.name.clone(), rec.internal_prefix.trunc(), Ipv4Addr::UNSPECIFIED)
             };
             let template = Template { config, addressing };
@@ -670,9 +687,20 @@ impl Service {
             add_capture_counters(&mut value, &self.plane.capture_counters());
             insert_unclaimed(&mut out, KERNEL_QUEUES, serde_json::Value::Array(vec![value]));
         }
+        let threads = self.plane.thread_health();
+        if !threads.is_empty() {
+            let rows: Vec<serde_json::Value> = threads
+                .into_iter()
+                .map(|(name, h)| serde_json::json!({ "thread": name, "alive": h.alive, "last_packet_s": h.last_packet_s }))
+                .collect();
+            insert_unclaimed(&mut out, DAEMON_THREADS, serde_json::Value::Array(rows));
+        }
         out
     }
 }
+
+/// The statistics key of the daemon's threads (alive, last packet).
+const DAEMON_THREADS: &str = "threads";
 
 /// The statistics key of the kernel's NFQUEUE counters. A NAT named so keeps its entry; the
 /// counters then go under the first free `nfqueue (kernel)`, `nfqueue (kernel) 2`, ...
@@ -727,15 +755,15 @@ fn insert_unclaimed(map: &mut serde_json::Map<String, serde_json::Value>, key: &
     map.insert(candidate, value);
 }
 
-/// The `k`-th of `n` equal slices of 1024–65535 (NATs sharing the host's addresses).
-fn port_slice(k: usize, n: usize) -> (u16, u16) {
-    let total = u32::from(PORT_LAST - PORT_FIRST) + 1;
-    let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
-    let k = u32::try_from(k).unwrap_or(0);
+/// The `k`-th of `n` equal slices of `range` (NATs sharing the host's addresses).
+fn port_slice((first, last): (u16, u16), k: usize, n: usize) -> (u16, u16) {
+    let total = u32::from(last - first) + 1;
+    let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX).min(total);
+    let k = u32::try_from(k).unwrap_or(0).min(n - 1);
     let size = total / n;
-    let start = u32::from(PORT_FIRST) + k * size;
-    let end = if k + 1 == n { u32::from(PORT_LAST) } else { start + size - 1 };
-    (u16::try_from(start).unwrap_or(PORT_LAST), u16::try_from(end).unwrap_or(PORT_LAST))
+    let start = u32::from(first) + k * size;
+    let end = if k + 1 == n { u32::from(last) } else { start + size - 1 };
+    (u16::try_from(start).unwrap_or(last), u16::try_from(end).unwrap_or(last))
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
@@ -779,7 +807,7 @@ mod tests {
             None,
             Arc::new(Dataplane::new()),
             Clock::start(),
-            EngineSettings { seed: 7, limits: Limits::default() },
+            EngineSettings { seed: 7, limits: Limits::default(), host_nat_ports: (1024, 65535) },
             vec![Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(10, 100, 1, 1)],
             Box::new(|_, _| {}),
         )
@@ -803,11 +831,19 @@ mod tests {
 
     #[test]
     fn port_slices_cover_the_range_without_overlap() {
-        assert_eq!(port_slice(0, 1), (1024, 65535));
-        let (a, b) = (port_slice(0, 2), port_slice(1, 2));
+        const ALL: (u16, u16) = (1024, 65535);
+        assert_eq!(port_slice(ALL, 0, 1), ALL);
+        let (a, b) = (port_slice(ALL, 0, 2), port_slice(ALL, 1, 2));
         assert_eq!(a.0, 1024);
         assert_eq!(a.1 + 1, b.0);
         assert_eq!(b.1, 65535);
+        // The host's share of a Linux default: below its ephemeral range 32768-60999.
+        let host = (1024, 32767);
+        let slices: Vec<_> = (0..3).map(|k| port_slice(host, k, 3)).collect();
+        assert_eq!((slices[0].0, slices[2].1), host);
+        assert!(slices.windows(2).all(|w| w[0].1 + 1 == w[1].0));
+        // More NATs than ports never yields an empty or inverted slice.
+        assert!((0..5).map(|k| port_slice((7, 8), k, 5)).all(|(a, b)| a <= b && (7..=8).contains(&a)));
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn work(
                     if now >= *next_expiry {
                         *next_expiry = now + EXPIRY_EVERY;
                         for nat in plane.nats().iter() {
-                            for packet in nat.handle_timeout(now) {
+                            for packet in nat.handle_timeout_if_due(now) {
                                 push_outbound(&mut batch, &packet);
                             }
                         }

@@ -1,7 +1,8 @@
 //! What netnat needs from the host operating system, kept small and behind `cfg`:
 //! the source address the kernel would pick toward a destination ([`route`]), the host's
 //! own addresses ([`addrs`]), a watcher that tells when those change ([`watch`]), and the
-//! packet-diversion rules for NFQUEUE ([`rules`], Linux), the kernel's counters of those
+//! packet-diversion rules for NFQUEUE ([`rules`], Linux) and the events that tell when
+//! someone else changes the ruleset (`ruleset_events`, Linux), the kernel's counters of those
 //! queues (`nfqueue_stats`, Linux), a raw socket to send packets
 //! from the host (`raw`, Linux), and security descriptors for what the daemon creates
 //! (`sddl`, pure; `win_security`, Windows).
@@ -13,11 +14,14 @@
 pub mod addrs;
 #[cfg(target_os = "linux")]
 pub mod nfqueue_stats;
+pub mod ports;
 #[cfg(target_os = "linux")]
 pub mod raw;
 pub mod route;
 #[cfg(target_os = "linux")]
 pub mod rules;
+#[cfg(target_os = "linux")]
+pub mod ruleset_events;
 #[cfg(any(windows, test))]
 pub mod sddl;
 pub mod watch;

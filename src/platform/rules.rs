@@ -9,7 +9,12 @@
 //!     netnat tells internal from external traffic by source address, so a forged internal
 //!     source from outside must never reach it (it would open sessions for the forged host,
 //!     or be hairpinned past the filtering). Traffic between
-//!     internal prefixes and loopback traffic is left alone; packets that may belong to a
+//!     internal prefixes and loopback traffic is left alone. Then every packet from outside
+//!     the internal prefixes addressed to an internal host (not to one of the host's own
+//!     addresses) is dropped: the **routed bypass**, a remote that routes the internal prefix
+//!     via the NAT host, must never reach a VM without a mapping. Translated inbound packets
+//!     are not affected: they are still addressed to the external address here, and a packet
+//!     accepted from a queue continues after the `raw` table. Packets that may belong to a
 //!     NAT (inbound, or hairpinned from an internal host; to an external address, or to
 //!     any local address when the NAT uses the host's addresses; TCP/UDP to the dynamic port
 //!     range or a static mapping port; ICMP echo replies and errors) are queued **fail-open**
@@ -27,6 +32,12 @@
 //!   packets routed toward an internal prefix from outside it (inbound packets after
 //!   translation). (iptables cannot do the second: a packet accepted from a queue leaves the
 //!   `raw` table, so the notrack must come from a later base chain.)
+//!
+//! The rules stay in place while any NAT is configured, also when the daemon stops or dies:
+//! outbound traffic then fails closed. Only removing the last NAT (or `netnat daemon
+//! --remove-rules`) removes them. [`Installed`] reads them back so the daemon can notice
+//! when someone else removed or changed them (`nft flush ruleset`, a firewall reload) and put
+//! them back.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -107,6 +118,9 @@ pub fn render(spec: &RuleSpec) -> String {
         for q in &spec.internal_prefixes {
             raw.push(format!("-A {PRE_CHAIN} -s {} -d {} -j RETURN", p.trunc(), q.trunc()));
         }
+    }
+    for q in &spec.internal_prefixes {
+        raw.push(format!("-A {PRE_CHAIN} -d {} -m addrtype ! --dst-type LOCAL -j DROP", q.trunc()));
     }
     for m in &spec.inbound {
         let dst = match m.destination {
@@ -192,6 +206,47 @@ pub fn apply(spec: &RuleSpec) -> Result<(), RulesError> {
     Ok(())
 }
 
+/// The rules as the kernel holds them, read back after [`apply`]: what [`Installed::intact`]
+/// compares against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installed {
+    readback: String,
+}
+
+/// Reads back netnat's chains, the jumps to them and its nftables table (empty parts where
+/// something is missing).
+fn read_back() -> String {
+    let capture = |args: &[&str]| -> String {
+        match Command::new(args[0]).args(&args[1..]).stdin(Stdio::null()).stderr(Stdio::null()).output() {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+            _ => String::from("<missing>\n"),
+        }
+    };
+    let mut text = String::new();
+    for (table, builtin, chain) in JUMPS {
+        text.push_str(&capture(&["iptables", "-w", "-t", table, "-S", chain]));
+        let jumps = capture(&["iptables", "-w", "-t", table, "-S", builtin]);
+        let jump = format!("-j {chain}");
+        let n = jumps.lines().filter(|l| l.ends_with(&jump)).count();
+        text.push_str(&format!("{table} {builtin} jumps to {chain}: {n}\n"));
+    }
+    text.push_str(&capture(&["nft", "list", "table", "ip", NFT_TABLE]));
+    text
+}
+
+impl Installed {
+    /// Whether the rules are still as they were installed.
+    pub fn intact(&self) -> bool {
+        read_back() == self.readback
+    }
+}
+
+/// [`apply`], then reads the result back for [`Installed::intact`].
+pub fn apply_and_read_back(spec: &RuleSpec) -> Result<Installed, RulesError> {
+    apply(spec)?;
+    Ok(Installed { readback: read_back() })
+}
+
 /// Removes the jumps and netnat's chains; absent ones are fine.
 pub fn remove() -> Result<(), RulesError> {
     for (table, builtin, chain) in JUMPS {
@@ -243,5 +298,11 @@ mod tests {
         let pre: Vec<&str> = text.lines().filter(|l| l.starts_with("-A NETNAT-PRE")).collect();
         assert_eq!(pre[1], "-A NETNAT-PRE -s 10.100.0.0/16 -m rpfilter --invert -j DROP");
         assert!(pre[2..].iter().all(|l| !l.contains("rpfilter")));
+        // Routed bypass: from outside straight to an internal host is dropped, after the
+        // internal-to-internal exemption and before anything is queued.
+        let bypass = "-A NETNAT-PRE -d 10.100.0.0/16 -m addrtype ! --dst-type LOCAL -j DROP";
+        let at = pre.iter().position(|l| *l == bypass).expect("routed-bypass drop");
+        assert_eq!(pre[at - 1], "-A NETNAT-PRE -s 10.100.0.0/16 -d 10.100.0.0/16 -j RETURN");
+        assert!(pre[at + 1..].iter().all(|l| l.contains("NFQUEUE")));
     }
 }
