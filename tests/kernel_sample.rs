@@ -30,6 +30,9 @@ use std::process::Command;
 
 use pcap_file::pcap::PcapReader;
 
+#[path = "common/skip.rs"]
+mod skip;
+
 /// Where the sample lives, relative to the package root.
 const SAMPLE: &str = "samples/kernel-nat";
 /// The sample's NAT.
@@ -267,7 +270,7 @@ fn output_checksums_pass_tshark_validation() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("tshark is missing in CI; .ci/run installs it from .ci/apt-packages.txt");
         }
-        eprintln!("SKIPPED output_checksums_pass_tshark_validation: tshark is not installed (apt-get install tshark)");
+        skip::record_skip("output_checksums_pass_tshark_validation", "tshark is not installed: apt-get install tshark");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -89,8 +89,9 @@ fn tshark_finds_no_bad_checksum_in_the_output() {
             std::env::var_os("CI").is_none(),
             "tshark is not installed but CI is set: .ci/apt-packages.txt lists it"
         );
-        eprintln!(
-            "\n*** SKIPPED: tshark not installed (apt-get install tshark); the etherparse checks still ran ***\n"
+        common::skip::record_skip(
+            "tshark_finds_no_bad_checksum_in_the_output (tshark part; the etherparse checks ran)",
+            "tshark is not installed: apt-get install tshark",
         );
         return;
     }

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use netnat_capture::nfqueue::{Nfqueue, NfqueueConfig};
 use netnat_capture::{Action, Batch, Capture};
 
+#[path = "../../tests/common/skip.rs"]
+mod skip;
+
 const PORT: u16 = 9999;
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -30,7 +33,7 @@ fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
-    eprintln!("SKIPPED (needs root): {test}: creates network namespaces and binds an NFQUEUE queue");
+    skip::record_skip(test, "needs root: creates network namespaces and binds an NFQUEUE queue");
     true
 }
 

@@ -12,6 +12,7 @@ pub mod check;
 pub mod packet;
 pub mod pcap;
 pub mod run;
+pub mod skip;
 
 #[allow(unused_imports)]
 pub use packet::*;

@@ -29,6 +29,9 @@ pub const WAN1: &str = "203.0.113.10";
 /// wan's second address (the "other remote" of filtering tests).
 pub const WAN2: &str = "203.0.113.11";
 
+#[path = "../common/skip.rs"]
+mod skip;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Whether the tests can run; prints the loud skip line when not.
@@ -36,7 +39,7 @@ pub fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
-        eprintln!("SKIPPED (needs root): {test} builds network namespaces and runs the NAT daemon");
+        skip::record_skip(test, "needs root: builds network namespaces and runs the NAT daemon");
         return false;
     }
     for tool in ["ip", "iptables", "nft", "python3", "curl", "ping", "tcpdump"] {
