@@ -4,7 +4,8 @@
 //! packet-diversion rules for NFQUEUE ([`rules`], Linux), the kernel's counters of those
 //! queues (`nfqueue_stats`, Linux), a raw socket to send packets
 //! from the host (`raw`, Linux), and security descriptors for what the daemon creates
-//! (`sddl`, pure; `win_security`, Windows).
+//! (`sddl`, pure; `win_security`, Windows), and the ownership and mode checks of the daemon's
+//! own directories (`private_dir`, Unix).
 
 // The live NAT runs on Linux and Windows; elsewhere these modules are compiled (and
 // type-checked) but not called.
@@ -13,6 +14,8 @@
 pub mod addrs;
 #[cfg(target_os = "linux")]
 pub mod nfqueue_stats;
+#[cfg(unix)]
+pub mod private_dir;
 #[cfg(target_os = "linux")]
 pub mod raw;
 pub mod route;
