@@ -69,7 +69,7 @@ pub fn is_live(path: &std::path::Path) -> bool {
 #[cfg(unix)]
 mod unix {
     use std::io;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::Path;
 
@@ -83,11 +83,12 @@ mod unix {
     pub struct Listener(UnixListener);
 
     /// Binds `path` with mode 0600 (root-only when the daemon runs as root). The parent
-    /// directory is created (mode 0755) if missing; an existing file at `path` must have been
-    /// removed by the caller.
+    /// directory is created (mode 0700) if missing; the daemon has checked an existing one
+    /// (`platform::private_dir`). An existing file at `path` must have been removed by the
+    /// caller.
     pub fn listen(path: &Path) -> io::Result<Listener> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         }
         // Bind under a restrictive umask so the socket is never briefly world-connectable.
         // SAFETY: umask only swaps the process file mode mask; it cannot fail.

@@ -164,6 +164,7 @@ mod imp {
     use super::{nfqueue, random_seed, server, DaemonArgs};
     use crate::control::{self, transport};
     use crate::platform::addrs;
+    use crate::platform::private_dir::{self, DirRole};
     use crate::platform::rules::{self, Queues};
     use crate::state::StateStore;
 
@@ -181,6 +182,11 @@ mod imp {
         }
         let socket = control::socket_path(args.socket.clone());
         let state_dir = args.state_dir();
+        // Whoever can write into either directory can replace the configuration or the
+        // socket: refuse to start unless both are root's and closed to others.
+        let euid = transport::own_uid().unwrap_or(0);
+        private_dir::ensure_private_dir(&state_dir, DirRole::State, euid)?;
+        private_dir::ensure_private_dir(private_dir::socket_dir(&socket), DirRole::Socket, euid)?;
         let store = StateStore::new(&state_dir);
         let state = store.load()?;
         if socket.exists() {

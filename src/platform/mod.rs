@@ -5,7 +5,8 @@
 //! someone else changes the ruleset (`ruleset_events`, Linux), the kernel's counters of those
 //! queues (`nfqueue_stats`, Linux), a raw socket to send packets
 //! from the host (`raw`, Linux), and security descriptors for what the daemon creates
-//! (`sddl`, pure; `win_security`, Windows).
+//! (`sddl`, pure; `win_security`, Windows), and the ownership and mode checks of the daemon's
+//! own directories (`private_dir`, Unix).
 
 // The live NAT runs on Linux and Windows; elsewhere these modules are compiled (and
 // type-checked) but not called.
@@ -15,6 +16,8 @@ pub mod addrs;
 #[cfg(target_os = "linux")]
 pub mod nfqueue_stats;
 pub mod ports;
+#[cfg(unix)]
+pub mod private_dir;
 #[cfg(target_os = "linux")]
 pub mod raw;
 pub mod route;

@@ -6,6 +6,13 @@
 //! the same directory is written and fsynced, renamed over the old file, and the directory is
 //! fsynced, so a crash leaves either the old or the new file.
 //!
+//! On Unix the file is the daemon's alone: the temporary file gets an unpredictable name
+//! (pid and a per-process random counter), is created with `O_CREAT|O_EXCL|O_NOFOLLOW` and
+//! mode 0600 (a name that exists, a planted symbolic link included, is never opened: the next
+//! name is tried), so `state.json` is 0600 after every save. Loading opens the file with
+//! `O_NOFOLLOW`, and a file that group or others may read is tightened to 0600 and logged.
+//! The daemon checks the directory itself before loading (`platform::private_dir`).
+//!
 //! On Windows `std::fs::rename` is `MoveFileExW(MOVEFILE_REPLACE_EXISTING)` (falling back to
 //! `SetFileInformationByHandle(FileRenameInfoEx)` with POSIX semantics when that is denied;
 //! read in the Rust 1.96 standard library source), which replaces an existing target within
@@ -203,6 +210,18 @@ pub enum StateError {
         /// What is wrong.
         detail: String,
     },
+    /// The state file is a symbolic link or not a regular file (Unix).
+    #[error(
+        "the state file {path} is not a regular file (a symbolic link?): {source}. netnat does not follow a \
+         link for its configuration, and every save replaces the file; move the real file into place \
+         (e.g. mv \"$(readlink -f {path})\" {path})"
+    )]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error (ELOOP for a link).
+        source: std::io::Error,
+    },
     /// Writing failed.
     #[error("cannot save the state to {path}: {source}; check that the state directory is writable and not full")]
     Write {
@@ -230,14 +249,20 @@ impl StateStore {
         self.dir.join(STATE_FILE)
     }
 
-    /// Loads the state; no file means a fresh, empty state.
+    /// Loads the state; no file means a fresh, empty state. On Unix a symbolic link is
+    /// refused and a file readable by group or others is tightened to 0600.
     pub fn load(&self) -> Result<State, StateError> {
         let path = self.path();
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
+        let mut file = match open_for_load(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
+            Err(source) if is_not_a_file(&source) => return Err(StateError::NotAFile { path, source }),
             Err(source) => return Err(StateError::Read { path, source }),
         };
+        tighten(&file, &path).map_err(|source| StateError::Read { path: path.clone(), source })?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text)
+            .map_err(|source| StateError::Read { path: path.clone(), source })?;
         let state: State = serde_json::from_str(&text)
             .map_err(|e| StateError::Corrupt { path: path.clone(), detail: e.to_string() })?;
         if state.version != FORMAT_VERSION {
@@ -258,17 +283,17 @@ impl StateStore {
             let path = path.to_path_buf();
             move |source| StateError::Write { path, source }
         };
-        fs::create_dir_all(&self.dir).map_err(werr(&self.dir))?;
+        create_dir_private(&self.dir).map_err(werr(&self.dir))?;
         let path = self.path();
-        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
         let mut text = serde_json::to_string_pretty(state)
             .map_err(|e| StateError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
         text.push('\n');
+        let (mut f, tmp) = create_temp(&self.dir, temp_names()).map_err(werr(&self.dir))?;
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             drop(f);
+            warn_if_loose(&path);
             rename_replacing(&tmp, &path)?;
             sync_dir(&self.dir)
         };
@@ -277,6 +302,121 @@ impl StateStore {
             StateError::Write { path: path.clone(), source: e }
         })
     }
+}
+
+/// How many names [`create_temp`] tries before giving up (each taken name, e.g. a planted
+/// link, costs one).
+const TEMP_ATTEMPTS: usize = 16;
+
+/// Names for the temporary file: `.state.json.tmp.<pid>.<16 hex digits>`, the digits a
+/// counter hashed with the process's random hash keys, so another user cannot guess them.
+fn temp_names() -> impl Iterator<Item = String> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    std::iter::repeat_with(move || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        format!(".{STATE_FILE}.tmp.{pid}.{:016x}", h.finish())
+    })
+}
+
+/// Creates a new file in `dir` under the first of `names` that does not exist, mode 0600 on
+/// Unix, never opening an existing file or following a link (`O_CREAT|O_EXCL|O_NOFOLLOW`).
+fn create_temp(dir: &Path, names: impl IntoIterator<Item = String>) -> std::io::Result<(File, PathBuf)> {
+    let mut last = None;
+    for name in names.into_iter().take(TEMP_ATTEMPTS) {
+        let tmp = dir.join(name);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        }
+        match options.open(&tmp) {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no name left for the temporary state file")))
+}
+
+/// Creates `dir` and its missing parents, mode 0700 on Unix.
+fn create_dir_private(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Opens the state file for reading, not through a symbolic link on Unix.
+fn open_for_load(path: &Path) -> std::io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
+/// Whether opening failed because the path is a symbolic link (`O_NOFOLLOW`'s ELOOP).
+fn is_not_a_file(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::ELOOP)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+/// Sets an opened state file that group or others may access to 0600, and says so.
+fn tighten(file: &File, path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+            tracing::warn!(
+                path = %path.display(),
+                "the state file had mode {mode:04o} (group or others could access it); set it to 0600"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+    Ok(())
+}
+
+/// Logs that the file a save replaces was open to group or others (the new one is 0600).
+fn warn_if_loose(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = fs::symlink_metadata(path) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_file() && mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the state file had mode {mode:04o} (group or others could access it); its replacement is 0600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Renames `from` over `to`, replacing it. On Windows a transient sharing violation or
@@ -380,6 +520,105 @@ mod tests {
         store.save(&State::default()).unwrap();
         store.save(&sample()).unwrap();
         assert_eq!(store.load().unwrap(), sample());
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn saved_file_and_its_temp_file_are_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("sub"));
+        store.save(&sample()).unwrap();
+        assert_eq!(mode(&store.path()), 0o600);
+        assert_eq!(mode(&dir.path().join("sub")), 0o700, "a state directory the save creates");
+        let (_f, tmp) = create_temp(dir.path(), temp_names()).unwrap();
+        assert_eq!(mode(&tmp), 0o600);
+    }
+
+    #[test]
+    fn temp_names_are_not_the_pid_alone_and_never_repeat() {
+        let names: Vec<String> = temp_names().take(100).collect();
+        let pid = format!(".{STATE_FILE}.tmp.{}", std::process::id());
+        for n in &names {
+            assert!(n.starts_with(&format!("{pid}.")) && n.len() == pid.len() + 17, "{n}");
+        }
+        let unique: std::collections::HashSet<_> = names.iter().collect();
+        assert_eq!(unique.len(), names.len());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_the_old_predictable_temp_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let store = StateStore::new(dir.path().join("state"));
+        fs::create_dir(dir.path().join("state")).unwrap();
+        let planted = dir.path().join("state").join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        store.save(&sample()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(fs::symlink_metadata(store.path()).unwrap().is_file(), "state.json is a file, not the link");
+        assert_eq!(store.load().unwrap(), sample());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_planted_at_the_next_temp_name_is_not_followed_and_the_next_name_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("taken")).unwrap();
+        // A dangling link: creating through it would make the file it names.
+        std::os::unix::fs::symlink(dir.path().join("made"), dir.path().join("dangling")).unwrap();
+        let names = ["taken", "dangling", "fresh"].map(String::from);
+        let (mut f, tmp) = create_temp(dir.path(), names).unwrap();
+        f.write_all(b"new").unwrap();
+        assert_eq!(tmp, dir.path().join("fresh"));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!dir.path().join("made").exists(), "the dangling link was followed");
+        // Every name taken: an error, and still nothing written through a link.
+        let err = create_temp(dir.path(), ["taken", "dangling"].map(String::from)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!dir.path().join("made").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_0644_state_file_becomes_0600_at_load_and_at_save() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        fs::write(store.path(), serde_json::to_string(&sample()).unwrap()).unwrap();
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(store.load().unwrap(), sample());
+        assert_eq!(mode(&store.path()), 0o600);
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
+        store.save(&State::default()).unwrap();
+        assert_eq!(mode(&store.path()), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_state_file_is_refused_and_its_target_left_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path().join("state"));
+        fs::create_dir(dir.path().join("state")).unwrap();
+        let target = dir.path().join("elsewhere.json");
+        fs::write(&target, serde_json::to_string(&sample()).unwrap()).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&target, store.path()).unwrap();
+        let err = store.load().unwrap_err();
+        assert!(matches!(err, StateError::NotAFile { .. }), "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert_eq!(mode(&target), 0o644, "the link's target is not chmodded");
     }
 
     #[test]
