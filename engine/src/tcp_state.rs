@@ -318,6 +318,27 @@ fn on_control_segment(
     Ok(())
 }
 
+/// Whether an inbound segment may open a session through a static mapping: a SYN alone (ECN
+/// and other flags aside), the first segment of a connection. Anything else from a remote
+/// without a live session is dropped as [`DropReason::TcpNoSession`].
+///
+/// Decision. What WinNAT does here is unknown: the reference lists RST handling and inbound
+/// unsolicited segments among the behaviours to measure on a real host, and no public source
+/// says. Linux conntrack with `nf_conntrack_tcp_loose=1` (its default) picks connections up
+/// mid-stream, so a DNAT port forward would translate such a segment. We do not, because:
+/// a session opened by an ACK, FIN or RST belongs to no connection the internal server has
+/// (it would answer with an RST at best); forwarding them lets anyone probe the internal host
+/// through the forward (ACK scans map its firewall) or inject into it; and each spoofed
+/// segment would hold a session slot for the transient timeout without even a SYN. The cost:
+/// a forwarded connection whose session expired while idle, or that predates a restart of
+/// the NAT, is not resumed by the remote's next segment. It is resumed if the internal host
+/// sends first (outbound segments still open sessions mid-flow); otherwise the remote's
+/// retransmissions fail as they would through any NAT that lost its state. UDP port forwards
+/// are unchanged: any datagram opens a session.
+pub(crate) fn opens_connection(flags: u8) -> bool {
+    flags & (SYN | ACK | RST | FIN) == SYN
+}
+
 /// Flags seen on one TCP session, one bit each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TcpTrack(u8);
@@ -620,6 +641,15 @@ mod tests {
         assert_eq!(c.send(IN, seg(RST, ISN_IN + 1, 0, 0)), Err(DropReason::TcpOutOfWindow));
         c.send(IN, seg(RST, isn + 1, 0, 0)).unwrap();
         assert!(c.track().is_closed());
+    }
+
+    #[test]
+    fn only_a_bare_syn_opens_a_connection() {
+        assert!(opens_connection(SYN));
+        assert!(opens_connection(SYN | 0xc0), "ECN setup SYN");
+        for flags in [ACK, RST, RST | ACK, FIN | ACK, SYN | ACK, SYN | FIN, SYN | RST, 0] {
+            assert!(!opens_connection(flags), "{flags:#x}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::nat::Nat;
 use crate::settings::Settings;
 use crate::stats::bump;
 use crate::table::{key, Mapping, Session};
-use crate::tcp_state::TcpSegment;
+use crate::tcp_state::{self, TcpSegment};
 use crate::time::Instant;
 use crate::verdict::DropReason;
 
@@ -276,6 +276,9 @@ impl Nat {
                     if !sm.remote_prefix.contains(&Ipv4Addr::from(remote.0)) {
                         return Err(DropReason::RemoteNotAllowed);
                     }
+                    if proto == Protocol::Tcp && !tcp_state::opens_connection(seg.flags) {
+                        return Err(DropReason::TcpNoSession);
+                    }
                 }
                 _ => return Err(DropReason::NoMapping),
             }
@@ -328,6 +331,9 @@ impl Nat {
     ) -> Result<Option<Endpoint>, DropReason> {
         if !sm.remote_prefix.contains(&Ipv4Addr::from(remote.0)) {
             return Err(DropReason::RemoteNotAllowed);
+        }
+        if sm.protocol == Protocol::Tcp && !tcp_state::opens_connection(seg.flags) {
+            return Err(DropReason::TcpNoSession);
         }
         let internal = (u32::from(sm.internal_address), sm.internal_port);
         let session = Session::new(remote.0, remote.1, false, now);
