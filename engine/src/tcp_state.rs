@@ -181,6 +181,18 @@ impl TcpSeqs {
     #[inline(always)]
     pub(crate) fn on_ordinary(&self, outbound: bool, seg: &TcpSegment) {
         let me = self.side(outbound);
+        let ahead = seg.seq.wrapping_add(seg.len).wrapping_sub(me.next()) as i32;
+        // The common case, a pure ACK or a retransmission: nothing new, no window to compute.
+        if me.known() && ahead <= 0 && seg.window <= me.raw_window() {
+            return;
+        }
+        self.on_new(outbound, me, seg, ahead);
+    }
+
+    /// [`Self::on_ordinary`] for a segment that carries new data or a larger window (or is
+    /// its direction's first).
+    #[inline]
+    fn on_new(&self, outbound: bool, me: Side, seg: &TcpSegment, ahead: i32) {
         if !me.known() {
             return self.learn(outbound, seg);
         }
@@ -192,7 +204,6 @@ impl TcpSeqs {
         // While the receiver has sent nothing its window is unknown: follow every advance
         // (one round trip at most), so the lag is right once the window is known.
         let slack = if peer.known() { window / 2 } else { 0 };
-        let ahead = seg.seq.wrapping_add(seg.len).wrapping_sub(me.next()) as i32;
         if ahead > slack as i32 || seg.window > me.raw_window() {
             self.advance(outbound, me, seg, ahead);
         }

@@ -412,7 +412,7 @@ impl Nat {
 /// What an inbound packet on a live session refreshes: TCP state and the idle timer (an
 /// out-of-window RST or FIN refreshes nothing and is refused), the UDP idle timer if so
 /// configured (ICMP query sessions are refreshed by outbound only).
-#[inline]
+#[inline(always)]
 fn inbound_refresh(
     s: &Settings,
     sess: &Session,
