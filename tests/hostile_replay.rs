@@ -3,7 +3,9 @@
 //! cap while another host keeps working; a flood of unsolicited inbound packets is dropped,
 //! counted and creates nothing; a port exhaustion attempt is contained by the per-host cap
 //! and ports come back after the idle timeout; forged or misdirected ICMP errors are dropped
-//! with the right reason and neither disturb nor refresh the real session.
+//! with the right reason and neither disturb nor refresh the real session; blind RSTs and FINs
+//! at random sequence numbers are dropped and the connection stays established; ACK, RST and
+//! FIN probes to a TCP port forward open nothing (issue "Hardening" item 4).
 //!
 //! Every test also checks that no output packet bound outside carries an internal
 //! (10.100.0.0/16) source, nor embeds one in an ICMP error ([`assert_nothing_leaks`]); the
@@ -582,6 +584,81 @@ fn a_random_hostile_mix_never_exceeds_the_caps_nor_leaks() {
     assert!(o.sessions().len() <= TOTAL, "{} sessions, cap {TOTAL}", o.sessions().len());
     assert!(o.dropped("host_session_limit") > 0, "the mix must reach the per-host cap (test construction)");
     assert_eq!(sessions_of(&o, A).len(), PER_HOST, "the hostile host sits at its cap");
+    assert_nothing_leaks(&o);
+}
+
+#[test]
+fn blind_resets_and_fins_do_not_end_an_established_connection() {
+    // An off-path attacker who knows the connection's addresses and ports (not its sequence
+    // numbers) sprays RSTs and FINs from R's address. The builder's window is 64240 without
+    // scaling, so the bound is 65535 (the floor) around R's next sequence number, 5101.
+    const BLIND: u64 = 300;
+    const NEXT: u32 = 5101;
+    let mut s = Scenario::new();
+    s.at(0, tcp(ep(A, 6000), ep(R, 443), TCP_SYN, 1000, 0, b""));
+    let p = s.learn_port(0);
+    s.at(1, tcp(ep(R, 443), ep(EXT, p), TCP_SYN | TCP_ACK, 5000, 1001, b""));
+    s.at(2, tcp(ep(A, 6000), ep(R, 443), TCP_ACK, 1001, 5001, b""));
+    s.at(3, tcp(ep(R, 443), ep(EXT, p), TCP_ACK | TCP_PSH, 5001, 1001, &[b'x'; 100]));
+    let mut rng = Rng(0x5eed);
+    let mut blind_ms = Vec::new();
+    for k in 0..BLIND {
+        // Anything at least two windows away from NEXT, either way (mod 2^32): the tracker's
+        // idea of the next sequence number may trail the real one by half a window.
+        let seq = NEXT.wrapping_add(131_072 + rng.below((1 << 32) - 2 * 131_072 - 1) as u32);
+        let flags = [TCP_RST, TCP_RST | TCP_ACK, TCP_FIN | TCP_ACK][(k % 3) as usize];
+        let t = 10 + k;
+        s.at(t, tcp(ep(R, 443), ep(EXT, p), flags, seq, 1001, b""));
+        blind_ms.push(t);
+    }
+    // Past the transient timeout (120 s): the connection is still established.
+    let later = secs(300.0);
+    s.at(later, tcp(ep(R, 443), ep(EXT, p), TCP_ACK | TCP_PSH, NEXT, 1001, b"still here"));
+    s.at(later + 1, tcp(ep(A, 6000), ep(R, 443), TCP_ACK, 1001, NEXT + 10, b""));
+    // R's own RST, at its next sequence number, closes it: transient from then on.
+    let rst = later + 2;
+    s.at(rst, tcp(ep(R, 443), ep(EXT, p), TCP_RST, NEXT + 10, 0, b""));
+    let after = secs(300.0 + 121.0);
+    s.at(after, tcp(ep(R, 443), ep(EXT, p), TCP_ACK, NEXT + 10, 1001, b""));
+    let o = s.run();
+
+    for ms in &blind_ms {
+        o.assert_dropped(*ms);
+    }
+    assert_eq!(o.fwd(later).dst_ep(), ep(A, 6000), "the connection survived the blind segments{}", o.context());
+    assert_eq!(o.fwd(later + 1).src_ep(), ep(EXT, p));
+    assert_eq!(o.fwd(rst).tcp_flags(), TCP_RST);
+    o.assert_dropped(after);
+    o.assert_drops(&[("tcp_out_of_window", BLIND), ("no_mapping", 1)]);
+    assert_nothing_leaks(&o);
+}
+
+#[test]
+fn a_port_forward_opens_nothing_for_probes_other_than_a_syn() {
+    // ACK, RST and FIN probes from strangers to a TCP port forward: dropped, no session; the
+    // SYN of a real client still connects.
+    let mut s = Scenario::new();
+    s.args(&["--static-mapping", "tcp:0.0.0.0:8080=10.100.10.12:80"]);
+    let mut rng = Rng(7);
+    let mut probe_ms = Vec::new();
+    for k in 0..60u64 {
+        let src = format!("198.51.100.{}", 100 + rng.below(100));
+        let flags = [TCP_ACK, TCP_RST, TCP_RST | TCP_ACK, TCP_FIN | TCP_ACK, TCP_SYN | TCP_ACK][(k % 5) as usize];
+        s.at(k, tcp(ep(&src, 40_000 + k as u16), ep(EXT, 8080), flags, rng.below(1 << 32) as u32, 1, b""));
+        probe_ms.push(k);
+    }
+    s.at(100, tcp(ep(R, 41_000), ep(EXT, 8080), TCP_SYN, 500, 0, b""));
+    s.at(101, tcp(ep(B, 80), ep(R, 41_000), TCP_SYN | TCP_ACK, 7000, 501, b""));
+    s.at(102, tcp(ep(R, 41_000), ep(EXT, 8080), TCP_ACK, 501, 7001, b""));
+    let o = s.run();
+    for ms in &probe_ms {
+        o.assert_dropped(*ms);
+    }
+    o.assert_drops(&[("tcp_no_session", probe_ms.len() as u64)]);
+    assert_eq!(o.fwd(100).dst_ep(), ep(B, 80));
+    assert_eq!(o.fwd(101).src_ep(), ep(EXT, 8080));
+    assert_eq!(o.fwd(102).dst_ep(), ep(B, 80));
+    assert_eq!(o.sessions().len(), 1, "only the real client's session: {:#}", o.sessions);
     assert_nothing_leaks(&o);
 }
 

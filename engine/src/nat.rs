@@ -14,6 +14,7 @@ use crate::session::SessionInfo;
 use crate::settings::Settings;
 use crate::stats::{bump, Counters, Stats};
 use crate::table::Table;
+use crate::tcp_state::TcpSegment;
 use crate::time::{Duration, Instant};
 use crate::translate::Endpoint;
 use crate::verdict::{Direction, DropReason, Verdict};
@@ -110,9 +111,9 @@ fn classify(s: &Settings, src: u32, dst: u32) -> Result<Option<Class>, DropReaso
     })
 }
 
-/// Ports and TCP flags of a TCP or UDP segment, with its header checked.
+/// Ports of a TCP or UDP segment and what the TCP tracker reads of it, with its header checked.
 #[inline(always)]
-fn ports(proto: Protocol, seg: &[u8], fragment: bool) -> Result<(u16, u16, u8), DropReason> {
+fn ports(proto: Protocol, seg: &[u8], fragment: bool) -> Result<(u16, u16, TcpSegment), DropReason> {
     match proto {
         Protocol::Udp => {
             if seg.len() < udp::HEADER_LEN {
@@ -122,7 +123,7 @@ fn ports(proto: Protocol, seg: &[u8], fragment: bool) -> Result<(u16, u16, u8), 
             if !fragment && (len < udp::HEADER_LEN || len > seg.len()) {
                 return Err(DropReason::BadTransportHeader);
             }
-            Ok((udp::src_port(seg), udp::dst_port(seg), 0))
+            Ok((udp::src_port(seg), udp::dst_port(seg), TcpSegment::NONE))
         }
         _ => {
             if seg.len() < tcp::MIN_HEADER_LEN {
@@ -132,7 +133,7 @@ fn ports(proto: Protocol, seg: &[u8], fragment: bool) -> Result<(u16, u16, u8), 
             if hl < tcp::MIN_HEADER_LEN || hl > seg.len() {
                 return Err(DropReason::BadTransportHeader);
             }
-            Ok((tcp::src_port(seg), tcp::dst_port(seg), tcp::flags(seg)))
+            Ok((tcp::src_port(seg), tcp::dst_port(seg), TcpSegment::parse(seg, hl)))
         }
     }
 }
@@ -282,19 +283,19 @@ impl Nat {
         if proto == Protocol::Icmp {
             return self.translate_icmp(s, now, class, pkt, ihl, fragment);
         }
-        let (sport, dport, flags) = ports(proto, &pkt[ihl..], fragment)?;
+        let (sport, dport, seg) = ports(proto, &pkt[ihl..], fragment)?;
         match class {
             Class::Outbound => {
-                let ext = self.outbound(s, now, proto, (src, sport), (dst, dport), flags)?;
+                let ext = self.outbound(s, now, proto, (src, sport), (dst, dport), seg)?;
                 rewrite_checked(pkt, ihl, proto, Side::Source, ext.0, ext.1);
                 Ok(Some(Direction::Outbound))
             }
             Class::Inbound => {
-                let int = self.inbound(s, now, proto, (src, sport), (dst, dport), flags)?;
+                let int = self.inbound(s, now, proto, (src, sport), (dst, dport), seg)?;
                 rewrite_checked(pkt, ihl, proto, Side::Destination, int.0, int.1);
                 Ok(Some(Direction::Inbound))
             }
-            Class::Hairpin => self.hairpin(s, now, proto, pkt, ihl, (src, sport), (dst, dport), flags),
+            Class::Hairpin => self.hairpin(s, now, proto, pkt, ihl, (src, sport), (dst, dport), seg),
         }
     }
 
@@ -320,12 +321,12 @@ impl Nat {
         }
         match (class, ty) {
             (Class::Outbound, icmp::ECHO_REQUEST) => {
-                let ext = self.outbound(s, now, Protocol::Icmp, (src, id), (dst, 0), 0)?;
+                let ext = self.outbound(s, now, Protocol::Icmp, (src, id), (dst, 0), TcpSegment::NONE)?;
                 rewrite_checked(pkt, ihl, Protocol::Icmp, Side::Source, ext.0, ext.1);
                 Ok(Some(Direction::Outbound))
             }
             (Class::Inbound, icmp::ECHO_REPLY) => {
-                let int = self.inbound(s, now, Protocol::Icmp, (src, 0), (dst, id), 0)?;
+                let int = self.inbound(s, now, Protocol::Icmp, (src, 0), (dst, id), TcpSegment::NONE)?;
                 rewrite_checked(pkt, ihl, Protocol::Icmp, Side::Destination, int.0, int.1);
                 Ok(Some(Direction::Inbound))
             }
@@ -355,7 +356,7 @@ impl Nat {
         ihl: usize,
         internal: Endpoint,
         target: Endpoint,
-        flags: u8,
+        seg: TcpSegment,
     ) -> Result<Option<Direction>, DropReason> {
         if !self.is_mapped(s, proto, target) {
             // Nothing behind that port: the packet is for the host itself.
@@ -363,8 +364,8 @@ impl Nat {
         }
         match s.config.hairpinning {
             HairpinningMode::External => {
-                let ext = self.outbound(s, now, proto, internal, target, flags)?;
-                let int = self.inbound(s, now, proto, ext, target, flags)?;
+                let ext = self.outbound(s, now, proto, internal, target, seg)?;
+                let int = self.inbound(s, now, proto, ext, target, seg)?;
                 rewrite_checked(pkt, ihl, proto, Side::Source, ext.0, ext.1);
                 rewrite_checked(pkt, ihl, proto, Side::Destination, int.0, int.1);
             }

@@ -25,7 +25,7 @@ use smallvec::SmallVec;
 use crate::config::{Limits, Protocol, Timeouts};
 use crate::ports::ExternalIndex;
 use crate::shard_lock::{ReadGuard, ShardedLock, WriteGuard, SHARDS};
-use crate::tcp_state::TcpTrack;
+use crate::tcp_state::{self, TcpSegment, TcpSeqs, TcpTrack};
 use crate::time::{Duration, Instant};
 use crate::verdict::DropReason;
 
@@ -50,6 +50,8 @@ pub(crate) struct Session {
     tcp: AtomicU8,
     pub created: Instant,
     last_seen: AtomicU64,
+    /// TCP sequence numbers and windows, per direction (zero for UDP and ICMP).
+    seqs: TcpSeqs,
 }
 
 impl Session {
@@ -61,6 +63,7 @@ impl Session {
             tcp: AtomicU8::new(TcpTrack::default().bits()),
             created: now,
             last_seen: AtomicU64::new(now.as_micros()),
+            seqs: TcpSeqs::default(),
         }
     }
 
@@ -85,38 +88,25 @@ impl Session {
         }
     }
 
-    /// Records a packet: direction, TCP flags (0 for other protocols), idle timer.
+    /// Records a packet: direction, TCP state (`seg` is [`TcpSegment::NONE`] for other
+    /// protocols), idle timer. A TCP RST or FIN outside the tracked window records nothing
+    /// and is refused (see `tcp_state.rs`).
     #[inline(always)]
-    pub(crate) fn on_packet(&self, proto: Protocol, outbound: bool, flags: u8, now: Instant) {
+    pub(crate) fn on_packet(
+        &self,
+        proto: Protocol,
+        outbound: bool,
+        seg: TcpSegment,
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        if proto == Protocol::Tcp {
+            tcp_state::on_segment(&self.tcp, &self.seqs, outbound, &seg)?;
+        }
         if outbound && !self.outbound_seen.load(Ordering::Relaxed) {
             self.outbound_seen.store(true, Ordering::Relaxed);
         }
-        if proto == Protocol::Tcp {
-            // Only a SYN, FIN, RST or the handshake's last ACK changes the flags' state.
-            let old = self.tcp.load(Ordering::Relaxed);
-            if !TcpTrack::from_bits(old).unchanged_by(flags) {
-                self.update_tcp(old, outbound, flags);
-            }
-        }
         self.refresh(now);
-    }
-
-    /// Moves the TCP flags' state for a packet that changes it; a lost race with a packet
-    /// of the same flow on another thread is retried.
-    #[cold]
-    #[inline(never)]
-    fn update_tcp(&self, mut old: u8, outbound: bool, flags: u8) {
-        loop {
-            let mut track = TcpTrack::from_bits(old);
-            track.on_packet(outbound, flags);
-            if track.bits() == old {
-                return;
-            }
-            match self.tcp.compare_exchange_weak(old, track.bits(), Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(now_bits) => old = now_bits,
-            }
-        }
+        Ok(())
     }
 
     pub(crate) fn timeout(&self, proto: Protocol, t: &Timeouts) -> Duration {

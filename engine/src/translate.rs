@@ -14,6 +14,7 @@ use crate::nat::Nat;
 use crate::settings::Settings;
 use crate::stats::bump;
 use crate::table::{key, Mapping, Session};
+use crate::tcp_state::{self, TcpSegment};
 use crate::time::Instant;
 use crate::verdict::DropReason;
 
@@ -39,7 +40,7 @@ impl Nat {
         proto: Protocol,
         internal: Endpoint,
         remote: Endpoint,
-        tcp_flags: u8,
+        seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
         let ik = key(proto, internal.0, internal.1);
         // The established flow: a shared lock, the session's atomics, no retry machinery
@@ -49,13 +50,13 @@ impl Nat {
             if let Some(m) = shard.get(&ik) {
                 if let Some(sess) = m.session(remote.0, remote.1) {
                     if sess.is_alive(proto, now, &s.config.timeouts) {
-                        sess.on_packet(proto, true, tcp_flags, now);
+                        sess.on_packet(proto, true, seg, now)?;
                         return Ok((m.external_addr, m.external_port));
                     }
                 }
             }
         }
-        self.outbound_slow(s, now, proto, internal, remote, tcp_flags)
+        self.outbound_slow(s, now, proto, internal, remote, seg)
     }
 
     /// Outbound for a packet that is not on a live session: find or create.
@@ -67,7 +68,7 @@ impl Nat {
         proto: Protocol,
         internal: Endpoint,
         remote: Endpoint,
-        tcp_flags: u8,
+        seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
         let ik = key(proto, internal.0, internal.1);
         self.retrying(now, DropReason::PortsExhausted, || {
@@ -75,9 +76,9 @@ impl Nat {
             match shard.entry(ik) {
                 Entry::Occupied(o) => {
                     let m = o.into_mut();
-                    self.touch_outbound(s, now, m, remote, tcp_flags).map(|()| Some((m.external_addr, m.external_port)))
+                    self.touch_outbound(s, now, m, remote, seg).map(|()| Some((m.external_addr, m.external_port)))
                 }
-                Entry::Vacant(v) => self.create_outbound(s, now, v, proto, internal, remote, tcp_flags).map(Some),
+                Entry::Vacant(v) => self.create_outbound(s, now, v, proto, internal, remote, seg).map(Some),
             }
         })
     }
@@ -109,7 +110,7 @@ impl Nat {
         now: Instant,
         m: &mut Mapping,
         remote: Endpoint,
-        flags: u8,
+        seg: TcpSegment,
     ) -> Result<(), DropReason> {
         let proto = m.protocol;
         let t = &s.config.timeouts;
@@ -130,8 +131,7 @@ impl Nat {
                 m.sessions.last_mut().expect("just pushed")
             }
         };
-        session.on_packet(proto, true, flags, now);
-        Ok(())
+        session.on_packet(proto, true, seg, now)
     }
 
     /// Creates the mapping for an internal endpoint that has none, in its `vacant` entry
@@ -145,11 +145,11 @@ impl Nat {
         proto: Protocol,
         internal: Endpoint,
         remote: Endpoint,
-        tcp_flags: u8,
+        seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
-        self.table.reserve_session(internal.0, &s.config.limits)?;
         let session = Session::new(remote.0, remote.1, true, now);
-        session.on_packet(proto, true, tcp_flags, now);
+        session.on_packet(proto, true, seg, now)?;
+        self.table.reserve_session(internal.0, &s.config.limits)?;
         let ik = *vacant.key();
         let claimed = match s.static_for_internal(proto, internal.0, internal.1) {
             // The internal endpoint of a static mapping keeps the mapping's external
@@ -194,7 +194,7 @@ impl Nat {
         proto: Protocol,
         remote: Endpoint,
         external: Endpoint,
-        tcp_flags: u8,
+        seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
         let ports = s.external(external.0).map(|e| &e.ports);
         // The established flow: a shared lock, the session's atomics, no retry machinery.
@@ -203,13 +203,13 @@ impl Nat {
             if let Some(m) = shard.get(&ik).filter(|m| (m.external_addr, m.external_port) == external) {
                 if let Some(sess) = m.session(remote.0, remote.1) {
                     if sess.is_alive(proto, now, &s.config.timeouts) {
-                        inbound_refresh(s, sess, proto, tcp_flags, now);
+                        inbound_refresh(s, sess, proto, seg, now)?;
                         return Ok((m.internal_addr, m.internal_port));
                     }
                 }
             }
         }
-        self.inbound_slow(s, now, proto, remote, external, tcp_flags)
+        self.inbound_slow(s, now, proto, remote, external, seg)
     }
 
     /// Inbound for a packet that is not on a live session: its mapping or static mapping,
@@ -222,21 +222,21 @@ impl Nat {
         proto: Protocol,
         remote: Endpoint,
         external: Endpoint,
-        tcp_flags: u8,
+        seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
         let ports = s.external(external.0).map(|e| &e.ports);
         self.retrying(now, DropReason::NoMapping, || {
             match ports.and_then(|p| p.owner(proto, external.1)) {
                 Some(ik) => match self.table.by_internal.write(ik).get_mut(&ik) {
                     Some(m) if (m.external_addr, m.external_port) == external => {
-                        self.touch_inbound(s, now, m, remote, tcp_flags).map(Some)
+                        self.touch_inbound(s, now, m, remote, seg).map(Some)
                     }
                     // Being removed or replaced by another thread: look again.
                     _ => Ok(None),
                 },
                 None => {
                     match (proto != Protocol::Icmp).then(|| s.static_owner(proto, external.0, external.1)).flatten() {
-                        Some(sm) => self.create_static(s, now, sm, external, remote, tcp_flags),
+                        Some(sm) => self.create_static(s, now, sm, external, remote, seg),
                         None => Err(DropReason::NoMapping),
                     }
                 }
@@ -250,7 +250,7 @@ impl Nat {
         now: Instant,
         m: &mut Mapping,
         remote: Endpoint,
-        flags: u8,
+        seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
         let proto = m.protocol;
         let t = &s.config.timeouts;
@@ -259,7 +259,7 @@ impl Nat {
         if let Some(i) = existing {
             let sess = &m.sessions[i];
             if sess.is_alive(proto, now, t) {
-                inbound_refresh(s, sess, proto, flags, now);
+                inbound_refresh(s, sess, proto, seg, now)?;
                 return Ok(internal);
             }
         }
@@ -275,6 +275,9 @@ impl Nat {
                 {
                     if !sm.remote_prefix.contains(&Ipv4Addr::from(remote.0)) {
                         return Err(DropReason::RemoteNotAllowed);
+                    }
+                    if proto == Protocol::Tcp && !tcp_state::opens_connection(seg.flags) {
+                        return Err(DropReason::TcpNoSession);
                     }
                 }
                 _ => return Err(DropReason::NoMapping),
@@ -293,7 +296,7 @@ impl Nat {
                 internal: SocketAddrV4::new(m.internal_addr.into(), m.internal_port),
                 external: SocketAddrV4::new(m.external_addr.into(), m.external_port),
                 new_session: true,
-                tcp_flags: flags,
+                tcp_flags: seg.flags,
                 contacted: &contacted,
             };
             if !s.filter(proto).admit(&ctx) {
@@ -301,7 +304,7 @@ impl Nat {
             }
         }
         let session = Session::new(remote.0, remote.1, false, now);
-        session.on_packet(proto, false, flags, now);
+        session.on_packet(proto, false, seg, now)?;
         match existing {
             Some(i) => {
                 m.sessions[i] = session;
@@ -324,15 +327,18 @@ impl Nat {
         sm: &StaticMapping,
         external: Endpoint,
         remote: Endpoint,
-        tcp_flags: u8,
+        seg: TcpSegment,
     ) -> Result<Option<Endpoint>, DropReason> {
         if !sm.remote_prefix.contains(&Ipv4Addr::from(remote.0)) {
             return Err(DropReason::RemoteNotAllowed);
         }
+        if sm.protocol == Protocol::Tcp && !tcp_state::opens_connection(seg.flags) {
+            return Err(DropReason::TcpNoSession);
+        }
         let internal = (u32::from(sm.internal_address), sm.internal_port);
-        self.table.reserve_session(internal.0, &s.config.limits)?;
         let session = Session::new(remote.0, remote.1, false, now);
-        session.on_packet(sm.protocol, false, tcp_flags, now);
+        session.on_packet(sm.protocol, false, seg, now)?;
+        self.table.reserve_session(internal.0, &s.config.limits)?;
         let ik = key(sm.protocol, internal.0, internal.1);
         let result = match self.table.by_internal.write(ik).entry(ik) {
             // The internal endpoint already has a mapping (made before the static mapping
@@ -403,15 +409,23 @@ impl Nat {
     }
 }
 
-/// What an inbound packet on a live session refreshes: TCP flags and the idle timer, the
-/// UDP idle timer if so configured (ICMP query sessions are refreshed by outbound only).
-#[inline]
-fn inbound_refresh(s: &Settings, sess: &Session, proto: Protocol, flags: u8, now: Instant) {
+/// What an inbound packet on a live session refreshes: TCP state and the idle timer (an
+/// out-of-window RST or FIN refreshes nothing and is refused), the UDP idle timer if so
+/// configured (ICMP query sessions are refreshed by outbound only).
+#[inline(always)]
+fn inbound_refresh(
+    s: &Settings,
+    sess: &Session,
+    proto: Protocol,
+    seg: TcpSegment,
+    now: Instant,
+) -> Result<(), DropReason> {
     match proto {
-        Protocol::Tcp => sess.on_packet(proto, false, flags, now),
+        Protocol::Tcp => sess.on_packet(proto, false, seg, now)?,
         Protocol::Udp if s.config.udp_inbound_refresh => sess.refresh(now),
         _ => {}
     }
+    Ok(())
 }
 
 /// The internal key of the mapping that owns an external endpoint, if any.

@@ -98,6 +98,12 @@ drop_reasons! {
     FragmentTimeout => "fragment_timeout",
     /// A non-first fragment of a datagram whose first fragment was dropped.
     FragmentOfDropped => "fragment_of_dropped",
+    /// A TCP RST or FIN on a session whose sequence number lies outside the window tracked
+    /// for its sender (RFC 5961: a blind reset or close); the session is left as it was.
+    TcpOutOfWindow => "tcp_out_of_window",
+    /// An inbound TCP segment other than a SYN to a static mapping, from a remote without a
+    /// session: a port forward opens connections only with a SYN.
+    TcpNoSession => "tcp_no_session",
 }
 
 #[cfg(test)]

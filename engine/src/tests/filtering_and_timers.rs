@@ -153,6 +153,68 @@ fn tcp_fin_both_ways_and_rst_return_to_transient() {
     forward(&nat, 1000.0, tcp(WAN1, 80, EXT, t, "A"), Direction::Inbound);
 }
 
+// The handshake above uses sequence number 1000 both ways with windows of 65535 and no
+// window scaling: the remote's next sequence number is 1001, and its RSTs and FINs must lie
+// within 65535 of it (RFC 5961; `tcp_state.rs`).
+
+#[test]
+fn a_blind_rst_outside_the_window_is_dropped_and_the_session_stays_established() {
+    let nat = nat();
+    let t = handshake(&nat);
+    let blind = [0x8000_0000, 1001 + 65_536, 1001u32.wrapping_sub(65_536), 0xdead_beef, 3_141_592_653];
+    for (i, seq) in blind.into_iter().enumerate() {
+        let flags = if i % 2 == 0 { "R" } else { "RA" };
+        assert_eq!(dropped(&nat, 10.0, tcp_seq(WAN1, 80, EXT, t, flags, seq)), DropReason::TcpOutOfWindow, "{seq}");
+    }
+    assert_eq!(nat.stats().dropped(DropReason::TcpOutOfWindow), blind.len() as u64);
+    // Still established: alive long after the transient timeout (120 s) would have ended it,
+    // and the dropped RSTs did not refresh it either (1800 s from the handshake at 0).
+    forward(&nat, 1799.9, tcp(WAN1, 80, EXT, t, "A"), Direction::Inbound);
+    let nat2 = self::nat();
+    let t2 = handshake(&nat2);
+    dropped(&nat2, 10.0, tcp_seq(WAN1, 80, EXT, t2, "R", 0x8000_0000));
+    assert_eq!(dropped(&nat2, 1800.1, tcp(WAN1, 80, EXT, t2, "A")), DropReason::Filtered);
+}
+
+#[test]
+fn an_in_window_rst_closes_the_session() {
+    for seq in [1001, 1001 + 65_535, 1001 - 1000] {
+        let nat = nat();
+        let t = handshake(&nat);
+        forward(&nat, 10.0, tcp_seq(WAN1, 80, EXT, t, "R", seq), Direction::Inbound);
+        forward(&nat, 129.9, tcp(WAN1, 80, EXT, t, "A"), Direction::Inbound);
+        assert_eq!(dropped(&nat, 250.1, tcp(WAN1, 80, EXT, t, "A")), DropReason::Filtered, "transient after RST {seq}");
+    }
+}
+
+#[test]
+fn an_out_of_window_fin_does_not_move_the_session_toward_closing() {
+    let nat = nat();
+    let t = handshake(&nat);
+    assert_eq!(dropped(&nat, 10.0, tcp_seq(WAN1, 80, EXT, t, "FA", 0x4000_0000)), DropReason::TcpOutOfWindow);
+    // The internal host's FIN is real: had the blind one counted, the session would be
+    // closed both ways and transient, gone by 1000 s.
+    forward(&nat, 10.0, tcp(INSIDE_A, 6000, WAN1, 80, "FA"), Direction::Outbound);
+    forward(&nat, 1000.0, tcp(WAN1, 80, EXT, t, "A"), Direction::Inbound);
+}
+
+#[test]
+fn a_session_picked_up_mid_flow_stays_closable() {
+    // No SYN seen: the session starts from the internal host's ACK. The remote's RST, before
+    // the remote has sent anything, is forwarded whatever its sequence number.
+    let nat = nat();
+    let t = forward(&nat, 0.0, tcp_seq(INSIDE_A, 6000, WAN1, 80, "A", 555), Direction::Outbound).sport;
+    forward(&nat, 1.0, tcp_seq(WAN1, 80, EXT, t, "R", 0xdead_beef), Direction::Inbound);
+    // Once the remote has sent, its RSTs are checked (the window scale unknown, so wide: up to
+    // 65535 << 14 here).
+    let nat = self::nat();
+    let t = forward(&nat, 0.0, tcp_seq(INSIDE_A, 6000, WAN1, 80, "A", 555), Direction::Outbound).sport;
+    forward(&nat, 1.0, tcp_seq(WAN1, 80, EXT, t, "A", 7_000_000), Direction::Inbound);
+    let far = 7_000_000u32.wrapping_add(0x7000_0000);
+    assert_eq!(dropped(&nat, 2.0, tcp_seq(WAN1, 80, EXT, t, "R", far)), DropReason::TcpOutOfWindow);
+    forward(&nat, 3.0, tcp_seq(WAN1, 80, EXT, t, "R", 7_000_000), Direction::Inbound);
+}
+
 #[test]
 fn expiry_frees_the_port_and_is_counted() {
     let mut c = config();

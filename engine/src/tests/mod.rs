@@ -37,7 +37,12 @@ pub(crate) fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8>
 }
 
 pub(crate) fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {
-    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1000, 65535);
+    tcp_seq(src, sport, dst, dport, flags, 1000)
+}
+
+/// Like [`tcp`] (window 65535, no options, no payload), with sequence number `seq`.
+pub(crate) fn tcp_seq(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str, seq: u32) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, seq, 65535);
     for f in flags.chars() {
         b = match f {
             'S' => b.syn(),

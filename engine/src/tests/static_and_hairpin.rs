@@ -56,6 +56,36 @@ fn static_mapping_restricts_remotes_to_its_prefix() {
     assert_eq!(nat.stats().dropped(DropReason::RemoteNotAllowed), 1);
 }
 
+/// Decision (see `tcp_state::opens_connection`): a TCP port forward opens sessions only for a
+/// SYN; anything else from a remote without a session is dropped as `tcp_no_session`.
+#[test]
+fn inbound_tcp_other_than_a_syn_opens_no_session_through_a_static_mapping() {
+    let mut c = config();
+    c.static_mappings.push(forward_8080("203.0.113.0/28", Ipv4Addr::UNSPECIFIED));
+    let nat = Nat::new(c).unwrap();
+    for flags in ["A", "R", "RA", "FA", "SA", "PA", "SF", "SR", ""] {
+        assert_eq!(dropped(&nat, 1.0, tcp(WAN1, 50000, EXT, 8080, flags)), DropReason::TcpNoSession, "{flags:?}");
+    }
+    assert_eq!(nat.stats().dropped(DropReason::TcpNoSession), 9);
+    assert_eq!(nat.session_count(), 0, "probes created sessions");
+    // The remote prefix is checked first.
+    assert_eq!(dropped(&nat, 1.0, tcp(FAR, 50000, EXT, 8080, "A")), DropReason::RemoteNotAllowed);
+    // A SYN opens; then the session's own segments pass, another remote's ACK still not.
+    forward(&nat, 1.0, tcp(WAN1, 50000, EXT, 8080, "S"), Direction::Inbound);
+    forward(&nat, 1.1, tcp(INSIDE_B, 80, WAN1, 50000, "SA"), Direction::Outbound);
+    forward(&nat, 1.2, tcp(WAN1, 50000, EXT, 8080, "A"), Direction::Inbound);
+    assert_eq!(dropped(&nat, 1.3, tcp(WAN2, 50000, EXT, 8080, "A")), DropReason::TcpNoSession);
+    assert_eq!(dropped(&nat, 1.3, tcp(WAN1, 50001, EXT, 8080, "RA")), DropReason::TcpNoSession);
+    // Once the session expired (established, 1800 s idle), a late ACK opens nothing.
+    assert_eq!(dropped(&nat, 1802.0, tcp(WAN1, 50000, EXT, 8080, "A")), DropReason::TcpNoSession);
+    // UDP port forwards are unchanged: any datagram opens a session.
+    let mut c = config();
+    c.static_mappings
+        .push(StaticMapping { protocol: Protocol::Udp, ..forward_8080("0.0.0.0/0", Ipv4Addr::UNSPECIFIED) });
+    let nat = Nat::new(c).unwrap();
+    forward(&nat, 1.0, udp(WAN1, 50000, EXT, 8080), Direction::Inbound);
+}
+
 #[test]
 fn removing_a_static_mapping_removes_its_sessions() {
     let mut c = config();
