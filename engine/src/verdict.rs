@@ -94,6 +94,9 @@ drop_reasons! {
     FragmentTimeout => "fragment_timeout",
     /// A non-first fragment of a datagram whose first fragment was dropped.
     FragmentOfDropped => "fragment_of_dropped",
+    /// Inbound packets already opened `Limits::max_inbound_sessions_per_mapping` sessions on
+    /// this dynamic mapping.
+    InboundSessionLimit => "inbound_session_limit",
 }
 
 #[cfg(test)]
