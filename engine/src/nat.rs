@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::config::{ConfigError, HairpinningMode, NatConfig, Protocol};
 use crate::filter::FilteringPolicy;
-use crate::fragments::{FragKey, Fragments, Hold, Outcome};
+use crate::fragments::{FragKey, Fragments, Hold, Outcome, Side as FragSide};
 use crate::rewrite::{rewrite_checked, Side};
 use crate::session::SessionInfo;
 use crate::settings::Settings;
@@ -212,8 +212,9 @@ impl Nat {
             };
         }
         let frag_key = FragKey { src, dst, proto, ident: u16::from_be_bytes([pkt[4], pkt[5]]) };
+        let side = if class == Class::Inbound { FragSide::Outside } else { FragSide::Inside };
         if flags_offset & 0x1fff != 0 {
-            return match self.fragments.lock().handle_later(now, frag_key, pkt) {
+            return match self.fragments.lock().handle_later(now, frag_key, side, pkt) {
                 Ok(Some(direction)) => Verdict::Forward { direction, len },
                 Ok(None) => Verdict::Pass,
                 Err(Hold::Held) => Verdict::Held,
@@ -226,7 +227,7 @@ impl Nat {
             Ok(None) => Outcome::Passed,
             Err(_) => Outcome::Dropped,
         };
-        let dropped = self.fragments.lock().first_seen(now, frag_key, outcome);
+        let dropped = self.fragments.lock().first_seen(now, frag_key, side, outcome);
         for _ in 0..dropped {
             self.counters.drop(DropReason::FragmentOfDropped);
         }
