@@ -166,17 +166,22 @@ fn remote_key(addr: u32, port: u16) -> u64 {
 #[derive(Debug)]
 pub(crate) enum Sessions {
     Few(SmallVec<[Session; 1]>),
+    /// Boxed: a map with its hasher is 64 bytes, which every mapping would carry inline.
+    #[allow(clippy::box_collection)]
     Many(Box<HashMap<u64, Session, Hasher>>),
 }
 
-/// Counts the work of session lookups in tests: entries compared or hash probes made.
 #[cfg(test)]
-pub(crate) static LOOKUP_STEPS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Counts the work of this thread's session lookups in tests: entries compared, or one
+    /// per hash lookup.
+    pub(crate) static LOOKUP_STEPS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
 
 #[inline(always)]
 fn count_step(_n: usize) {
     #[cfg(test)]
-    LOOKUP_STEPS.fetch_add(_n, Ordering::Relaxed);
+    LOOKUP_STEPS.with(|c| c.set(c.get() + _n));
 }
 
 impl Sessions {
@@ -473,8 +478,7 @@ impl Table {
     pub(crate) fn sweep_step(&self, budget: usize, mut expire: impl FnMut(&Mapping, &Session) -> bool) -> SweepStep {
         let mut cursor = self.cursor.lock();
         let port_tables = self.external.all();
-        let mut step =
-            SweepStep { round_started: cursor.shard == 0 && cursor.left.is_none(), ..SweepStep::default() };
+        let mut step = SweepStep { round_started: cursor.shard == 0 && cursor.left.is_none(), ..SweepStep::default() };
         while step.work < budget && !step.round_done {
             let i = cursor.shard;
             let mut shard = self.by_internal.lock.write(i);
@@ -583,5 +587,64 @@ impl Table {
     /// Hash of a key with the table's hasher (used to decorrelate port draws).
     pub(crate) fn hash_key(&self, k: u64) -> u64 {
         self.by_internal.hasher.hash_one(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hasher() -> Hasher {
+        ahash::RandomState::with_seeds(1, 2, 3, 4)
+    }
+
+    proptest! {
+        /// The list-or-map container against a plain map of remotes, across the threshold
+        /// both ways.
+        #[test]
+        fn sessions_behave_as_a_map_of_remotes(ops in proptest::collection::vec((0u8..3, 0u32..40), 1..300)) {
+            let h = hasher();
+            let mut sessions = Sessions::Few(SmallVec::new());
+            let mut model = std::collections::BTreeSet::new();
+            for (op, r) in ops {
+                let (addr, port) = (0xc633_6400 + r / 4, (r % 4) as u16);
+                match op {
+                    0 if !model.contains(&r) => {
+                        sessions.insert(Session::new(addr, port, true, Instant::ZERO), &h);
+                        model.insert(r);
+                    }
+                    1 => {
+                        // Removes the remotes of one residue class.
+                        sessions.retain(|s| (s.remote_addr + u32::from(s.remote_port)) % 3 != r % 3);
+                        model.retain(|&m| (0xc633_6400 + m / 4 + m % 4) % 3 != r % 3);
+                    }
+                    _ => {}
+                }
+                prop_assert_eq!(sessions.len(), model.len());
+                prop_assert_eq!(sessions.find(addr, port).is_some(), model.contains(&r));
+                prop_assert_eq!(sessions.iter().count(), model.len());
+                let many = matches!(sessions, Sessions::Many(_));
+                prop_assert!(!many || sessions.len() > LINEAR_SESSIONS / 2, "a small map goes back to a list");
+                prop_assert!(many || sessions.len() <= LINEAR_SESSIONS, "a long list becomes a map");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lookup_in_a_crowded_mapping_costs_one_step() {
+        let h = hasher();
+        let mut sessions = Sessions::Few(SmallVec::new());
+        let n = 20_000u32;
+        for i in 0..n {
+            sessions.insert(Session::new(0x0a00_0000 + i, 53, true, Instant::ZERO), &h);
+        }
+        let before = LOOKUP_STEPS.with(|c| c.get());
+        for i in (0..n).step_by(7) {
+            assert!(sessions.find(0x0a00_0000 + i, 53).is_some());
+            assert!(sessions.find(0x0a00_0000 + i, 54).is_none());
+        }
+        let lookups = 2 * n.div_ceil(7) as usize;
+        assert_eq!(LOOKUP_STEPS.with(|c| c.get()) - before, lookups);
     }
 }
