@@ -13,7 +13,10 @@
 //!
 //! Invariants: a mapping's external slot holds its internal key; no two mappings share an
 //! external (protocol, address, port); a mapping always holds at least one session (an empty
-//! one is removed by the next purge). A slot may briefly hold the key of a mapping being
+//! one is removed by the next purge or sweep visit); every mapping has an entry carrying its
+//! `sweep_tag` in its shard's sweep queue, which the incremental sweep visits in order
+//! (`Table::sweep_step`); a mapping's `inbound_sessions` counts its sessions that say
+//! `opened_inbound`. A slot may briefly hold the key of a mapping being
 //! removed or replaced: readers check the mapping's external endpoint.
 
 use std::collections::HashMap;
