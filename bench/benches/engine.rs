@@ -286,6 +286,74 @@ fn expiry(c: &mut Criterion) {
     g.finish();
 }
 
+/// Sessions in the crowded mapping of the `one_mapping` group.
+const CROWDED: usize = 10_000;
+
+/// One internal endpoint talking to `n` remotes (198.51.100.7 + i, port 53): `n` sessions in
+/// one mapping. The per-host cap is raised so it never binds.
+fn crowded_nat(n: usize) -> (Nat, Vec<Packet>, Vec<Packet>) {
+    let mut cfg = config(1, n);
+    cfg.limits.max_sessions_per_host = cfg.limits.max_sessions_per_host.max(n);
+    let nat = Nat::new(cfg).expect("valid config");
+    let int = internal_endpoint(0);
+    let remote = |i: usize| (std::net::Ipv4Addr::from(u32::from(REMOTE) + i as u32), REMOTE_PORT);
+    let mut ext = None;
+    for i in 0..n {
+        let mut p = udp(int, remote(i));
+        expect_forward(nat.handle_packet(NOW, &mut p), "crowded set-up");
+        ext = Some(netnat_bench::source(&p));
+    }
+    assert_eq!(nat.session_count(), n);
+    let ext = ext.expect("n > 0");
+    let picked: Vec<usize> = if n == 1 { vec![0; BATCH] } else { sample(n) };
+    let out = picked.iter().map(|&i| udp(int, remote(i))).collect();
+    let inb = picked.iter().map(|&i| udp(remote(i), ext)).collect();
+    (nat, out, inb)
+}
+
+/// An established UDP packet through a `Worker` when its mapping holds one session and when
+/// it holds 10 K (one internal port talking to many remotes): the session lookup must not
+/// grow with the mapping.
+fn one_mapping(c: &mut Criterion) {
+    let mut g = c.benchmark_group("one_mapping");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut bufs = vec![[0u8; 64]; BATCH];
+    for (label, n) in [("1", 1), ("10k", CROWDED)] {
+        let (nat, out, inb) = crowded_nat(n);
+        check_templates(&nat, &out, label);
+        check_templates(&nat, &inb, label);
+        let mut worker = nat.worker();
+        for (dir, t) in [("udp_out", &out), ("udp_in", &inb)] {
+            g.bench_function(format!("{dir}_{label}_worker"), |b| {
+                b.iter(|| {
+                    pass(t, &mut bufs, |p| {
+                        black_box(worker.handle_packet(NOW, p));
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// One `handle_timeout` call at 1 M live sessions (nothing expires): what the timer pays
+/// per call. 32 external addresses so 1 M mappings fit in the port ranges.
+fn sweep_call(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sweep_call");
+    let n = 1 << 20;
+    let nat = Nat::new(config(32, n)).expect("valid config");
+    establish_udp(&nat, n).expect("sweep set-up");
+    let mut now = Instant::from_secs(20);
+    g.bench_function("handle_timeout_1M", |b| {
+        b.iter(|| {
+            now = now + Duration::from_millis(1);
+            nat.handle_timeout(black_box(now))
+        })
+    });
+    assert_eq!(nat.session_count(), n);
+    g.finish();
+}
+
 /// Packets per thread per measured batch in the thread-scaling group.
 const PER_THREAD: usize = 16 * BATCH;
 
@@ -371,6 +439,6 @@ fn short() -> Criterion {
 criterion_group! {
     name = benches;
     config = short();
-    targets = established, icmp, new_sessions, lookup, expiry, threads
+    targets = established, icmp, new_sessions, lookup, expiry, threads, one_mapping, sweep_call
 }
 criterion_main!(benches);

@@ -280,19 +280,49 @@ impl StaticMapping {
     }
 }
 
-/// Session limits; both count NetNatSession rows (one per internal endpoint and remote).
+/// Session limits; all count NetNatSession rows (one per internal endpoint and remote).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Most sessions the NAT holds at once.
     pub max_sessions: usize,
     /// Most sessions one internal host holds at once, so one VM cannot exhaust the ports of
-    /// all others.
+    /// all others (default [`DEFAULT_MAX_SESSIONS_PER_HOST`]).
     pub max_sessions_per_host: usize,
+    /// Most sessions that inbound packets may open on one dynamic mapping (remotes the
+    /// filtering admits without a session: other ports of a contacted address under
+    /// address-dependent filtering, anyone under endpoint-independent filtering), so a remote
+    /// cannot spend its victim's per-host quota. Static mappings (servers) are bounded by the
+    /// per-host cap only. Default [`DEFAULT_MAX_INBOUND_SESSIONS_PER_MAPPING`].
+    #[serde(default = "default_max_inbound_sessions_per_mapping")]
+    pub max_inbound_sessions_per_mapping: usize,
+}
+
+/// Default of [`Limits::max_sessions`].
+pub const DEFAULT_MAX_SESSIONS: usize = 1 << 20;
+
+/// Default of [`Limits::max_sessions_per_host`]: 8192, an eighth of the 64 512 ports of one
+/// external address and protocol, so no host alone can take an address's port range (the
+/// old default, 65 536, exceeded it), yet far above what a busy client holds (a browser keeps
+/// hundreds of flows, a build VM fetching in parallel a few thousand). WinNAT's own limit is
+/// not documented.
+pub const DEFAULT_MAX_SESSIONS_PER_HOST: usize = 8192;
+
+/// Default of [`Limits::max_inbound_sessions_per_mapping`]: 256, room for a peer-to-peer
+/// port that many remotes contact first, and at most 1/32 of a host's default quota per
+/// mapping.
+pub const DEFAULT_MAX_INBOUND_SESSIONS_PER_MAPPING: usize = 256;
+
+fn default_max_inbound_sessions_per_mapping() -> usize {
+    DEFAULT_MAX_INBOUND_SESSIONS_PER_MAPPING
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_sessions: 1 << 20, max_sessions_per_host: 1 << 16 }
+        Limits {
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_host: DEFAULT_MAX_SESSIONS_PER_HOST,
+            max_inbound_sessions_per_mapping: DEFAULT_MAX_INBOUND_SESSIONS_PER_MAPPING,
+        }
     }
 }
 
@@ -409,7 +439,8 @@ impl NatConfig {
                 return Err(ConfigError::DuplicateStaticMapping { protocol: m.protocol, port: m.external_port });
             }
         }
-        if self.limits.max_sessions == 0 || self.limits.max_sessions_per_host == 0 {
+        let l = &self.limits;
+        if l.max_sessions == 0 || l.max_sessions_per_host == 0 || l.max_inbound_sessions_per_mapping == 0 {
             return Err(ConfigError::ZeroLimit);
         }
         Ok(())
@@ -482,6 +513,17 @@ mod tests {
         assert_eq!(c.external_addresses[0].port_start, 1024);
         assert_eq!(c.external_addresses[0].port_end, 65535);
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn default_limits_leave_room_below_one_address_port_range() {
+        let ports = usize::from(DEFAULT_PORT_END - DEFAULT_PORT_START) + 1;
+        let l = Limits::default();
+        assert!(l.max_sessions_per_host * 4 <= ports, "{} per host against {ports} ports", l.max_sessions_per_host);
+        assert!(l.max_inbound_sessions_per_mapping * 16 <= l.max_sessions_per_host);
+        // Configurations written before the inbound cap existed still parse, with its default.
+        let old: Limits = serde_json::from_str(r#"{"max_sessions": 10, "max_sessions_per_host": 5}"#).unwrap();
+        assert_eq!(old.max_inbound_sessions_per_mapping, DEFAULT_MAX_INBOUND_SESSIONS_PER_MAPPING);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::config::{ConfigError, HairpinningMode, NatConfig, Protocol, UnmatchedInbound};
 use crate::filter::FilteringPolicy;
-use crate::fragments::{FragKey, Fragments, Hold, Outcome};
+use crate::fragments::{FragKey, Fragments, Hold, Outcome, Side as FragSide};
 use crate::rewrite::{rewrite_checked, Side};
 use crate::session::SessionInfo;
 use crate::settings::Settings;
@@ -21,12 +21,27 @@ use crate::verdict::{Direction, DropReason, Verdict};
 use crate::wire::{icmp, tcp, udp};
 use crate::worker::Worker;
 
-/// How often `poll_timeout` asks for a sweep of idle sessions. Expired sessions admit nothing
-/// in between (every lookup checks the idle time); the sweep frees their ports and memory.
+/// How often `poll_timeout` asks for a new sweep round over the idle sessions. Expired
+/// sessions admit nothing in between (every lookup checks the idle time); the sweep frees
+/// their ports and memory.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The least time between two sweeps forced by a full port range or session limit, so a
-/// flood of new flows against a full table cannot make every packet walk the table.
+/// The sweep is incremental: each `handle_timeout` looks at no more than this many mappings
+/// and sessions (plus the sessions of the mapping it stops in, at most a host's cap): about
+/// 0.8 ms at 1 M sessions, where each mapping visited is a cache miss (BENCHMARKS.md, "One
+/// sweep call"); a round over 1 M sessions takes 64 calls.
+pub const SWEEP_BUDGET: usize = 16 * 1024;
+
+/// What a sweep step forced on the packet path may look at: a quarter of `SWEEP_BUDGET`, so
+/// the packet that meets a full table waits about 0.2 ms, not a whole sweep.
+pub const FORCED_SWEEP_BUDGET: usize = SWEEP_BUDGET / 4;
+
+/// While a round is under way, `poll_timeout` asks for the next step this much later.
+pub const SWEEP_STEP_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The least time between two sweep steps forced by a full port range or session limit
+/// (each one bounded by `FORCED_SWEEP_BUDGET`), so a flood of new flows against a full table
+/// cannot make every packet sweep.
 pub const FORCED_SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 
 /// A fragment the engine held back (it came before its first fragment) and now releases,
@@ -65,7 +80,10 @@ pub struct Nat {
     /// table's shard pointers and hasher) must not share their cache lines.
     pub(crate) counters: crossbeam_utils::CachePadded<Counters>,
     pub(crate) port_draws: AtomicU64,
-    last_sweep: AtomicU64,
+    /// When the sweep round under way (or the last one) started.
+    round_started: AtomicU64,
+    /// What `poll_timeout` answers.
+    next_sweep: AtomicU64,
     last_forced_sweep: AtomicU64,
 }
 
@@ -151,7 +169,8 @@ impl Nat {
             fragments: Mutex::new(Fragments::default()),
             counters: crossbeam_utils::CachePadded::new(Counters::default()),
             port_draws: AtomicU64::new(0),
-            last_sweep: AtomicU64::new(0),
+            round_started: AtomicU64::new(0),
+            next_sweep: AtomicU64::new((Instant::ZERO + SWEEP_INTERVAL).as_micros()),
             last_forced_sweep: AtomicU64::new(0),
         })
     }
@@ -212,8 +231,9 @@ impl Nat {
             };
         }
         let frag_key = FragKey { src, dst, proto, ident: u16::from_be_bytes([pkt[4], pkt[5]]) };
+        let side = if class == Class::Inbound { FragSide::Outside } else { FragSide::Inside };
         if flags_offset & 0x1fff != 0 {
-            return match self.fragments.lock().handle_later(now, frag_key, pkt) {
+            return match self.fragments.lock().handle_later(now, frag_key, side, pkt) {
                 Ok(Some(direction)) => Verdict::Forward { direction, len },
                 Ok(None) => Verdict::Pass,
                 Err(Hold::Held) => Verdict::Held,
@@ -226,7 +246,7 @@ impl Nat {
             Ok(None) => Outcome::Passed,
             Err(_) => Outcome::Dropped,
         };
-        let dropped = self.fragments.lock().first_seen(now, frag_key, outcome);
+        let dropped = self.fragments.lock().first_seen(now, frag_key, side, outcome);
         for _ in 0..dropped {
             self.counters.drop(DropReason::FragmentOfDropped);
         }
@@ -382,24 +402,34 @@ impl Nat {
         self.fragments.lock().released.pop_front()
     }
 
-    /// Expires idle sessions and stale fragments.
+    /// Expires idle sessions (one bounded step of the sweep, see `SWEEP_BUDGET`) and stale
+    /// fragments.
     pub fn handle_timeout(&self, now: Instant) {
-        self.last_sweep.store(now.as_micros(), Ordering::Relaxed);
-        self.sweep(now);
+        self.sweep(now, SWEEP_BUDGET);
         let timed_out = self.fragments.lock().expire(now);
         for _ in 0..timed_out {
             self.counters.drop(DropReason::FragmentTimeout);
         }
     }
 
-    fn sweep(&self, now: Instant) {
+    /// One step of the sweep; schedules the next one.
+    fn sweep(&self, now: Instant, budget: usize) {
         let s = self.settings.load();
         let t = s.config.timeouts;
-        let (expired, _) = self.table.purge(|m, sess| !sess.is_alive(m.protocol, now, &t), |_| false);
-        self.counters.sessions_expired.fetch_add(expired, Ordering::Relaxed);
+        let step = self.table.sweep_step(budget, |m, sess| !sess.is_alive(m.protocol, now, &t));
+        self.counters.sessions_expired.fetch_add(step.expired, Ordering::Relaxed);
+        if step.round_started {
+            self.round_started.store(now.as_micros(), Ordering::Relaxed);
+        }
+        let next = if step.round_done {
+            Instant::from_micros(self.round_started.load(Ordering::Relaxed)) + SWEEP_INTERVAL
+        } else {
+            now + SWEEP_STEP_INTERVAL
+        };
+        self.next_sweep.store(next.as_micros(), Ordering::Relaxed);
     }
 
-    /// A sweep on demand when ports or session slots run out, at most once per
+    /// A sweep step on demand when ports or session slots run out, at most once per
     /// `FORCED_SWEEP_INTERVAL`. Returns whether it ran.
     pub(crate) fn forced_sweep(&self, now: Instant) -> bool {
         let last = self.last_forced_sweep.load(Ordering::Relaxed);
@@ -412,13 +442,14 @@ impl Nat {
         {
             return false;
         }
-        self.sweep(now);
+        self.sweep(now, FORCED_SWEEP_BUDGET);
         true
     }
 
-    /// When `handle_timeout` should next be called.
+    /// When `handle_timeout` should next be called: soon while a sweep round is under way,
+    /// else when the next round is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(Instant::from_micros(self.last_sweep.load(Ordering::Relaxed)) + SWEEP_INTERVAL)
+        Some(Instant::from_micros(self.next_sweep.load(Ordering::Relaxed)))
     }
 
     /// The session table, one row per session (Get-NetNatSession), sorted by internal
@@ -427,7 +458,7 @@ impl Nat {
         let name = self.settings.load().config.name.clone();
         let mut rows = Vec::with_capacity(self.session_count());
         self.table.by_internal.for_each(|m| {
-            for sess in &m.sessions {
+            for sess in m.sessions.iter() {
                 rows.push(SessionInfo {
                     nat_name: name.clone(),
                     protocol: m.protocol.number(),

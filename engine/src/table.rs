@@ -13,13 +13,18 @@
 //!
 //! Invariants: a mapping's external slot holds its internal key; no two mappings share an
 //! external (protocol, address, port); a mapping always holds at least one session (an empty
-//! one is removed by the next purge). A slot may briefly hold the key of a mapping being
+//! one is removed by the next purge or sweep visit); every mapping has an entry carrying its
+//! `sweep_tag` in its shard's sweep queue, which the incremental sweep visits in order
+//! (`Table::sweep_step`); a mapping's `inbound_sessions` counts its sessions that say
+//! `opened_inbound`. A slot may briefly hold the key of a mapping being
 //! removed or replaced: readers check the mapping's external endpoint.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::config::{Limits, Protocol, Timeouts};
@@ -28,6 +33,10 @@ use crate::shard_lock::{ReadGuard, ShardedLock, WriteGuard, SHARDS};
 use crate::tcp_state::{self, TcpSegment, TcpSeqs, TcpTrack};
 use crate::time::{Duration, Instant};
 use crate::verdict::DropReason;
+
+fn tagged(ik: u64, tag: u8) -> u64 {
+    (ik & KEY_BITS) | (u64::from(tag) << 56)
+}
 
 /// An index key: protocol, IPv4 address and port (or ICMP identifier) packed in 56 bits.
 pub(crate) fn key(proto: Protocol, addr: u32, port: u16) -> u64 {
@@ -39,14 +48,18 @@ pub(crate) fn key(proto: Protocol, addr: u32, port: u16) -> u64 {
 /// packet). A session may therefore expire up to this much early; timeouts are seconds.
 pub(crate) const IDLE_TIMER_GRANULARITY_MICROS: u64 = 1_000;
 
+const OUTBOUND_SEEN: u8 = 1;
+const OPENED_INBOUND: u8 = 2;
+
 /// One session: the internal endpoint's traffic with one remote endpoint. The fields a
 /// packet changes are atomics, so the packet path updates them under a shared lock.
 #[derive(Debug)]
 pub(crate) struct Session {
     pub remote_addr: u32,
     pub remote_port: u16,
-    /// Whether the internal endpoint has sent to this remote (what filtering looks at).
-    outbound_seen: AtomicBool,
+    /// `OUTBOUND_SEEN` (the internal endpoint has sent to this remote: what filtering looks
+    /// at) and `OPENED_INBOUND` (created by an inbound packet; fixed at creation).
+    flags: AtomicU8,
     tcp: AtomicU8,
     pub created: Instant,
     last_seen: AtomicU64,
@@ -59,7 +72,7 @@ impl Session {
         Session {
             remote_addr,
             remote_port,
-            outbound_seen: AtomicBool::new(outbound),
+            flags: AtomicU8::new(if outbound { OUTBOUND_SEEN } else { OPENED_INBOUND }),
             tcp: AtomicU8::new(TcpTrack::default().bits()),
             created: now,
             last_seen: AtomicU64::new(now.as_micros()),
@@ -68,7 +81,12 @@ impl Session {
     }
 
     pub(crate) fn outbound_seen(&self) -> bool {
-        self.outbound_seen.load(Ordering::Relaxed)
+        self.flags.load(Ordering::Relaxed) & OUTBOUND_SEEN != 0
+    }
+
+    /// Whether an inbound packet created it (counted in its mapping's `inbound_sessions`).
+    pub(crate) fn opened_inbound(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & OPENED_INBOUND != 0
     }
 
     pub(crate) fn tcp(&self) -> TcpTrack {
@@ -102,8 +120,8 @@ impl Session {
         if proto == Protocol::Tcp {
             tcp_state::on_segment(&self.tcp, &self.seqs, outbound, &seg)?;
         }
-        if outbound && !self.outbound_seen.load(Ordering::Relaxed) {
-            self.outbound_seen.store(true, Ordering::Relaxed);
+        if outbound && !self.outbound_seen() {
+            self.flags.fetch_or(OUTBOUND_SEEN, Ordering::Relaxed);
         }
         self.refresh(now);
         Ok(())
@@ -124,6 +142,132 @@ impl Session {
     }
 }
 
+/// Sessions of a mapping holding at most this many are kept in a list and found by a scan:
+/// one or a few remotes per internal endpoint is the common case, and a scan of a few
+/// 24-byte entries costs less than hashing. Beyond it they move to a hash map keyed by
+/// remote, so a mapping with 10 K remotes costs a packet what a mapping with one does
+/// (BENCHMARKS.md, "One crowded mapping").
+pub(crate) const LINEAR_SESSIONS: usize = 8;
+
+/// A remote endpoint as a hash key.
+fn remote_key(addr: u32, port: u16) -> u64 {
+    (u64::from(addr) << 16) | u64::from(port)
+}
+
+/// A mapping's sessions, one per remote endpoint: a short list, or a map keyed by remote
+/// (see `LINEAR_SESSIONS`).
+#[derive(Debug)]
+pub(crate) enum Sessions {
+    Few(SmallVec<[Session; 1]>),
+    /// Boxed: a map with its hasher is 64 bytes, which every mapping would carry inline.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<u64, Session, Hasher>>),
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Counts the work of this thread's session lookups in tests: entries compared, or one
+    /// per hash lookup.
+    pub(crate) static LOOKUP_STEPS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+#[inline(always)]
+fn count_step(_n: usize) {
+    #[cfg(test)]
+    LOOKUP_STEPS.with(|c| c.set(c.get() + _n));
+}
+
+impl Sessions {
+    fn one(first: Session) -> Sessions {
+        Sessions::Few(smallvec::smallvec![first])
+    }
+
+    #[inline(always)]
+    pub(crate) fn find(&self, addr: u32, port: u16) -> Option<&Session> {
+        match self {
+            Sessions::Few(v) => {
+                let found = v.iter().position(|s| s.remote_addr == addr && s.remote_port == port);
+                count_step(found.map_or(v.len(), |i| i + 1));
+                found.map(|i| &v[i])
+            }
+            Sessions::Many(m) => {
+                count_step(1);
+                m.get(&remote_key(addr, port))
+            }
+        }
+    }
+
+    pub(crate) fn find_mut(&mut self, addr: u32, port: u16) -> Option<&mut Session> {
+        match self {
+            Sessions::Few(v) => {
+                let found = v.iter().position(|s| s.remote_addr == addr && s.remote_port == port);
+                count_step(found.map_or(v.len(), |i| i + 1));
+                found.map(|i| &mut v[i])
+            }
+            Sessions::Many(m) => {
+                count_step(1);
+                m.get_mut(&remote_key(addr, port))
+            }
+        }
+    }
+
+    /// Adds a session for a remote that has none here; moves to a map past `LINEAR_SESSIONS`
+    /// (seeded with `hasher`, which an outside sender cannot predict).
+    pub(crate) fn insert(&mut self, session: Session, hasher: &Hasher) -> &mut Session {
+        if let Sessions::Few(v) = self {
+            if v.len() >= LINEAR_SESSIONS {
+                let mut m = HashMap::with_capacity_and_hasher(2 * LINEAR_SESSIONS, hasher.clone());
+                m.extend(v.drain(..).map(|s| (remote_key(s.remote_addr, s.remote_port), s)));
+                *self = Sessions::Many(Box::new(m));
+            }
+        }
+        match self {
+            Sessions::Few(v) => {
+                v.push(session);
+                let last = v.len() - 1;
+                &mut v[last]
+            }
+            Sessions::Many(m) => {
+                let k = remote_key(session.remote_addr, session.remote_port);
+                m.entry(k).insert_entry(session).into_mut()
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Sessions::Few(v) => v.len(),
+            Sessions::Many(m) => m.len(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Session> {
+        let (few, many) = match self {
+            Sessions::Few(v) => (Some(v.iter()), None),
+            Sessions::Many(m) => (None, Some(m.values())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    /// Keeps the sessions for which `keep` says so; a map that shrank back to a few goes back
+    /// to a list (half the threshold, so a mapping at the edge does not flip every sweep).
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Session) -> bool) {
+        match self {
+            Sessions::Few(v) => v.retain(|s| keep(s)),
+            Sessions::Many(m) => {
+                m.retain(|_, s| keep(s));
+                if m.len() <= LINEAR_SESSIONS / 2 {
+                    *self = Sessions::Few(m.drain().map(|(_, s)| s).collect());
+                }
+            }
+        }
+    }
+}
+
 /// One endpoint-independent mapping and its sessions.
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -134,7 +278,13 @@ pub(crate) struct Mapping {
     pub external_port: u16,
     /// Created by a static mapping (its filtering is the mapping's remote prefix).
     pub from_static: bool,
-    pub sessions: SmallVec<[Session; 1]>,
+    /// Tells this mapping's entry in its shard's sweep queue from a stale one left by an
+    /// earlier mapping of the same internal key (see `Table::sweep_step`).
+    sweep_tag: u8,
+    /// Sessions that inbound packets created (`Session::opened_inbound`), capped by
+    /// `Limits::max_inbound_sessions_per_mapping`.
+    pub inbound_sessions: u32,
+    pub sessions: Sessions,
 }
 
 impl Mapping {
@@ -153,16 +303,30 @@ impl Mapping {
             external_addr: external.0,
             external_port: external.1,
             from_static,
-            sessions: smallvec::smallvec![first],
+            sweep_tag: 0,
+            inbound_sessions: u32::from(first.opened_inbound()),
+            sessions: Sessions::one(first),
         }
     }
 
-    pub(crate) fn session_index(&self, remote_addr: u32, remote_port: u16) -> Option<usize> {
-        self.sessions.iter().position(|s| s.remote_addr == remote_addr && s.remote_port == remote_port)
+    #[inline(always)]
+    pub(crate) fn session(&self, remote_addr: u32, remote_port: u16) -> Option<&Session> {
+        self.sessions.find(remote_addr, remote_port)
     }
 
-    pub(crate) fn session(&self, remote_addr: u32, remote_port: u16) -> Option<&Session> {
-        self.sessions.iter().find(|s| s.remote_addr == remote_addr && s.remote_port == remote_port)
+    /// Removes the sessions for which `expire` says so; returns how many.
+    pub(crate) fn expire_sessions(&mut self, mut expire: impl FnMut(&Mapping, &Session) -> bool) -> usize {
+        let before = self.sessions.len();
+        let mut sessions = core::mem::replace(&mut self.sessions, Sessions::Few(SmallVec::new()));
+        let mut inbound_gone = 0;
+        sessions.retain(|s| {
+            let gone = expire(self, s);
+            inbound_gone += u32::from(gone && s.opened_inbound());
+            !gone
+        });
+        self.sessions = sessions;
+        self.inbound_sessions -= inbound_gone;
+        before - self.sessions.len()
     }
 }
 
@@ -174,7 +338,7 @@ pub(crate) type ShardMap = HashMap<u64, Mapping, Hasher>;
 
 /// The mappings, sharded by internal key (see the module doc).
 pub(crate) struct Mappings {
-    lock: ShardedLock<ShardMap>,
+    pub(crate) lock: ShardedLock<ShardMap>,
     hasher: Hasher,
 }
 
@@ -232,6 +396,32 @@ impl Mappings {
     }
 }
 
+/// Bits of a sweep-queue entry that hold the internal key (`key` uses 56); the top byte
+/// holds the mapping's `sweep_tag`.
+const KEY_BITS: u64 = (1 << 56) - 1;
+
+/// Where the incremental sweep is in its round over the shards' queues.
+#[derive(Debug, Default)]
+struct SweepCursor {
+    shard: usize,
+    /// Entries of this shard's queue still to visit this round (`None`: not started).
+    left: Option<usize>,
+}
+
+/// What one `Table::sweep_step` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SweepStep {
+    /// Sessions expired.
+    pub expired: u64,
+    /// Mappings and sessions looked at (at most the budget plus one mapping's sessions).
+    pub work: usize,
+    /// The step began a new round.
+    pub round_started: bool,
+    /// The step finished a round: every mapping that existed when the round reached its
+    /// shard has been visited.
+    pub round_done: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Table {
     pub by_internal: Mappings,
@@ -239,6 +429,12 @@ pub(crate) struct Table {
     pub external: ExternalIndex,
     sessions: AtomicUsize,
     per_host: DashMap<u32, usize, Hasher>,
+    /// Per shard, its mappings' internal keys (tagged, see `KEY_BITS`) in the order the sweep
+    /// visits them: visited entries go to the back, so a round visits each mapping once and
+    /// no sweep walks more than its budget. Locked after the shard, never before it.
+    sweep_queues: Box<[Mutex<VecDeque<u64>>]>,
+    /// Held through a sweep step (one sweeper at a time).
+    cursor: Mutex<SweepCursor>,
 }
 
 impl Table {
@@ -252,7 +448,70 @@ impl Table {
             external: ExternalIndex::default(),
             sessions: AtomicUsize::new(0),
             per_host: DashMap::with_hasher_and_shard_amount(h(), 64),
+            sweep_queues: (0..SHARDS).map(|_| Mutex::new(VecDeque::new())).collect(),
+            cursor: Mutex::new(SweepCursor::default()),
         }
+    }
+
+    /// Puts a new mapping (just inserted, its shard still locked for writing) in its shard's
+    /// sweep queue. Every mapping inserted into `by_internal` must be enqueued, or it is
+    /// never swept.
+    pub(crate) fn enqueue(&self, ik: u64, m: &mut Mapping) {
+        let mut q = self.sweep_queues[self.by_internal.shard(ik)].lock();
+        // A stale entry of an earlier mapping of `ik` may still be queued; the tag tells them
+        // apart. Where tags collide (1 in 256), the first visit re-tags the mapping and the
+        // other entry is stale from then on: a visit too many, nothing worse.
+        m.sweep_tag = q.back().map_or(0, |&e| (e >> 56) as u8).wrapping_add(1);
+        q.push_back(tagged(ik, m.sweep_tag));
+    }
+
+    /// One bounded step of the sweep: visits mappings in queue order from where the last
+    /// step stopped, removing the sessions `expire` says so and the mappings left empty,
+    /// until `budget` mappings and sessions have been looked at or the round is done.
+    pub(crate) fn sweep_step(&self, budget: usize, mut expire: impl FnMut(&Mapping, &Session) -> bool) -> SweepStep {
+        let mut cursor = self.cursor.lock();
+        let port_tables = self.external.all();
+        let mut step = SweepStep { round_started: cursor.shard == 0 && cursor.left.is_none(), ..SweepStep::default() };
+        while step.work < budget && !step.round_done {
+            let i = cursor.shard;
+            let mut shard = self.by_internal.lock.write(i);
+            let mut q = self.sweep_queues[i].lock();
+            let mut left = cursor.left.unwrap_or(q.len()).min(q.len());
+            while left > 0 && step.work < budget {
+                left -= 1;
+                let Some(e) = q.pop_front() else { break };
+                let ik = e & KEY_BITS;
+                step.work += 1;
+                let Some(m) = shard.get_mut(&ik).filter(|m| m.sweep_tag == (e >> 56) as u8) else {
+                    continue; // stale: its mapping is gone or was re-queued under a new tag
+                };
+                step.work += m.sessions.len();
+                let n = m.expire_sessions(&mut expire);
+                step.expired += n as u64;
+                self.release_sessions(m.internal_addr, n);
+                if m.sessions.is_empty() {
+                    if let Some(t) = port_tables.iter().find(|t| t.addr == m.external_addr) {
+                        t.release(m.protocol, m.external_port, ik);
+                    }
+                    shard.remove(&ik);
+                } else {
+                    // A new tag, so a duplicate entry of this mapping (left by a removal and
+                    // re-creation racing a round) is found stale.
+                    m.sweep_tag = m.sweep_tag.wrapping_add(1);
+                    q.push_back(tagged(ik, m.sweep_tag));
+                }
+            }
+            if left == 0 {
+                *cursor = SweepCursor { shard: i + 1, left: None };
+                if cursor.shard == SHARDS {
+                    *cursor = SweepCursor::default();
+                    step.round_done = true;
+                }
+            } else {
+                cursor.left = Some(left);
+            }
+        }
+        step
     }
 
     /// Live sessions (including idle ones not yet purged).
@@ -297,11 +556,7 @@ impl Table {
         let (mut expired, mut removed) = (0u64, 0u64);
         let port_tables = self.external.all();
         self.by_internal.retain(|ik, m| {
-            let before = m.sessions.len();
-            let mut sessions = core::mem::take(&mut m.sessions);
-            sessions.retain(|s| !expire(m, s));
-            m.sessions = sessions;
-            let n_expired = before - m.sessions.len();
+            let n_expired = m.expire_sessions(&mut expire);
             let gone = m.sessions.is_empty() || remove(m);
             let n_removed = if gone { m.sessions.len() } else { 0 };
             self.release_sessions(m.internal_addr, n_expired + n_removed);
@@ -317,8 +572,72 @@ impl Table {
         (expired, removed)
     }
 
+    /// The hasher of a mapping's session map (see `Sessions::insert`).
+    pub(crate) fn hasher(&self) -> &Hasher {
+        &self.by_internal.hasher
+    }
+
     /// Hash of a key with the table's hasher (used to decorrelate port draws).
     pub(crate) fn hash_key(&self, k: u64) -> u64 {
         self.by_internal.hasher.hash_one(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hasher() -> Hasher {
+        ahash::RandomState::with_seeds(1, 2, 3, 4)
+    }
+
+    proptest! {
+        /// The list-or-map container against a plain map of remotes, across the threshold
+        /// both ways.
+        #[test]
+        fn sessions_behave_as_a_map_of_remotes(ops in proptest::collection::vec((0u8..3, 0u32..40), 1..300)) {
+            let h = hasher();
+            let mut sessions = Sessions::Few(SmallVec::new());
+            let mut model = std::collections::BTreeSet::new();
+            for (op, r) in ops {
+                let (addr, port) = (0xc633_6400 + r / 4, (r % 4) as u16);
+                match op {
+                    0 if !model.contains(&r) => {
+                        sessions.insert(Session::new(addr, port, true, Instant::ZERO), &h);
+                        model.insert(r);
+                    }
+                    1 => {
+                        // Removes the remotes of one residue class.
+                        sessions.retain(|s| (s.remote_addr + u32::from(s.remote_port)) % 3 != r % 3);
+                        model.retain(|&m| (0xc633_6400 + m / 4 + m % 4) % 3 != r % 3);
+                    }
+                    _ => {}
+                }
+                prop_assert_eq!(sessions.len(), model.len());
+                prop_assert_eq!(sessions.find(addr, port).is_some(), model.contains(&r));
+                prop_assert_eq!(sessions.iter().count(), model.len());
+                let many = matches!(sessions, Sessions::Many(_));
+                prop_assert!(!many || sessions.len() > LINEAR_SESSIONS / 2, "a small map goes back to a list");
+                prop_assert!(many || sessions.len() <= LINEAR_SESSIONS, "a long list becomes a map");
+            }
+        }
+    }
+
+    #[test]
+    fn a_lookup_in_a_crowded_mapping_costs_one_step() {
+        let h = hasher();
+        let mut sessions = Sessions::Few(SmallVec::new());
+        let n = 20_000u32;
+        for i in 0..n {
+            sessions.insert(Session::new(0x0a00_0000 + i, 53, true, Instant::ZERO), &h);
+        }
+        let before = LOOKUP_STEPS.with(|c| c.get());
+        for i in (0..n).step_by(7) {
+            assert!(sessions.find(0x0a00_0000 + i, 53).is_some());
+            assert!(sessions.find(0x0a00_0000 + i, 54).is_none());
+        }
+        let lookups = 2 * n.div_ceil(7) as usize;
+        assert_eq!(LOOKUP_STEPS.with(|c| c.get()) - before, lookups);
     }
 }

@@ -114,24 +114,41 @@ impl Nat {
     ) -> Result<(), DropReason> {
         let proto = m.protocol;
         let t = &s.config.timeouts;
-        let session = match m.session_index(remote.0, remote.1) {
-            Some(i) => {
-                let sess = &mut m.sessions[i];
-                if !sess.is_alive(proto, now, t) {
-                    *sess = Session::new(remote.0, remote.1, true, now);
-                    bump(&self.counters.sessions_expired);
-                    bump(&self.counters.sessions_created);
-                }
-                sess
-            }
-            None => {
-                self.table.reserve_session(m.internal_addr, &s.config.limits)?;
+        if let Some(sess) = m.sessions.find_mut(remote.0, remote.1) {
+            if !sess.is_alive(proto, now, t) {
+                let was_inbound = sess.opened_inbound();
+                *sess = Session::new(remote.0, remote.1, true, now);
+                m.inbound_sessions -= u32::from(was_inbound);
+                bump(&self.counters.sessions_expired);
                 bump(&self.counters.sessions_created);
-                m.sessions.push(Session::new(remote.0, remote.1, true, now));
-                m.sessions.last_mut().expect("just pushed")
             }
-        };
-        session.on_packet(proto, true, seg, now)
+        } else {
+            self.reserve_in(s, now, m)?;
+            bump(&self.counters.sessions_created);
+            m.sessions.insert(Session::new(remote.0, remote.1, true, now), self.table.hasher());
+        }
+        // Found again rather than kept from above: two short borrows instead of one across
+        // the reservation (a hash probe, or a scan of at most `LINEAR_SESSIONS`).
+        match m.session(remote.0, remote.1) {
+            Some(session) => session.on_packet(proto, true, seg, now),
+            None => Ok(()),
+        }
+    }
+
+    /// Claims room for one more session of `m`'s host. At a limit, first frees the expired
+    /// sessions of `m` itself (bounded by the per-host cap, and the likely culprit: one port
+    /// talking to many remotes); the rest of the table is the sweep's (`Nat::forced_sweep`).
+    fn reserve_in(&self, s: &Settings, now: Instant, m: &mut Mapping) -> Result<(), DropReason> {
+        let limits = &s.config.limits;
+        match self.table.reserve_session(m.internal_addr, limits) {
+            Err(e @ (DropReason::HostSessionLimit | DropReason::SessionLimit)) => {
+                if self.reclaim_expired(s, now, m) == 0 {
+                    return Err(e);
+                }
+                self.table.reserve_session(m.internal_addr, limits)
+            }
+            other => other,
+        }
     }
 
     /// Creates the mapping for an internal endpoint that has none, in its `vacant` entry
@@ -161,7 +178,8 @@ impl Nat {
         };
         match claimed {
             Some(ext) => {
-                vacant.insert(Mapping::new(proto, internal, ext, false, session));
+                let m = vacant.insert(Mapping::new(proto, internal, ext, false, session));
+                self.table.enqueue(ik, m);
                 bump(&self.counters.sessions_created);
                 Ok(ext)
             }
@@ -255,9 +273,7 @@ impl Nat {
         let proto = m.protocol;
         let t = &s.config.timeouts;
         let internal = (m.internal_addr, m.internal_port);
-        let existing = m.session_index(remote.0, remote.1);
-        if let Some(i) = existing {
-            let sess = &m.sessions[i];
+        if let Some(sess) = m.session(remote.0, remote.1) {
             if sess.is_alive(proto, now, t) {
                 inbound_refresh(s, sess, proto, seg, now)?;
                 return Ok(internal);
@@ -303,20 +319,39 @@ impl Nat {
                 return Err(DropReason::Filtered);
             }
         }
-        let session = Session::new(remote.0, remote.1, false, now);
-        session.on_packet(proto, false, seg, now)?;
-        match existing {
-            Some(i) => {
-                m.sessions[i] = session;
-                bump(&self.counters.sessions_expired);
-            }
-            None => {
-                self.table.reserve_session(m.internal_addr, &s.config.limits)?;
-                m.sessions.push(session);
+        // A remote may open sessions on a dynamic mapping only up to the inbound cap, so it
+        // cannot spend the internal host's whole session quota (its own outbound flows).
+        let cap = s.config.limits.max_inbound_sessions_per_mapping;
+        if !m.from_static && inbound_after(m, remote) > cap {
+            self.reclaim_expired(s, now, m);
+            if inbound_after(m, remote) > cap {
+                return Err(DropReason::InboundSessionLimit);
             }
         }
+        let session = Session::new(remote.0, remote.1, false, now);
+        session.on_packet(proto, false, seg, now)?;
+        // Any session of this remote left here has expired (a live one returned above).
+        if let Some(old) = m.sessions.find_mut(remote.0, remote.1) {
+            let was_inbound = old.opened_inbound();
+            *old = session;
+            m.inbound_sessions -= u32::from(was_inbound);
+            bump(&self.counters.sessions_expired);
+        } else {
+            self.reserve_in(s, now, m)?;
+            m.sessions.insert(session, self.table.hasher());
+        }
+        m.inbound_sessions += 1;
         bump(&self.counters.sessions_created);
         Ok(internal)
+    }
+
+    /// Removes `m`'s expired sessions (bounded by the per-host cap); returns how many.
+    fn reclaim_expired(&self, s: &Settings, now: Instant, m: &mut Mapping) -> usize {
+        let t = s.config.timeouts;
+        let n = m.expire_sessions(|m, sess| !sess.is_alive(m.protocol, now, &t));
+        self.table.release_sessions(m.internal_addr, n);
+        self.counters.sessions_expired.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        n
     }
 
     /// An inbound packet to a static mapping's port with no mapping yet: creates it.
@@ -352,7 +387,8 @@ impl Nat {
             }
             Entry::Vacant(vacant) => {
                 if claim(s, ik, sm.protocol, external) {
-                    vacant.insert(Mapping::new(sm.protocol, internal, external, true, session));
+                    let m = vacant.insert(Mapping::new(sm.protocol, internal, external, true, session));
+                    self.table.enqueue(ik, m);
                     bump(&self.counters.sessions_created);
                     Ok(Some(internal))
                 } else {
@@ -401,8 +437,7 @@ impl Nat {
         if by_external && (m.external_addr, m.external_port) != endpoint {
             return None;
         }
-        let i = m.session_index(remote.0, remote.1)?;
-        if !m.sessions[i].is_alive(proto, now, &s.config.timeouts) {
+        if !m.session(remote.0, remote.1)?.is_alive(proto, now, &s.config.timeouts) {
             return None;
         }
         Some(if by_external { (m.internal_addr, m.internal_port) } else { (m.external_addr, m.external_port) })
@@ -426,6 +461,12 @@ fn inbound_refresh(
         _ => {}
     }
     Ok(())
+}
+
+/// The inbound-opened sessions `m` would hold once `remote` (with no live session) has one.
+fn inbound_after(m: &Mapping, remote: Endpoint) -> usize {
+    let replaced = m.session(remote.0, remote.1).is_some_and(|x| x.opened_inbound());
+    (m.inbound_sessions - u32::from(replaced)) as usize + 1
 }
 
 /// The internal key of the mapping that owns an external endpoint, if any.

@@ -104,6 +104,9 @@ drop_reasons! {
     /// An inbound TCP segment other than a SYN to a static mapping, from a remote without a
     /// session: a port forward opens connections only with a SYN.
     TcpNoSession => "tcp_no_session",
+    /// Inbound packets already opened `Limits::max_inbound_sessions_per_mapping` sessions on
+    /// this dynamic mapping.
+    InboundSessionLimit => "inbound_session_limit",
 }
 
 #[cfg(test)]

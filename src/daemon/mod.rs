@@ -96,7 +96,11 @@ pub struct DaemonArgs {
 impl DaemonArgs {
     /// The session limits given on the command line.
     pub fn limits(&self) -> netnat_engine::Limits {
-        netnat_engine::Limits { max_sessions: self.max_sessions, max_sessions_per_host: self.max_sessions_per_host }
+        netnat_engine::Limits {
+            max_sessions: self.max_sessions,
+            max_sessions_per_host: self.max_sessions_per_host,
+            ..netnat_engine::Limits::default()
+        }
     }
 
     /// `--state-dir`, else the platform's default.

@@ -72,6 +72,7 @@ impl Plan {
         let limits = Limits {
             max_sessions: settings.max_sessions.unwrap_or(defaults.limits.max_sessions),
             max_sessions_per_host: settings.max_sessions_per_host.unwrap_or(defaults.limits.max_sessions_per_host),
+            ..defaults.limits
         };
         let name = settings.nat_name.unwrap_or_else(|| DEFAULT_NAT_NAME.to_owned());
         if name.trim().is_empty() {

@@ -205,6 +205,68 @@ fn held_fragments_time_out_and_fragments_of_dropped_datagrams_are_dropped() {
     assert_eq!(nat.stats().dropped(DropReason::FragmentOfDropped), 2, "the held one and the late one");
 }
 
+/// `big_udp` with IP identification `ident`.
+fn big_udp_ident(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, ident: u16) -> Vec<u8> {
+    let mut p = big_udp(src, sport, dst, dport);
+    p[4..6].copy_from_slice(&ident.to_be_bytes());
+    crate::wire::ipv4::fill_checksum(&mut p);
+    p
+}
+
+/// An inside host's datagram arriving out of order (middle, first, last) is translated whole.
+fn inside_out_of_order_datagram_gets_through(nat: &Nat, at: f64) {
+    let frags = fragment(&big_udp(INSIDE_A, 5000, WAN1, 53), 48);
+    assert_eq!(run(nat, at, &mut frags[1].clone()), Verdict::Held, "middle fragment held");
+    let mut first = frags[0].clone();
+    assert!(matches!(run(nat, at, &mut first), Verdict::Forward { direction: Direction::Outbound, .. }));
+    let middle = nat.poll_released().expect("the middle fragment is released");
+    let mut last = frags[2].clone();
+    let v = run(nat, at, &mut last);
+    assert!(matches!(v, Verdict::Forward { direction: Direction::Outbound, .. }), "last fragment: {v:?}");
+    assert_eq!(seen(&reassemble(&[first, middle.packet, last])).src, EXT);
+}
+
+#[test]
+fn unsolicited_first_fragments_from_outside_do_not_starve_inside_fragments() {
+    // 4096 first fragments of unsolicited datagrams from many outside sources, then from one.
+    for sources in [4096u32, 1] {
+        let nat = nat();
+        for i in 0..4096u32 {
+            let src = (u32::from_be_bytes([192, 0, 2, 0]) + i % sources).to_be_bytes();
+            let first = fragment(&big_udp_ident(src, 53, EXT, 40000, i as u16), 48).swap_remove(0);
+            assert_eq!(dropped(&nat, 1.0, first), DropReason::NoMapping);
+        }
+        inside_out_of_order_datagram_gets_through(&nat, 1.5);
+    }
+}
+
+#[test]
+fn unsolicited_non_first_fragments_from_outside_leave_inside_room_to_hold() {
+    let nat = nat();
+    for i in 0..200u16 {
+        let src = [192, 0, 2, (i % 50) as u8];
+        let later = fragment(&big_udp_ident(src, 53, EXT, 40000, i), 48).swap_remove(1);
+        let v = run(&nat, 1.0, &mut later.clone());
+        assert!(matches!(v, Verdict::Held | Verdict::Drop(DropReason::FragmentBufferFull)), "{v:?}");
+    }
+    assert!(nat.stats().dropped(DropReason::FragmentBufferFull) > 0, "the outside half is full");
+    inside_out_of_order_datagram_gets_through(&nat, 1.5);
+}
+
+#[test]
+fn one_source_holds_at_most_its_share_of_fragments() {
+    let nat = nat();
+    let mut held = 0;
+    for i in 0..64u16 {
+        let later = fragment(&big_udp_ident(INSIDE_B, 5000, WAN1, 53, i), 48).swap_remove(1);
+        if run(&nat, 1.0, &mut later.clone()) == Verdict::Held {
+            held += 1;
+        }
+    }
+    assert_eq!(held, crate::fragments::MAX_HELD_PER_SOURCE);
+    inside_out_of_order_datagram_gets_through(&nat, 1.5);
+}
+
 #[test]
 fn malformed_packets_are_dropped_by_reason_never_panic() {
     let nat = nat();

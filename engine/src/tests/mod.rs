@@ -1,6 +1,7 @@
 //! Behaviour tests of the engine, one file per area of design §2, on packets built and
 //! checked with etherparse (an independent parser).
 
+mod dos;
 mod errors_and_fragments;
 mod filtering_and_timers;
 mod invariants;
