@@ -50,7 +50,8 @@ impl InboundContext<'_> {
 /// Decides which inbound packets may pass through an existing mapping. Implementations must be
 /// deterministic functions of the context and their own state (the engine is replayable), and
 /// cheap: they run on the packet path, with the mapping's table shard locked, so they must
-/// not call back into the [`crate::Nat`] (that would wait for itself).
+/// not call back into the [`crate::Nat`] that asks them (that would wait for itself).
+/// Reading or driving another `Nat` from a policy is fine.
 pub trait FilteringPolicy: Send + Sync + Debug {
     /// Whether the inbound packet described by `ctx` may pass.
     fn admit(&self, ctx: &InboundContext<'_>) -> bool;

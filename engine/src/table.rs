@@ -29,7 +29,7 @@ use smallvec::SmallVec;
 
 use crate::config::{Limits, Protocol, Timeouts};
 use crate::ports::ExternalIndex;
-use crate::shard_lock::{ReadGuard, ShardedLock, WriteGuard, SHARDS};
+use crate::shard_lock::{ReadGuard, ShardedLock, Slot, WriteGuard, SHARDS};
 use crate::tcp_state::{self, TcpSegment, TcpSeqs, TcpTrack};
 use crate::time::{Duration, Instant};
 use crate::verdict::DropReason;
@@ -360,8 +360,7 @@ impl Mappings {
         ((h << 7) >> (64 - SHARDS.trailing_zeros())) as usize
     }
 
-    /// The shard holding `ik`, for reading (the packet path). Never nested with another
-    /// guard of the same shard on one thread.
+    /// The shard holding `ik`, for reading (the packet path).
     #[inline(always)]
     pub(crate) fn read(&self, ik: u64) -> ReadGuard<'_, ShardMap> {
         self.lock.read(self.shard(ik))
@@ -372,13 +371,10 @@ impl Mappings {
         self.lock.write(self.shard(ik))
     }
 
-    /// A reader slot of its own for a worker thread (see `shard_lock.rs`).
-    pub(crate) fn claim_slot(&self) -> Option<usize> {
+    /// A reader slot of its own for a worker thread (see `shard_lock.rs`), given back when
+    /// dropped.
+    pub(crate) fn claim_slot(&self) -> Option<Slot<'_, ShardMap>> {
         self.lock.claim_slot()
-    }
-
-    pub(crate) fn release_slot(&self, slot: usize) {
-        self.lock.release_slot(slot);
     }
 
     /// Calls `f` on every mapping (a consistent view per shard, not across shards).

@@ -10,6 +10,8 @@ use arc_swap::{ArcSwap, Cache};
 
 use crate::nat::Nat;
 use crate::settings::Settings;
+use crate::shard_lock::{with_slot, Slot};
+use crate::table::ShardMap;
 use crate::time::Instant;
 use crate::verdict::{Direction, DropReason, Verdict};
 
@@ -30,8 +32,9 @@ pub struct Worker<'a> {
     settings: Cache<&'a ArcSwap<Settings>, Arc<Settings>>,
     counts: [u64; DROPPED + DropReason::ALL.len()],
     pending: u32,
-    /// Its own reader slot in the table's shard lock (`None`: all taken, it shares one).
-    slot: Option<usize>,
+    /// Its own reader slot in the table's shard lock (`None`: all taken, it shares one);
+    /// given back when the worker drops.
+    slot: Option<Slot<'a, ShardMap>>,
 }
 
 impl core::fmt::Debug for Worker<'_> {
@@ -56,8 +59,8 @@ impl<'a> Worker<'a> {
         // Borrowed from the cache, not cloned: no reference-count traffic per packet.
         let s: &Arc<Settings> = self.settings.load();
         let nat = self.nat;
-        let verdict = match self.slot {
-            Some(slot) => crate::shard_lock::with_slot(slot, || nat.process(s, now, packet)),
+        let verdict = match &mut self.slot {
+            Some(slot) => with_slot(slot, || nat.process(s, now, packet)),
             None => nat.process(s, now, packet),
         };
         let slot = match verdict {
@@ -93,8 +96,5 @@ impl<'a> Worker<'a> {
 impl Drop for Worker<'_> {
     fn drop(&mut self) {
         self.flush();
-        if let Some(slot) = self.slot {
-            self.nat.table.by_internal.release_slot(slot);
-        }
     }
 }

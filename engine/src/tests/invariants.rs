@@ -209,3 +209,75 @@ fn established_flows_stay_translated_while_another_thread_writes_every_shard() {
     });
     assert_eq!(nat.session_count(), 600);
 }
+
+/// A filtering policy that reads another NAT (its sessions, and a packet of an established
+/// flow through it) and then drops the packet; counts its calls.
+#[derive(Debug)]
+struct ReadsOther {
+    other: std::sync::Arc<Nat>,
+    established: (u16, u16),
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl crate::FilteringPolicy for ReadsOther {
+    fn admit(&self, ctx: &crate::InboundContext<'_>) -> bool {
+        for r in self.other.sessions() {
+            assert_eq!(r.external_source_address, std::net::Ipv4Addr::from(EXT), "{r:?}");
+            assert_eq!(r.internal_destination_address, std::net::Ipv4Addr::from(WAN1), "{r:?}");
+        }
+        let (internal, external) = self.established;
+        let mut p = udp(host(0), internal, WAN1, 53);
+        assert!(matches!(self.other.handle_packet(ctx.now, &mut p), Verdict::Forward { .. }));
+        assert_eq!(seen(&p).sport, external, "the other NAT's flow kept its mapping");
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        false
+    }
+}
+
+/// A worker of one NAT whose filtering policy reads a second NAT, while another thread
+/// writes the second NAT (new flows, sweeps of every shard): the policy's reads of the
+/// second NAT must be reads under its lock (the worker's reader slot is its own NAT's).
+#[test]
+fn a_policy_reading_another_nat_while_that_nat_is_written() {
+    let (rounds, flows): (u16, u16) = if cfg!(miri) { (6, 24) } else { (2000, 8000) };
+    let now = crate::Instant::from_secs(1);
+    let other = std::sync::Arc::new(nat());
+    let mut p = udp(host(0), 2000, WAN1, 53);
+    assert!(matches!(other.handle_packet(now, &mut p), Verdict::Forward { .. }));
+    let established = (2000, seen(&p).sport);
+    let policy = std::sync::Arc::new(ReadsOther { other: other.clone(), established, calls: Default::default() });
+    let nat = nat();
+    nat.set_filtering_policy(crate::Protocol::Udp, Some(policy.clone()));
+    let mut p = udp(host(0), 5000, WAN1, 53);
+    assert!(matches!(nat.handle_packet(now, &mut p), Verdict::Forward { .. }));
+    let mapped = seen(&p).sport;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut w = nat.worker();
+            for n in 0..rounds {
+                // A remote the internal host never sent to: the policy decides.
+                let mut p = udp(WAN2, 1000 + n, EXT, mapped);
+                assert_eq!(w.handle_packet(now, &mut p), Verdict::Drop(crate::DropReason::Filtered));
+            }
+        });
+        scope.spawn(|| {
+            // One new flow a second; every 8 the sweep removes those idle for over 120 s
+            // (the established flow is kept alive).
+            for flow in 0..flows {
+                let later = crate::Instant::from_secs(1 + u64::from(flow));
+                let mut p = udp(host(1), 3000 + flow, WAN1, 53);
+                assert!(matches!(other.handle_packet(later, &mut p), Verdict::Forward { .. }));
+                if flow % 8 == 0 {
+                    let mut p = udp(host(0), established.0, WAN1, 53);
+                    assert!(matches!(other.handle_packet(later, &mut p), Verdict::Forward { .. }));
+                    other.handle_timeout(later);
+                }
+            }
+        });
+    });
+    assert_eq!(policy.calls.load(std::sync::atomic::Ordering::Relaxed), u64::from(rounds));
+    // The last sweep (at flow 8k) kept the flows of the last 120 s and the established one.
+    let last_sweep = (flows - 1) / 8 * 8;
+    let kept = usize::from(flows) - usize::from(last_sweep.saturating_sub(120));
+    assert_eq!(other.session_count(), 1 + kept);
+}
