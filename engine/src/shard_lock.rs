@@ -167,22 +167,23 @@ impl<T> ShardedLock<T> {
         let slot = if ptr::eq(current.lock, self.id()) { current.slot } else { SHARED };
         let shard = &self.shards[i];
         let mark = self.mark(slot, i);
+        let shared = slot == SHARED;
         loop {
-            let nested = if slot == SHARED {
+            let held = if shared {
                 mark.fetch_add(1, SeqCst);
-                false
+                0
             } else {
                 // Only this thread writes its slot's marks: a load and a store count it.
                 let held = mark.load(Relaxed);
                 mark.store(held + 1, SeqCst);
-                held != 0
+                held
             };
-            // A nested read needs no look at `writing`: while the outer read holds the shard,
-            // no writer proceeds.
-            if nested || !shard.writing.load(SeqCst) {
-                return ReadGuard { data: &shard.data, mark, shared: slot == SHARED };
+            // A nested read (`held != 0`) need not wait for a writer: while the outer read
+            // holds the shard, no writer proceeds.
+            if !shard.writing.load(SeqCst) || held != 0 {
+                return ReadGuard { data: &shard.data, mark, shared };
             }
-            unmark(mark, slot == SHARED);
+            unmark(mark, shared);
             let backoff = Backoff::new();
             while shard.writing.load(Relaxed) {
                 backoff.snooze();
