@@ -129,6 +129,24 @@ fn classify(s: &Settings, src: u32, dst: u32) -> Result<Option<Class>, DropReaso
     })
 }
 
+/// With `UnmatchedInbound::Host`, an inbound packet that belongs to no mapping (or an ICMP
+/// error that matches no session) is the host's: passed, not dropped.
+#[inline(always)]
+fn unmatched_inbound(
+    s: &Settings,
+    class: Class,
+    result: Result<Option<Direction>, DropReason>,
+) -> Result<Option<Direction>, DropReason> {
+    match result {
+        Err(DropReason::NoMapping | DropReason::IcmpErrorNoSession)
+            if class == Class::Inbound && s.config.unmatched_inbound == UnmatchedInbound::Host =>
+        {
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// Ports of a TCP or UDP segment and what the TCP tracker reads of it, with its header checked.
 #[inline(always)]
 fn ports(proto: Protocol, seg: &[u8], fragment: bool) -> Result<(u16, u16, TcpSegment), DropReason> {
@@ -224,7 +242,8 @@ impl Nat {
         let flags_offset = u16::from_be_bytes([packet[6], packet[7]]);
         let pkt = &mut packet[..total];
         if flags_offset & 0x3fff == 0 {
-            return match self.translate(s, now, class, pkt, (src, dst), ihl, proto, false) {
+            let result = self.translate(s, now, class, pkt, (src, dst), ihl, proto, false);
+            return match unmatched_inbound(s, class, result) {
                 Ok(Some(direction)) => Verdict::Forward { direction, len },
                 Ok(None) => Verdict::Pass,
                 Err(reason) => Verdict::Drop(reason),
@@ -240,7 +259,7 @@ impl Nat {
                 Err(Hold::Drop(reason)) => Verdict::Drop(reason),
             };
         }
-        let result = self.translate(s, now, class, pkt, (src, dst), ihl, proto, true);
+        let result = unmatched_inbound(s, class, self.translate(s, now, class, pkt, (src, dst), ihl, proto, true));
         let outcome = match result {
             Ok(Some(direction)) => Outcome::Translated { new_src: be32(pkt, 12), new_dst: be32(pkt, 16), direction },
             Ok(None) => Outcome::Passed,
@@ -262,30 +281,6 @@ impl Nat {
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn translate(
-        &self,
-        s: &Settings,
-        now: Instant,
-        class: Class,
-        pkt: &mut [u8],
-        (src, dst): (u32, u32),
-        ihl: usize,
-        proto: u8,
-        fragment: bool,
-    ) -> Result<Option<Direction>, DropReason> {
-        let result = self.translate_any(s, now, class, pkt, (src, dst), ihl, proto, fragment);
-        match result {
-            Err(DropReason::NoMapping | DropReason::IcmpErrorNoSession)
-                if class == Class::Inbound && s.config.unmatched_inbound == UnmatchedInbound::Host =>
-            {
-                Ok(None)
-            }
-            other => other,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn translate_any(
         &self,
         s: &Settings,
         now: Instant,
