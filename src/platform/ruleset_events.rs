@@ -10,6 +10,34 @@ use std::time::Duration;
 /// `NFNLGRP_NFTABLES` from `linux/netfilter/nfnetlink.h` (not in the libc crate).
 const NFNLGRP_NFTABLES: libc::c_int = 7;
 
+/// A netlink socket of `protocol`, bound to the multicast `groups` (a bit mask; 0 for none).
+/// The route watcher (`watch`) opens its socket the same way.
+pub fn netlink_socket(protocol: libc::c_int, groups: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr.nl_groups = groups;
+    // SAFETY: `addr` is a valid sockaddr_nl of the size passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 /// A subscription to ruleset change events.
 #[derive(Debug)]
 pub struct RulesetEvents {
@@ -20,28 +48,7 @@ pub struct RulesetEvents {
 impl RulesetEvents {
     /// Subscribes; fails where the kernel has no nftables netlink interface.
     pub fn open() -> std::io::Result<RulesetEvents> {
-        // SAFETY: plain socket(2); the result is checked and owned below.
-        let fd =
-            unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_nl is plain data; all-zero is valid.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `addr` is a valid sockaddr_nl of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        let fd = netlink_socket(libc::NETLINK_NETFILTER, 0)?;
         let group = NFNLGRP_NFTABLES;
         // SAFETY: a live socket; the option value is a c_int of the size passed.
         let rc = unsafe {
