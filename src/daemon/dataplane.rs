@@ -226,7 +226,9 @@ impl LiveNat {
         }
     }
 
-    /// When the earliest of its engines wants `handle_timeout`.
+    /// When the earliest of its engines wants `handle_timeout` (the Linux timer sleeps until
+    /// then; the Windows workers expire on their own tick).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.instances.load().iter().filter_map(|i| i.nat.poll_timeout()).min()
     }
@@ -338,6 +340,7 @@ impl Dataplane {
     }
 
     /// Makes the supervised threads' health part of the statistics.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn set_supervisor(&self, supervisor: super::supervise::Supervisor) {
         let _ = self.supervisor.set(supervisor);
     }

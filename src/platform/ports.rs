@@ -38,6 +38,7 @@ pub fn nat_range(ephemeral: Option<(u16, u16)>) -> (u16, u16) {
     }
 }
 
+#[cfg(any(target_os = "linux", test))]
 /// Parses `ip_local_reserved_ports` ("1024-2047,8080" or empty).
 pub fn parse_ranges(text: &str) -> Vec<(u16, u16)> {
     text.trim()
@@ -51,6 +52,7 @@ pub fn parse_ranges(text: &str) -> Vec<(u16, u16)> {
         .collect()
 }
 
+#[cfg(any(target_os = "linux", test))]
 /// The union of `ranges`, sorted, adjacent runs merged.
 pub fn merge(mut ranges: Vec<(u16, u16)>) -> Vec<(u16, u16)> {
     ranges.retain(|(a, b)| a <= b);
@@ -65,6 +67,7 @@ pub fn merge(mut ranges: Vec<(u16, u16)>) -> Vec<(u16, u16)> {
     out
 }
 
+#[cfg(any(target_os = "linux", test))]
 /// `ip_local_reserved_ports` syntax.
 pub fn format_ranges(ranges: &[(u16, u16)]) -> String {
     let parts: Vec<String> =
@@ -72,12 +75,14 @@ pub fn format_ranges(ranges: &[(u16, u16)]) -> String {
     parts.join(",")
 }
 
-/// Adds `ranges` to the host's reserved ports (Linux; nothing elsewhere). Returns whether
-/// anything changed. Ranges netnat reserved before stay reserved.
+/// Adds `ranges` to the host's reserved ports (Linux). Returns whether anything changed.
+/// Ranges netnat reserved before stay reserved.
+#[cfg(target_os = "linux")]
 pub fn reserve(ranges: &[(u16, u16)]) -> std::io::Result<bool> {
     imp::reserve(ranges)
 }
 
+#[cfg(any(target_os = "linux", test))]
 /// Whether `reserved` leaves no port of `ephemeral` for the host's own connections.
 pub fn starves_host(reserved: &[(u16, u16)], ephemeral: (u16, u16)) -> bool {
     let merged = merge(reserved.to_vec());
@@ -116,10 +121,6 @@ mod imp {
     /// Windows' default dynamic port range (`netsh int ipv4 show dynamicport tcp`).
     pub fn host_ephemeral_range() -> Option<(u16, u16)> {
         Some((49152, 65535))
-    }
-
-    pub fn reserve(_ranges: &[(u16, u16)]) -> std::io::Result<bool> {
-        Ok(false)
     }
 }
 
