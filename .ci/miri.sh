@@ -5,16 +5,24 @@
 #
 #   .ci/miri.sh            # about 2 minutes warm (the cross-NAT test is ~90 s: two Nats)
 #
-# Needs the nightly toolchain with the miri and rust-src components; tries to add them.
+# Runs a pinned nightly (MIRI_TOOLCHAIN overrides it) and installs it with miri and rust-src
+# if missing. Why pinned, and not older than this: Miri before rust-lang/miri#5111 (merged
+# 2026-06-27, issue #5104) lets a SeqCst load read a non-SeqCst store that happens-before a
+# later SeqCst store, which C++20 forbids. The shard lock's Dekker handshake mixes such
+# stores (a reader leaves with a Release store, a writer clears `writing` with one), so the
+# older Miri (nightly-2026-05-19 was on these machines) reports a data race that cannot
+# happen; CI saw it on some thread schedules.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-if ! cargo +nightly miri --version >/dev/null 2>&1; then
-    echo "miri: adding miri and rust-src to the nightly toolchain"
-    if ! rustup component add miri rust-src --toolchain nightly; then
-        echo "miri: FAILED: no nightly toolchain with miri; install it with" \
-            "'rustup toolchain install nightly --component miri,rust-src'" >&2
+toolchain="${MIRI_TOOLCHAIN:-nightly-2026-10-30}"
+if ! cargo "+$toolchain" miri --version >/dev/null 2>&1; then
+    echo "miri: installing $toolchain with miri and rust-src"
+    if ! rustup toolchain install "$toolchain" --profile minimal --component miri,rust-src; then
+        echo "miri: FAILED: cannot install $toolchain with miri; install it with" \
+            "'rustup toolchain install $toolchain --profile minimal --component miri,rust-src'" \
+            "or set MIRI_TOOLCHAIN to a nightly from 2026-06-28 or later that has miri" >&2
         exit 1
     fi
 fi
@@ -22,8 +30,8 @@ fi
 # parking_lot casts integers to pointers; permissive provenance accepts it without a warning.
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-permissive-provenance}"
 
-cargo +nightly miri setup
-if ! cargo +nightly miri test -p netnat-engine --lib -- \
+cargo "+$toolchain" miri setup
+if ! cargo "+$toolchain" miri test -p netnat-engine --lib -- \
     shard_lock:: tests::invariants::a_policy_reading_another_nat_while_that_nat_is_written; then
     echo "miri: FAILED: undefined behaviour or a failed assertion above" >&2
     exit 1
