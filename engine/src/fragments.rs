@@ -10,9 +10,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::nat::ReleasedPacket;
 use crate::time::{Duration, Instant};
-use crate::verdict::{Direction, DropReason};
+use crate::verdict::{Direction, DropReason, HeldId, ReleasedPacket};
 use crate::wire::ipv4::Ipv4Packet;
 
 /// How long a datagram's translation is remembered, and a held fragment kept, after the
@@ -74,6 +73,7 @@ struct Record {
 
 #[derive(Debug)]
 struct Held {
+    id: HeldId,
     key: FragKey,
     received: Instant,
     data: Vec<u8>,
@@ -97,6 +97,8 @@ pub(crate) struct Fragments {
     /// Per source address with anything remembered or held (removed at zero).
     sources: HashMap<u32, Usage>,
     pub released: VecDeque<ReleasedPacket>,
+    /// The id of the next fragment held.
+    next_held: u64,
 }
 
 /// Applies a first fragment's translation to another fragment of the same datagram.
@@ -145,8 +147,10 @@ impl Fragments {
                     u.held += 1;
                     u.held_bytes += n;
                 });
-                self.held.push(Held { key, received: now, data: packet.to_vec(), side });
-                Err(Hold::Held)
+                let id = HeldId(self.next_held);
+                self.next_held += 1;
+                self.held.push(Held { id, key, received: now, data: packet.to_vec(), side });
+                Err(Hold::Held(id))
             }
         }
     }
@@ -178,13 +182,17 @@ impl Fragments {
                     apply(&mut h.data, new_src, new_dst);
                     self.released.push_back(ReleasedPacket {
                         direction: Some(direction),
+                        held: h.id,
                         received: h.received,
                         packet: h.data,
                     });
                 }
-                Outcome::Passed => {
-                    self.released.push_back(ReleasedPacket { direction: None, received: h.received, packet: h.data })
-                }
+                Outcome::Passed => self.released.push_back(ReleasedPacket {
+                    direction: None,
+                    held: h.id,
+                    received: h.received,
+                    packet: h.data,
+                }),
                 Outcome::Dropped => dropped += 1,
             }
         }
@@ -249,6 +257,6 @@ impl Fragments {
 /// A non-first fragment that cannot be sent now.
 #[derive(Debug)]
 pub(crate) enum Hold {
-    Held,
+    Held(HeldId),
     Drop(DropReason),
 }

@@ -42,11 +42,11 @@ pub use config::{
     StaticMapping, Timeouts, UnmatchedInbound,
 };
 pub use filter::{FilteringPolicy, InboundContext};
-pub use nat::{Nat, ReleasedPacket};
+pub use nat::Nat;
 pub use session::SessionInfo;
 pub use stats::Stats;
 pub use time::{Duration, Instant};
-pub use verdict::{Direction, DropReason, Verdict};
+pub use verdict::{Direction, DropReason, HeldId, ReleasedPacket, Verdict};
 pub use worker::{Worker, FLUSH_EVERY};
 
 mod alloc;

@@ -17,7 +17,7 @@ use crate::table::Table;
 use crate::tcp_state::TcpSegment;
 use crate::time::{Duration, Instant};
 use crate::translate::Endpoint;
-use crate::verdict::{Direction, DropReason, Verdict};
+use crate::verdict::{Direction, DropReason, ReleasedPacket, Verdict};
 use crate::wire::{icmp, tcp, udp};
 use crate::worker::Worker;
 
@@ -43,18 +43,6 @@ pub const SWEEP_STEP_INTERVAL: Duration = Duration::from_millis(1);
 /// (each one bounded by `FORCED_SWEEP_BUDGET`), so a flood of new flows against a full table
 /// cannot make every packet sweep.
 pub const FORCED_SWEEP_INTERVAL: Duration = Duration::from_millis(10);
-
-/// A fragment the engine held back (it came before its first fragment) and now releases,
-/// translated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReleasedPacket {
-    /// How it crossed the NAT; `None`: not the NAT's business, unchanged.
-    pub direction: Option<Direction>,
-    /// When it was handed to `handle_packet`.
-    pub received: Instant,
-    /// The translated packet.
-    pub packet: Vec<u8>,
-}
 
 /// How a packet relates to the NAT, from its addresses alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +190,7 @@ impl Nat {
             Verdict::Forward { direction: Direction::Inbound, .. } => bump(&self.counters.translated_in),
             Verdict::Forward { direction: Direction::Hairpin, .. } => bump(&self.counters.hairpinned),
             Verdict::Pass => bump(&self.counters.passed),
-            Verdict::Held => bump(&self.counters.fragments_held),
+            Verdict::Held(_) => bump(&self.counters.fragments_held),
             Verdict::Drop(reason) => self.counters.drop(reason),
         }
         verdict
@@ -255,7 +243,7 @@ impl Nat {
             return match self.fragments.lock().handle_later(now, frag_key, side, pkt) {
                 Ok(Some(direction)) => Verdict::Forward { direction, len },
                 Ok(None) => Verdict::Pass,
-                Err(Hold::Held) => Verdict::Held,
+                Err(Hold::Held(id)) => Verdict::Held(id),
                 Err(Hold::Drop(reason)) => Verdict::Drop(reason),
             };
         }

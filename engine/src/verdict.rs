@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::time::Instant;
+
 /// Which way a packet crossed the NAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Direction {
@@ -28,11 +30,32 @@ pub enum Verdict {
     /// external address): pass it on unchanged.
     Pass,
     /// A non-first fragment whose first fragment has not been seen yet: the engine keeps a
-    /// copy and hands it back, translated, through `Nat::poll_released` once it can.
-    Held,
+    /// copy and hands it back, translated, through `Nat::poll_released` once it can, with
+    /// this id in [`crate::ReleasedPacket::held`] (so a caller that keeps what surrounds the
+    /// packet, a frame's link header or a capture handle, finds it again exactly).
+    Held(HeldId),
     /// Drop the packet; the reason has been counted.
     Drop(DropReason),
 }
+
+/// A fragment the engine held back (it came before its first fragment) and now releases,
+/// translated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleasedPacket {
+    /// How it crossed the NAT; `None`: not the NAT's business, unchanged.
+    pub direction: Option<Direction>,
+    /// The id `handle_packet` returned with [`Verdict::Held`] for it.
+    pub held: HeldId,
+    /// When it was handed to `handle_packet`.
+    pub received: Instant,
+    /// The translated packet.
+    pub packet: Vec<u8>,
+}
+
+/// Names one fragment the engine held: unique per [`crate::Nat`] (a count from 0 in the
+/// order fragments were held), so it is as deterministic as the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeldId(pub u64);
 
 macro_rules! drop_reasons {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {

@@ -68,7 +68,7 @@ impl<'a> Worker<'a> {
             Verdict::Forward { direction: Direction::Inbound, .. } => IN,
             Verdict::Forward { direction: Direction::Hairpin, .. } => HAIRPIN,
             Verdict::Pass => PASSED,
-            Verdict::Held => HELD,
+            Verdict::Held(_) => HELD,
             Verdict::Drop(reason) => DROPPED + reason.index(),
         };
         self.counts[slot] += 1;

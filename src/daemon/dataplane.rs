@@ -435,7 +435,7 @@ fn verdict_action(v: Verdict) -> Action {
             Action::Translated { len, inbound: direction != netnat_engine::Direction::Outbound }
         }
         Verdict::Pass => Action::Accept,
-        Verdict::Held | Verdict::Drop(_) => Action::Drop,
+        Verdict::Held(_) | Verdict::Drop(_) => Action::Drop,
     }
 }
 

@@ -8,7 +8,7 @@
 //! timestamp they came in with and the link header of the frame that carried them.
 
 use netnat_capture::pcap::{Frame, LinkType, PcapReader, PcapWriter};
-use netnat_engine::{Direction, Instant, Nat, ReleasedPacket, Verdict};
+use netnat_engine::{Direction, HeldId, Instant, Nat, Verdict};
 
 use super::output::AtomicFile;
 use super::summary::ReplayCounts;
@@ -28,11 +28,8 @@ pub struct Sinks {
 /// A frame whose IPv4 packet the engine holds (a fragment that came before its first one).
 #[derive(Debug)]
 struct HeldFrame {
-    /// The `now` it was handed to the engine at.
-    received: Instant,
-    /// IPv4 identification and flags/fragment-offset words: unchanged by translation, so they
-    /// find the frame again when the engine releases the packet.
-    id_and_fragment: [u8; 4],
+    /// The engine's id for it, which comes back with the released packet.
+    id: HeldId,
     /// The frame as it came in.
     frame: Frame,
     /// Where its IPv4 header starts.
@@ -81,13 +78,12 @@ pub fn replay(
                 counts.passed += 1;
                 write(&mut sinks.output, &frame, &frame.data, &mut counts)?;
             }
-            Verdict::Held => {
+            Verdict::Held(id) => {
                 counts.held += 1;
                 if let Some(original) = original {
                     frame.data = original;
                 }
-                let id_and_fragment = id_and_fragment(&frame.data[offset..]);
-                held.push(HeldFrame { received: now, id_and_fragment, frame, offset });
+                held.push(HeldFrame { id, frame, offset });
             }
             Verdict::Drop(_) => {
                 counts.dropped += 1;
@@ -144,11 +140,6 @@ fn write(
     Ok(())
 }
 
-/// Bytes 4..8 of an IPv4 header (zeros if the packet is shorter).
-fn id_and_fragment(packet: &[u8]) -> [u8; 4] {
-    packet.get(4..8).and_then(|b| b.try_into().ok()).unwrap_or_default()
-}
-
 /// Writes every packet the engine releases, behind the link header it came with.
 fn drain_released(
     nat: &Nat,
@@ -162,7 +153,7 @@ fn drain_released(
             Some(direction) => count_direction(counts, direction),
             None => counts.passed += 1,
         }
-        let Some(at) = find_held(held, &released) else {
+        let Some(at) = held.iter().position(|h| h.id == released.held) else {
             // The engine released a packet it never said it held: write it with no link
             // header only if the capture has none, otherwise it cannot be framed.
             if sinks.output.link_type() != LinkType::Ethernet {
@@ -180,16 +171,6 @@ fn drain_released(
     Ok(())
 }
 
-/// The held frame a released packet came in: same receive time and IPv4 id/fragment words,
-/// else the oldest with the same receive time, else the oldest.
-fn find_held(held: &[HeldFrame], released: &ReleasedPacket) -> Option<usize> {
-    let key = id_and_fragment(&released.packet);
-    held.iter()
-        .position(|h| h.received == released.received && h.id_and_fragment == key)
-        .or_else(|| held.iter().position(|h| h.received == released.received))
-        .or(if held.is_empty() { None } else { Some(0) })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,32 +181,5 @@ mod tests {
         assert_eq!(forwarded_end(LinkType::Ethernet, 14, 46, 60), 60);
         assert_eq!(forwarded_end(LinkType::Raw, 0, 28, 30), 28);
         assert_eq!(forwarded_end(LinkType::Ipv4, 0, 40, 30), 30, "never beyond the frame");
-    }
-
-    #[test]
-    fn released_packets_find_their_frame() {
-        let frame = |id: u8| Frame {
-            timestamp_micros: 1,
-            link_type: LinkType::Raw,
-            data: vec![0x45, 0, 0, 20, 0, id, 0, 10],
-            original_len: 8,
-            ipv4_offset: Some(0),
-        };
-        let held = |t: u64, id: u8| HeldFrame {
-            received: Instant::from_micros(t),
-            id_and_fragment: [0, id, 0, 10],
-            frame: frame(id),
-            offset: 0,
-        };
-        let list = vec![held(1, 1), held(2, 2), held(2, 3)];
-        let released = |t: u64, id: u8| ReleasedPacket {
-            direction: Some(Direction::Inbound),
-            received: Instant::from_micros(t),
-            packet: vec![0x45, 0, 0, 20, 0, id, 0, 10],
-        };
-        assert_eq!(find_held(&list, &released(2, 3)), Some(2));
-        assert_eq!(find_held(&list, &released(2, 9)), Some(1));
-        assert_eq!(find_held(&list, &released(5, 9)), Some(0));
-        assert_eq!(find_held(&[], &released(5, 9)), None);
     }
 }

@@ -176,14 +176,16 @@ fn non_first_fragments_before_the_first_are_held_then_released() {
     let nat = nat();
     let frags = fragment(&big_udp(INSIDE_A, 5000, WAN1, 53), 48);
     let (mut last, mut middle, mut first) = (frags[2].clone(), frags[1].clone(), frags[0].clone());
-    assert_eq!(run(&nat, 1.0, &mut last), Verdict::Held);
-    assert_eq!(run(&nat, 1.0, &mut middle), Verdict::Held);
+    let Verdict::Held(last_id) = run(&nat, 1.0, &mut last) else { panic!("the last fragment is held") };
+    let Verdict::Held(middle_id) = run(&nat, 1.0, &mut middle) else { panic!("the middle fragment is held") };
+    assert_ne!(last_id, middle_id, "each held fragment has its own id");
     assert!(nat.poll_released().is_none());
     assert!(matches!(run(&nat, 1.1, &mut first), Verdict::Forward { .. }));
     let r1 = nat.poll_released().expect("released");
     let r2 = nat.poll_released().expect("released");
     assert!(nat.poll_released().is_none());
     assert_eq!(r1.packet[6..8], frags[2][6..8], "released in arrival order");
+    assert_eq!((r1.held, r2.held), (last_id, middle_id), "each comes back with the id it was held under");
     assert_eq!(r1.direction, Some(Direction::Outbound));
     assert_eq!(r1.received, crate::Instant::from_secs(1));
     let out = reassemble(&[first, r1.packet, r2.packet]);
@@ -194,12 +196,12 @@ fn non_first_fragments_before_the_first_are_held_then_released() {
 fn held_fragments_time_out_and_fragments_of_dropped_datagrams_are_dropped() {
     let nat = nat();
     let frags = fragment(&big_udp(INSIDE_A, 5000, WAN1, 53), 48);
-    assert_eq!(run(&nat, 1.0, &mut frags[1].clone()), Verdict::Held);
+    assert!(matches!(run(&nat, 1.0, &mut frags[1].clone()), Verdict::Held(_)));
     nat.handle_timeout(crate::Instant::from_secs(10));
     assert_eq!(nat.stats().dropped(DropReason::FragmentTimeout), 1);
     // An unsolicited inbound fragmented datagram: its first fragment is dropped, so are the rest.
     let inbound = fragment(&big_udp(WAN1, 53, EXT, 40000), 48);
-    assert_eq!(run(&nat, 11.0, &mut inbound[2].clone()), Verdict::Held);
+    assert!(matches!(run(&nat, 11.0, &mut inbound[2].clone()), Verdict::Held(_)));
     assert_eq!(dropped(&nat, 11.0, inbound[0].clone()), DropReason::NoMapping);
     assert_eq!(dropped(&nat, 11.0, inbound[1].clone()), DropReason::FragmentOfDropped);
     assert_eq!(nat.stats().dropped(DropReason::FragmentOfDropped), 2, "the held one and the late one");
@@ -216,7 +218,8 @@ fn big_udp_ident(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, ident: u16)
 /// An inside host's datagram arriving out of order (middle, first, last) is translated whole.
 fn inside_out_of_order_datagram_gets_through(nat: &Nat, at: f64) {
     let frags = fragment(&big_udp(INSIDE_A, 5000, WAN1, 53), 48);
-    assert_eq!(run(nat, at, &mut frags[1].clone()), Verdict::Held, "middle fragment held");
+    let held = run(nat, at, &mut frags[1].clone());
+    assert!(matches!(held, Verdict::Held(_)), "middle fragment held: {held:?}");
     let mut first = frags[0].clone();
     assert!(matches!(run(nat, at, &mut first), Verdict::Forward { direction: Direction::Outbound, .. }));
     let middle = nat.poll_released().expect("the middle fragment is released");
@@ -247,7 +250,7 @@ fn unsolicited_non_first_fragments_from_outside_leave_inside_room_to_hold() {
         let src = [192, 0, 2, (i % 50) as u8];
         let later = fragment(&big_udp_ident(src, 53, EXT, 40000, i), 48).swap_remove(1);
         let v = run(&nat, 1.0, &mut later.clone());
-        assert!(matches!(v, Verdict::Held | Verdict::Drop(DropReason::FragmentBufferFull)), "{v:?}");
+        assert!(matches!(v, Verdict::Held(_) | Verdict::Drop(DropReason::FragmentBufferFull)), "{v:?}");
     }
     assert!(nat.stats().dropped(DropReason::FragmentBufferFull) > 0, "the outside half is full");
     inside_out_of_order_datagram_gets_through(&nat, 1.5);
@@ -259,7 +262,7 @@ fn one_source_holds_at_most_its_share_of_fragments() {
     let mut held = 0;
     for i in 0..64u16 {
         let later = fragment(&big_udp_ident(INSIDE_B, 5000, WAN1, 53, i), 48).swap_remove(1);
-        if run(&nat, 1.0, &mut later.clone()) == Verdict::Held {
+        if matches!(run(&nat, 1.0, &mut later.clone()), Verdict::Held(_)) {
             held += 1;
         }
     }

@@ -92,7 +92,7 @@ fn run(nat: &Nat, pkt: &mut Vec<u8>) -> Verdict {
             }
         }
         Verdict::Pass => assert_eq!(*pkt, before, "a passed packet was modified"),
-        Verdict::Held | Verdict::Drop(_) => {}
+        Verdict::Held(_) | Verdict::Drop(_) => {}
     }
     verdict
 }
