@@ -79,15 +79,16 @@ impl<'a> Worker<'a> {
         verdict
     }
 
-    /// Adds the local counts to the shared counters now.
+    /// Adds the local counts to the shared counters now (only those that counted something:
+    /// a worker that lives for one short batch writes one or two shared counters, not all).
     pub fn flush(&mut self) {
         let c = &self.nat.counters;
         let shared = [&c.translated_out, &c.translated_in, &c.hairpinned, &c.passed, &c.fragments_held];
-        for (i, counter) in shared.into_iter().enumerate() {
-            counter.fetch_add(core::mem::take(&mut self.counts[i]), Ordering::Relaxed);
-        }
-        for (i, counter) in c.dropped.iter().enumerate() {
-            counter.fetch_add(core::mem::take(&mut self.counts[DROPPED + i]), Ordering::Relaxed);
+        let counters = shared.into_iter().chain(c.dropped.iter());
+        for (count, counter) in self.counts.iter_mut().zip(counters) {
+            if *count != 0 {
+                counter.fetch_add(core::mem::take(count), Ordering::Relaxed);
+            }
         }
         self.pending = 0;
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use netnat_capture::{Action as CaptureAction, Batch, Packet};
-use netnat_engine::{ConfigError, ExternalAddress, Instant, Nat, NatConfig, SessionInfo, Verdict};
+use netnat_engine::{ConfigError, ExternalAddress, Instant, Nat, NatConfig, SessionInfo, Verdict, Worker};
 use parking_lot::Mutex;
 
 use crate::platform::route::RouteCache;
@@ -200,14 +200,18 @@ impl LiveNat {
         Ok(())
     }
 
-    /// The instance for an outbound packet to `dst`.
-    fn outbound_instance(&self, dst: Ipv4Addr, routes: &RouteCache) -> Option<Arc<Instance>> {
-        let instances = self.instances.load();
+    /// The instance, of this NAT's `instances`, for an outbound packet to `dst`.
+    fn outbound_instance<'a>(
+        &self,
+        instances: &'a [Arc<Instance>],
+        dst: Ipv4Addr,
+        routes: &RouteCache,
+    ) -> Option<&'a Instance> {
         if self.is_explicit() {
-            return instances.first().cloned();
+            return instances.first().map(|i| &**i);
         }
         let source = routes.source_toward(dst)?;
-        instances.iter().find(|i| i.addresses.first() == Some(&source)).cloned()
+        instances.iter().find(|i| i.addresses.first() == Some(&source)).map(|i| &**i)
     }
 
     fn is_explicit(&self) -> bool {
@@ -367,20 +371,31 @@ impl Dataplane {
         }
     }
 
-    /// Runs every packet of a received `batch` through [`Dataplane::process`]: sets its new
-    /// length and its capture verdict. How a rewritten packet leaves is the platform's
-    /// choice, so `rewritten(packet, action)` is called for each [`Action::Translated`] or
-    /// [`Action::Reinject`] (with the length already set) and returns its verdict: Linux
-    /// accepts translated packets and sends hairpinned ones from a raw socket; Windows
-    /// reinjects both as outbound.
+    /// The NATs and their instances as of now, for one batch.
+    fn snapshot(&self) -> Snapshot {
+        let nats = self.nats.load_full();
+        let instances = nats.iter().map(|n| n.instances()).collect();
+        Snapshot { nats, instances }
+    }
+
+    /// Translates every packet of a received `batch` and sets its new length and its capture
+    /// verdict. The engines run through a [`Worker`] each for the whole batch (cached
+    /// settings, local counters, a reader slot of the thread's own: the engine's fast path),
+    /// on the NATs as they were when the batch began. How a rewritten packet leaves is the
+    /// platform's choice, so `rewritten(packet, action)` is called for each
+    /// [`Action::Translated`] or [`Action::Reinject`] (with the length already set) and
+    /// returns its verdict: Linux accepts translated packets and sends hairpinned ones from a
+    /// raw socket; Windows reinjects both as outbound.
     pub fn process_batch(
         &self,
         now: Instant,
         batch: &mut Batch,
         mut rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
     ) {
+        let snapshot = self.snapshot();
+        let mut workers = Workers::default();
         for p in batch.iter_mut() {
-            let action = self.process(now, p.ip_mut());
+            let action = self.process_with(&snapshot, &mut workers, now, p.ip_mut());
             let verdict = match action {
                 Action::Accept => CaptureAction::Accept,
                 Action::Drop => CaptureAction::Drop,
@@ -393,21 +408,38 @@ impl Dataplane {
         }
     }
 
-    /// Translates `packet` (IPv4, no link header) in place and says what to do with it.
+    /// Translates one `packet` (IPv4, no link header) in place and says what to do with it
+    /// (a batch of one).
+    #[cfg(test)]
     pub fn process(&self, now: Instant, packet: &mut [u8]) -> Action {
+        let snapshot = self.snapshot();
+        let mut workers = Workers::default();
+        self.process_with(&snapshot, &mut workers, now, packet)
+    }
+
+    /// Translates `packet` (IPv4, no link header) in place with the NATs of `snapshot`,
+    /// through `workers`, and says what to do with it.
+    fn process_with<'a>(
+        &self,
+        snapshot: &'a Snapshot,
+        workers: &mut Workers<'a>,
+        now: Instant,
+        packet: &mut [u8],
+    ) -> Action {
         let Some((src, dst)) = addresses(packet) else { return Action::Accept };
-        let nats = self.nats.load();
+        let nats = &snapshot.nats;
         let internal = |a: Ipv4Addr| nats.iter().any(|n| n.prefix.contains(&a));
-        if let Some(nat) = nats.iter().find(|n| n.prefix.contains(&src)) {
+        if let Some(at) = nats.iter().position(|n| n.prefix.contains(&src)) {
+            let nat = &nats[at];
             if internal(dst) {
                 return Action::Accept;
             }
-            let Some(inst) = nat.outbound_instance(dst, &self.routes) else {
+            let Some(inst) = nat.outbound_instance(&snapshot.instances[at], dst, &self.routes) else {
                 // No route toward dst (or no usable host address): the kernel could not
                 // deliver it either.
                 return Action::Drop;
             };
-            let action = verdict_action(inst.nat.handle_packet(now, packet));
+            let action = verdict_action(workers.get(&inst.nat).handle_packet(now, packet));
             if let (Action::Translated { len, inbound: true }, Some((new_src, _))) = (action, addresses(packet)) {
                 if !nat.prefix.contains(&new_src) {
                     return Action::Reinject { len };
@@ -415,17 +447,46 @@ impl Dataplane {
             }
             return action;
         }
-        for nat in nats.iter() {
-            for inst in nat.instances.load().iter().filter(|i| i.addresses.contains(&dst)) {
+        for instances in &snapshot.instances {
+            for inst in instances.iter().filter(|i| i.addresses.contains(&dst)) {
                 // The engines run with `UnmatchedInbound::Host`: a packet no mapping claims
                 // passes, uncounted as a drop, and may still be another NAT's.
-                match inst.nat.handle_packet(now, packet) {
+                match workers.get(&inst.nat).handle_packet(now, packet) {
                     Verdict::Pass => continue,
                     v => return verdict_action(v),
                 }
             }
         }
         Action::Accept
+    }
+}
+
+/// The NATs and their engine instances as one batch sees them: loaded once, so that the
+/// batch's [`Workers`] can borrow the engines.
+struct Snapshot {
+    nats: Arc<Vec<Arc<LiveNat>>>,
+    /// `instances[i]`: those of `nats[i]`.
+    instances: Vec<Arc<Vec<Arc<Instance>>>>,
+}
+
+/// A [`Worker`] for each engine a batch has used so far (a batch touches one or a few).
+/// Its counts reach the engine's statistics when the batch ends (the workers drop).
+#[derive(Default)]
+struct Workers<'a> {
+    list: Vec<(&'a Nat, Worker<'a>)>,
+}
+
+impl<'a> Workers<'a> {
+    /// The worker for `nat`, created on first use.
+    fn get(&mut self, nat: &'a Nat) -> &mut Worker<'a> {
+        let at = match self.list.iter().position(|(n, _)| std::ptr::eq(*n, nat)) {
+            Some(at) => at,
+            None => {
+                self.list.push((nat, nat.worker()));
+                self.list.len() - 1
+            }
+        };
+        &mut self.list[at].1
     }
 }
 
@@ -512,6 +573,10 @@ mod tests {
         assert_eq!((first.ip().len(), &first.ip()[12..16]), (28, &[203, 0, 113, 1][..]));
         assert_eq!(first.meta.outbound, Some(true));
         assert_eq!(batch.packets()[1].meta.outbound, None, "untouched packets keep their direction");
+        // The batch's workers flushed their counts when it ended.
+        let stats = plane.nats()[0].instances()[0].nat.stats();
+        let counted = (stats.translated_out, stats.passed, stats.dropped["truncated"], stats.dropped_total());
+        assert_eq!(counted, (1, 1, 1, 1), "{stats:?}");
     }
 
     #[test]
