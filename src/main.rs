@@ -6,12 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod cmdlets;
-mod control;
-mod daemon;
-mod platform;
-mod replay;
-mod state;
+use netnat::{DaemonArgs, ReplayArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,22 +26,22 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Translate a pcap/pcapng capture through the engine (no privileges needed).
-    Replay(replay::ReplayArgs),
+    Replay(ReplayArgs),
     /// Run the live NAT in the foreground (root; NFQUEUE on Linux, WinDivert on Windows).
-    Daemon(daemon::DaemonArgs),
+    Daemon(DaemonArgs),
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     // The cmdlets take PowerShell's spelling (`-Name WinNAT`), which clap cannot parse, so
     // they are recognised before clap sees the arguments.
-    if let Some(at) = cmdlets::position_of_cmdlet(&args) {
-        return report(cmdlets::run(&args, at));
+    if let Some(at) = netnat::position_of_cmdlet(&args) {
+        return report(netnat::run_cmdlet(&args, at));
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay(a) => replay::run(a),
-        Command::Daemon(a) => daemon::run(a),
+        Command::Replay(a) => netnat::run_replay(a),
+        Command::Daemon(a) => netnat::run_daemon(a),
     };
     report(result)
 }

@@ -120,6 +120,14 @@ impl NatOwned for ExternalAddressRecord {
     }
 }
 
+/// One NAT of a change about to be applied ([`Service::plan`]).
+enum Planned {
+    /// Built for the change; not running yet.
+    New(Arc<LiveNat>),
+    /// Running; gets this template.
+    Change(Arc<LiveNat>, Template),
+}
+
 fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?'])
 }
@@ -583,31 +591,63 @@ impl Service {
         Ok(out)
     }
 
-    /// Checks `next`, saves it, applies it.
+    /// Checks `next`, saves it, applies it. Everything that can refuse the change runs before
+    /// the save (the templates are checked as the engines check them, new NATs are built but
+    /// not yet running), so a refused change leaves the state file and the running NATs as
+    /// they were.
     fn commit(&mut self, next: State) -> Result<()> {
         let templates = self.templates(&next)?;
+        let plan = self.plan(&next, templates)?;
         if let Some(store) = &self.store {
             store.save(&next).map_err(|e| ControlError::internal(format!("the change was not made: {e}")))?;
         }
         self.state = next;
-        self.sync(templates)
+        self.apply(plan)
     }
 
-    /// Brings the running NATs in line with `templates`.
+    /// Brings the running NATs in line with `templates` (start-up: nothing to save).
     fn sync(&mut self, templates: Vec<(String, Template)>) -> Result<()> {
+        let state = self.state.clone();
+        let plan = self.plan(&state, templates)?;
+        self.apply(plan)
+    }
+
+    /// What applying `templates` (those of `state`) does to each NAT, prepared without
+    /// touching the running ones: a NAT new to the dataplane is built here; one that runs
+    /// keeps running and gets its template in [`Service::apply`] (its engines' checks are the
+    /// ones `templates` passed).
+    fn plan(&self, state: &State, templates: Vec<(String, Template)>) -> Result<Vec<Planned>> {
+        let current = self.plane.nats();
+        let others = self.prefixes(state);
+        templates
+            .into_iter()
+            .map(|(name, template)| match current.iter().find(|n| n.name == name) {
+                Some(live) => Ok(Planned::Change(Arc::clone(live), template)),
+                None => LiveNat::new(name, template, &self.host_addresses, &others)
+                    .map(|live| Planned::New(Arc::new(live)))
+                    .map_err(engine_error),
+            })
+            .collect()
+    }
+
+    /// Puts `plan` in force: the NATs it names run, the others stop (their sessions are
+    /// dropped). A NAT whose new template its engines still refuse keeps running as it was
+    /// (not expected after `plan`; reported).
+    fn apply(&mut self, plan: Vec<Planned>) -> Result<()> {
         let current = self.plane.nats();
         let others = self.prefixes(&self.state);
         let mut next = Vec::new();
         let mut failure = None;
-        for (name, template) in templates {
-            let existing = current.iter().find(|n| n.name == name);
-            let result = match existing {
-                Some(live) => live.set_template(template, &self.host_addresses, &others).map(|()| Arc::clone(live)),
-                None => LiveNat::new(name.clone(), template, &self.host_addresses, &others).map(Arc::new),
-            };
-            match result {
-                Ok(live) => next.push(live),
-                Err(e) => failure = Some(engine_error(e)),
+        for planned in plan {
+            match planned {
+                Planned::New(live) => next.push(live),
+                Planned::Change(live, template) => {
+                    if let Err(e) = live.set_template(template, &self.host_addresses, &others) {
+                        tracing::error!(nat = %live.name, "a checked change was refused by the engine: {e}");
+                        failure = Some(engine_error(e));
+                    }
+                    next.push(live);
+                }
             }
         }
         for gone in current.iter().filter(|c| !next.iter().any(|n| Arc::ptr_eq(n, c))) {
@@ -827,6 +867,59 @@ mod tests {
             Reply::Error(e) => e,
             Reply::Ok { output, .. } => panic!("expected an error, got {output:?}"),
         }
+    }
+
+    /// A change the engines would refuse (a static mapping to a host outside the internal
+    /// prefix) is refused before the save: the state file keeps its bytes, the running NAT
+    /// is the same object with its session, and the configuration in force is unchanged.
+    #[test]
+    fn a_refused_change_leaves_the_state_file_and_the_running_nats_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let plane = Arc::new(Dataplane::new());
+        let engine = EngineSettings { seed: 7, limits: Limits::default(), host_nat_ports: (1024, 65535) };
+        let hosts = vec![Ipv4Addr::new(203, 0, 113, 1)];
+        let mut s = Service::new(
+            State::default(),
+            Some(StateStore::new(dir.path())),
+            Arc::clone(&plane),
+            Clock::start(),
+            engine,
+            hosts,
+            Box::new(|_, _| {}),
+        )
+        .unwrap();
+        assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
+        let add_address = Request::AddNetNatExternalAddress {
+            nat_name: "WinNAT".into(),
+            address: Ipv4Addr::new(203, 0, 113, 1),
+            port_start: None,
+            port_end: None,
+        };
+        assert!(matches!(s.handle(add_address), Reply::Ok { .. }));
+        // One flow through the running NAT.
+        let mut p = vec![0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 100, 10, 11, 198, 51, 100, 10];
+        p.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
+        netnat_engine::wire::ipv4::fill_checksum(&mut p);
+        let now = netnat_engine::Instant::from_secs(1);
+        assert!(matches!(plane.process(now, &mut p), crate::daemon::dataplane::Action::Translated { .. }));
+        let (saved, state, running) = (std::fs::read(store.path()).unwrap(), s.state().clone(), plane.nats());
+
+        let refused = s.handle(Request::AddNetNatStaticMapping {
+            nat_name: "WinNAT".into(),
+            protocol: Protocol::Udp,
+            remote_prefix: None,
+            external_address: Ipv4Addr::UNSPECIFIED,
+            external_port: 8080,
+            internal_address: Ipv4Addr::new(10, 200, 0, 5),
+            internal_port: None,
+        });
+        let e = err(refused);
+        assert_eq!(e.kind, ErrorKind::InvalidParameter, "{e}");
+        assert_eq!(std::fs::read(store.path()).unwrap(), saved, "the state file is untouched");
+        assert_eq!(s.state(), &state, "the configuration in force is unchanged");
+        assert!(Arc::ptr_eq(&plane.nats()[0], &running[0]), "the same NAT runs");
+        assert_eq!(plane.nats()[0].sessions().len(), 1, "its session is kept");
     }
 
     #[test]
