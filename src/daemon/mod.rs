@@ -35,6 +35,8 @@ pub mod service;
 pub mod supervise;
 #[cfg(windows)]
 mod windows;
+#[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
+mod worker_loop;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -24,19 +24,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use netnat_capture::nfqueue::gso::segment_tcp;
 use netnat_capture::nfqueue::{Nfqueue, NfqueueConfig, NfqueueStats};
-use netnat_capture::{Action as Verdict, Batch, Capture};
+use netnat_capture::{Action as Verdict, Packet};
 
 use super::clock::Clock;
 use super::dataplane::{Action, CaptureCounters, Dataplane};
 use super::supervise::Supervisor;
+use super::worker_loop::{self, BatchSize, Egress};
 use crate::platform::raw::RawSender;
 
 /// Packets per batch.
 const BATCH: usize = 64;
-
-/// Consecutive errors after which a worker gives up (its queue then behaves as with no
-/// daemon: outbound fails closed, inbound fails open).
-const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
 
 /// How the workers receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,54 +95,64 @@ fn work(
     busy_poll: Duration,
     packet_seen: impl Fn(f64),
 ) -> anyhow::Result<()> {
-    let mut out = Reinjector::open()?;
-    let mut batch = Batch::new(BATCH, usize::from(u16::MAX));
-    let mut errors = 0u32;
-    // When the queue last had a packet (for --busy-poll-us).
-    let mut last_packet = Instant::now();
-    loop {
-        let wait = if !busy_poll.is_zero() && last_packet.elapsed() < busy_poll { Some(Duration::ZERO) } else { None };
-        let result = q.recv_batch(&mut batch, wait).and_then(|n| {
-            if n == 0 {
-                // Spinning: let whatever else wants this CPU (another worker, the traffic's
-                // own processes) run first, or it waits until the spin ends.
-                if wait.is_some() {
-                    std::thread::yield_now();
-                }
-                return Ok(0);
+    let mut egress =
+        NfqueueEgress { out: Reinjector::open()?, busy_poll, last_packet: Instant::now(), spinning: false };
+    let size = BatchSize { packets: BATCH, max_len: usize::from(u16::MAX) };
+    worker_loop::run(&mut q, &mut egress, plane, clock, size, |now| packet_seen(now.as_micros() as f64 / 1e6))?;
+    anyhow::bail!("NFQUEUE queue {} was closed", q.queue())
+}
+
+/// The NFQUEUE side of the [`worker_loop`]: translated packets are accepted with their new
+/// bytes; hairpinned ones (now with a host address as source) and released fragments are
+/// sent from a raw socket; the backend's counters are published after every round.
+struct NfqueueEgress {
+    out: Reinjector,
+    /// After the last packet, keep checking the queue this long before sleeping.
+    busy_poll: Duration,
+    /// When the queue last had a packet (for `busy_poll`).
+    last_packet: Instant,
+    /// The last receive was a non-blocking check that found nothing.
+    spinning: bool,
+}
+
+impl Egress<Nfqueue> for NfqueueEgress {
+    fn before_receive(&mut self, _: &mut Nfqueue) -> Option<Duration> {
+        if self.spinning {
+            // Let whatever else wants this CPU (another worker, the traffic's own processes)
+            // run first, or it waits until the spin ends.
+            std::thread::yield_now();
+        }
+        let spin = !self.busy_poll.is_zero() && self.last_packet.elapsed() < self.busy_poll;
+        self.spinning = spin;
+        spin.then_some(Duration::ZERO)
+    }
+
+    fn rewritten(&mut self, p: &mut Packet, action: Action) -> Verdict {
+        match action {
+            Action::Reinject { .. } => {
+                self.out.send(p.ip(), p.meta.in_interface, "a hairpinned packet");
+                Verdict::Drop
             }
-            if !busy_poll.is_zero() {
-                last_packet = Instant::now();
+            _ => Verdict::Accept,
+        }
+    }
+
+    fn after_send(&mut self, plane: &Dataplane, q: &Nfqueue, received: Option<usize>) {
+        if received == Some(0) {
+            return;
+        }
+        if received.is_some() {
+            self.spinning = false;
+            if !self.busy_poll.is_zero() {
+                self.last_packet = Instant::now();
             }
-            let now = clock.now();
-            packet_seen(now.as_micros() as f64 / 1e6);
-            plane.process_batch(now, &mut batch, |p, action| match action {
-                Action::Reinject { .. } => {
-                    out.send(p.ip(), p.meta.in_interface, "a hairpinned packet");
-                    Verdict::Drop
-                }
-                _ => Verdict::Accept,
-            });
-            q.send_batch(&mut batch)?;
+            let out = &mut self.out;
             plane.drain_released(|p| out.send(p, 0, "a released fragment"));
-            Ok(n)
-        });
-        if result.as_ref().map_or(true, |n| *n > 0) {
-            let mut published = counters(&q.stats());
-            published.reinject_segmented = out.segmented;
-            published.reinject_failed = out.failed;
-            plane.publish_capture(q.queue(), published);
         }
-        match result {
-            Ok(_) => errors = 0,
-            Err(e) => {
-                errors += 1;
-                tracing::warn!(queue = q.queue(), "NFQUEUE error: {e}");
-                if errors >= MAX_CONSECUTIVE_ERRORS {
-                    return Err(e).context("NFQUEUE keeps failing");
-                }
-            }
-        }
+        let mut published = counters(&q.stats());
+        published.reinject_segmented = self.out.segmented;
+        published.reinject_failed = self.out.failed;
+        plane.publish_capture(q.queue(), published);
     }
 }
 

@@ -25,13 +25,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use netnat_capture::windivert::{WinDivert, WinDivertConfig};
-use netnat_capture::{Action as Verdict, Batch, Capture};
+use netnat_capture::{Action as Verdict, Batch, Capture, CaptureError, Packet};
 use netnat_engine::Instant;
 use parking_lot::Mutex;
 
 use super::clock::Clock;
-use super::dataplane::{Dataplane, LiveNat};
+use super::dataplane::{Action, Dataplane, LiveNat};
 use super::divert::{self, Filters};
+use super::worker_loop::{self, BatchSize, Egress};
 
 /// Packets per receive.
 const BATCH: usize = 64;
@@ -43,8 +44,6 @@ const MAX_PACKET: usize = u16::MAX as usize;
 const TICK: Duration = Duration::from_millis(100);
 /// How often idle sessions are expired.
 const EXPIRY_EVERY: Duration = Duration::from_millis(100);
-/// Consecutive errors after which the daemon stops (so the failure is seen).
-const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
 
 /// The filters the threads should run with; the service updates it whenever the NATs change.
 #[derive(Debug, Default)]
@@ -126,68 +125,77 @@ enum Role {
     Network { next_expiry: Instant },
 }
 
+/// A WinDivert thread's side of the [`worker_loop`]: its role, and the filter generation
+/// its handle was opened with.
+struct DivertEgress<'a> {
+    role: Role,
+    seen: u64,
+    slot: &'a FilterSlot,
+}
+
+impl Egress<WinDivert> for DivertEgress<'_> {
+    fn before_receive(&mut self, handle: &mut WinDivert) -> Option<Duration> {
+        let forward = matches!(self.role, Role::Forward { .. });
+        if self.slot.generation() != self.seen {
+            let (generation, filters) = self.slot.current();
+            let filter = if forward { filters.forward } else { filters.network };
+            // The new handle first, so nothing slips past undiverted in between.
+            match open(&filter, forward) {
+                Ok(new) => *handle = new,
+                Err(e) => tracing::error!("{e:#}; the previous filter stays in force"),
+            }
+            self.seen = generation;
+        }
+        if let Role::Forward { out, .. } = &mut self.role {
+            out.clear();
+        }
+        Some(TICK)
+    }
+
+    fn rewritten(&mut self, p: &mut Packet, _: Action) -> Verdict {
+        match &mut self.role {
+            Role::Forward { out, .. } => {
+                push_outbound(out, p.ip());
+                Verdict::Drop
+            }
+            Role::Network { .. } => {
+                p.meta.outbound = Some(true);
+                Verdict::Accept
+            }
+        }
+    }
+
+    fn before_send(&mut self, now: Instant, plane: &Dataplane, batch: &mut Batch) -> Result<(), CaptureError> {
+        match &mut self.role {
+            Role::Forward { sender, out } => sender.send_batch(out),
+            Role::Network { next_expiry } => {
+                if now >= *next_expiry {
+                    *next_expiry = now + EXPIRY_EVERY;
+                    for nat in plane.nats().iter() {
+                        for packet in nat.handle_timeout_if_due(now) {
+                            push_outbound(batch, &packet);
+                        }
+                    }
+                }
+                plane.drain_released(|p| push_outbound(batch, p));
+                Ok(())
+            }
+        }
+    }
+}
+
 fn work(
-    mut role: Role,
+    role: Role,
     mut handle: WinDivert,
-    mut seen: u64,
+    seen: u64,
     slot: &FilterSlot,
     plane: &Dataplane,
     clock: Clock,
 ) -> anyhow::Result<()> {
-    let forward = matches!(role, Role::Forward { .. });
-    let mut batch = Batch::new(BATCH + SPARE, MAX_PACKET);
-    let mut errors = 0u32;
-    loop {
-        if slot.generation() != seen {
-            let (generation, filters) = slot.current();
-            let filter = if forward { filters.forward } else { filters.network };
-            // The new handle first, so nothing slips past undiverted in between.
-            match open(&filter, forward) {
-                Ok(new) => handle = new,
-                Err(e) => tracing::error!("{e:#}; the previous filter stays in force"),
-            }
-            seen = generation;
-        }
-        let result = handle.recv_batch(&mut batch, Some(TICK)).and_then(|_| {
-            let now = clock.now();
-            match &mut role {
-                Role::Forward { sender, out } => {
-                    out.clear();
-                    plane.process_batch(now, &mut batch, |p, _| {
-                        push_outbound(out, p.ip());
-                        Verdict::Drop
-                    });
-                    sender.send_batch(out)?;
-                }
-                Role::Network { next_expiry } => {
-                    plane.process_batch(now, &mut batch, |p, _| {
-                        p.meta.outbound = Some(true);
-                        Verdict::Accept
-                    });
-                    if now >= *next_expiry {
-                        *next_expiry = now + EXPIRY_EVERY;
-                        for nat in plane.nats().iter() {
-                            for packet in nat.handle_timeout_if_due(now) {
-                                push_outbound(&mut batch, &packet);
-                            }
-                        }
-                    }
-                    plane.drain_released(|p| push_outbound(&mut batch, p));
-                }
-            }
-            handle.send_batch(&mut batch)
-        });
-        match result {
-            Ok(()) => errors = 0,
-            Err(e) => {
-                errors += 1;
-                tracing::warn!(forward, "WinDivert error: {e}");
-                if errors >= MAX_CONSECUTIVE_ERRORS {
-                    return Err(e).context("WinDivert keeps failing");
-                }
-            }
-        }
-    }
+    let mut egress = DivertEgress { role, seen, slot };
+    let size = BatchSize { packets: BATCH + SPARE, max_len: MAX_PACKET };
+    worker_loop::run(&mut handle, &mut egress, plane, clock, size, |_| {})?;
+    anyhow::bail!("the WinDivert handle was closed")
 }
 
 /// Adds `packet` to `batch` to be sent as outbound from the host (routed by its

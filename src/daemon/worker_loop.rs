@@ -1,0 +1,102 @@
+//! The daemon's one capture-worker loop, for every capture backend: receive a batch, run it
+//! through the [`Dataplane`] (each engine through a `Worker` for the batch), hand the
+//! verdicts back, and send what the engines released. NFQUEUE workers (Linux), both
+//! WinDivert threads (Windows) and the unprivileged tests over the `Loopback` and `Fault`
+//! backends run this same function; what differs per platform is an [`Egress`]: how a
+//! rewritten packet leaves and what else a thread sends or publishes around a batch.
+//!
+//! The loop ends when the backend says it is closed (`CaptureError::Closed`: a test's
+//! loopback input ran out) or after `MAX_CONSECUTIVE_ERRORS` failed rounds in a row (so a
+//! broken capture is seen: the daemon's supervisor then stops the daemon).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use netnat_capture::{Action as CaptureAction, Batch, Capture, CaptureError, Packet};
+use netnat_engine::Instant;
+
+use super::clock::Clock;
+use super::dataplane::{Action, Dataplane};
+
+/// Consecutive failed rounds after which the loop gives up.
+pub const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
+
+/// What a platform does around the shared loop, for a capture `C`.
+pub trait Egress<C> {
+    /// Before each receive: how long to wait for the first packet (`None`: until one comes).
+    /// May replace the capture (Windows opens a handle with a new filter when the NATs change).
+    fn before_receive(&mut self, capture: &mut C) -> Option<Duration>;
+
+    /// The capture verdict for a packet the dataplane rewrote (its length is already set):
+    /// accept it as it now is, or drop it after sending it some other way.
+    fn rewritten(&mut self, packet: &mut Packet, action: Action) -> CaptureAction;
+
+    /// After the batch was translated (or the receive timed out, `received == 0`) and before
+    /// its verdicts are sent: a thread may add packets to `batch` (released fragments to send
+    /// through this capture) or send what it set aside.
+    fn before_send(&mut self, _now: Instant, _plane: &Dataplane, _batch: &mut Batch) -> Result<(), CaptureError> {
+        Ok(())
+    }
+
+    /// After the verdicts were sent (`received`: the packets of this round), or after a failed
+    /// round (`None`): send released fragments another way, publish counters.
+    fn after_send(&mut self, _plane: &Dataplane, _capture: &C, _received: Option<usize>) {}
+}
+
+/// The size of a worker's batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSize {
+    /// Packets per batch (what a receive may fill, plus any room a thread keeps for packets
+    /// it adds, as WinDivert's receive stops at its own batch size).
+    pub packets: usize,
+    /// Room per packet.
+    pub max_len: usize,
+}
+
+/// Runs `capture`'s packets through `plane` until the capture is closed or keeps failing.
+/// `on_packets(now)` is called for every round that received packets (the supervisor's
+/// liveness record).
+pub fn run<C: Capture, E: Egress<C>>(
+    capture: &mut C,
+    egress: &mut E,
+    plane: &Dataplane,
+    clock: Clock,
+    size: BatchSize,
+    mut on_packets: impl FnMut(Instant),
+) -> anyhow::Result<()> {
+    let mut batch = Batch::new(size.packets, size.max_len);
+    let mut errors = 0u32;
+    loop {
+        let wait = egress.before_receive(capture);
+        let round = capture.recv_batch(&mut batch, wait).and_then(|received| {
+            let now = clock.now();
+            if received > 0 {
+                on_packets(now);
+                plane.process_batch(now, &mut batch, |p, action| egress.rewritten(p, action));
+            }
+            egress.before_send(now, plane, &mut batch)?;
+            if !batch.is_empty() {
+                capture.send_batch(&mut batch)?;
+            }
+            Ok(received)
+        });
+        match round {
+            Ok(received) => {
+                errors = 0;
+                egress.after_send(plane, capture, Some(received));
+            }
+            Err(CaptureError::Closed { .. }) => return Ok(()),
+            Err(e) => {
+                egress.after_send(plane, capture, None);
+                errors += 1;
+                tracing::warn!("capture error: {e}");
+                if errors >= MAX_CONSECUTIVE_ERRORS {
+                    return Err(e).context("the capture keeps failing");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
