@@ -8,46 +8,18 @@
 //! recipe: sum the L4 segment (that field included), fold, invert; a UDP result of 0 is sent
 //! as 0xffff (0 means "no checksum").
 //!
-//! [`ones_sum`] is the RFC 1071 sum. One's-complement addition is byte-order independent
-//! (RFC 1071 §2(B)), so it adds native-endian 32-bit words into 64-bit accumulators, which
-//! need no carry handling and which the compiler vectorises, and swaps the bytes of the
-//! folded result once. `capture/benches/l4_checksum.rs` measures it against the textbook
-//! 16-bit big-endian loop and a 64-bit add-with-carry loop (2026-11-27, this 2-vCPU VM):
-//! 65,000 bytes in 1.47 µs (41 GiB/s) against 6.7 µs and 4.2 µs; 1,500 bytes in 29 ns
-//! against 161 ns and 82 ns. Small enough next to a queue crossing (microseconds) that no
-//! dependency (internet-checksum, ip4sum) seemed worth adding for it.
+//! The sum is the engine's `wire::checksum::sum` (native-endian 32-bit words into four 64-bit
+//! accumulators; measured in `engine/benches/checksum.rs`: 1,500 bytes in 29 ns, small
+//! next to a queue crossing, so no dependency such as internet-checksum seemed worth adding).
 
 /// IP protocol numbers whose checksum the kernel may leave partial.
 pub(super) const TCP: u8 = 6;
 pub(super) const UDP: u8 = 17;
 
-/// The RFC 1071 one's-complement sum of `data` as big-endian 16-bit words (a trailing odd
-/// byte is padded with a zero byte), folded to 16 bits, not inverted.
-pub fn ones_sum(data: &[u8]) -> u16 {
-    // Four independent accumulators of 32-bit words: no carries to propagate and the loop
-    // vectorises. `n` bytes sum to below n * 2^30, so nothing overflows below 16 GiB (a
-    // packet is at most 64 KiB).
-    let mut acc = [0u64; 4];
-    let mut blocks = data.chunks_exact(16);
-    for b in &mut blocks {
-        for (a, w) in acc.iter_mut().zip(b.chunks_exact(4)) {
-            *a += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-        }
-    }
-    let mut total: u64 = acc.iter().sum();
-    let rest = blocks.remainder();
-    let mut tail = [0u8; 16];
-    tail[..rest.len()].copy_from_slice(rest);
-    for w in tail.chunks_exact(4) {
-        total += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let folded = fold(total);
-    // Native-endian words summed give the byte-swapped sum on little-endian machines.
-    if cfg!(target_endian = "little") {
-        folded.swap_bytes()
-    } else {
-        folded
-    }
+/// The RFC 1071 one's-complement sum of `data` as big-endian 16-bit words, folded to 16
+/// bits, not inverted: the engine's (one implementation, measured there).
+pub(super) fn ones_sum(data: &[u8]) -> u16 {
+    netnat_engine::wire::checksum::sum(0, data) as u16
 }
 
 fn fold(mut acc: u64) -> u16 {
@@ -165,14 +137,6 @@ mod tests {
     }
 
     #[test]
-    fn rfc1071_example() {
-        // RFC 1071 §3: the sum of 00 01 f2 03 f4 f5 f6 f7 is ddf2.
-        assert_eq!(ones_sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
-        assert_eq!(ones_sum(&[]), 0);
-        assert_eq!(ones_sum(&[0xab]), 0xab00, "a trailing odd byte is the high byte");
-    }
-
-    #[test]
     fn completed_tcp_and_udp_checksums_verify() {
         for protocol in [TCP, UDP] {
             for len in [0, 1, 2, 7, 1448, 65_000] {
@@ -227,13 +191,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn ones_sum_equals_the_textbook_loop(data in proptest::collection::vec(any::<u8>(), 0..3000), skip in 0usize..8) {
-            let skip = skip.min(data.len());
-            // Any start alignment.
-            prop_assert_eq!(ones_sum(&data[skip..]), reference_sum(&data[skip..]));
-        }
-
         #[test]
         fn completion_verifies_for_any_payload(protocol in prop_oneof![Just(TCP), Just(UDP)],
                                                payload in proptest::collection::vec(any::<u8>(), 0..2000)) {

@@ -1,17 +1,35 @@
 //! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
 
-/// Ones'-complement sum of `data` (padded with a zero byte if odd), folded to 16 bits,
-/// added to `initial` (a partial sum).
+/// Ones'-complement sum of `data` as big-endian 16-bit words (padded with a zero byte if
+/// odd), folded to 16 bits, added to `initial` (a partial sum).
+///
+/// One's-complement addition is byte-order independent (RFC 1071 §2(B)), so this adds
+/// native-endian 32-bit words into four 64-bit accumulators (no carries to handle; the loop
+/// vectorises) and swaps the bytes of the folded result once. The NFQUEUE backend runs it
+/// over every packet with a partial checksum (up to 64 KiB); `engine/benches/checksum.rs`
+/// measures it against the textbook 16-bit loop it replaced and an add-with-carry loop
+/// (2026-11-27, this 2-vCPU VM: 65,000 bytes in 1.47 µs against 6.7 µs and 4.2 µs; 1,500
+/// bytes in 29 ns against 161 ns and 82 ns).
 pub fn sum(initial: u32, data: &[u8]) -> u32 {
-    let mut acc = u64::from(initial);
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    // `n` bytes sum to below n * 2^30 per accumulator: nothing overflows below 16 GiB.
+    let mut acc = [0u64; 4];
+    let mut blocks = data.chunks_exact(16);
+    for b in &mut blocks {
+        for (a, w) in acc.iter_mut().zip(b.chunks_exact(4)) {
+            *a += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        }
     }
-    if let [last] = chunks.remainder() {
-        acc += u64::from(u16::from_be_bytes([*last, 0]));
+    let mut total: u64 = acc.iter().sum();
+    let rest = blocks.remainder();
+    let mut tail = [0u8; 16];
+    tail[..rest.len()].copy_from_slice(rest);
+    for w in tail.chunks_exact(4) {
+        total += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
-    fold(acc)
+    let folded = fold(total) as u16;
+    // Native-endian words summed give the byte-swapped sum on little-endian machines.
+    let folded = if cfg!(target_endian = "little") { folded.swap_bytes() } else { folded };
+    fold(u64::from(initial) + u64::from(folded))
 }
 
 #[inline]
@@ -91,7 +109,34 @@ mod tests {
         assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
     }
 
+    /// The textbook loop (big-endian 16-bit words into one accumulator), as the reference.
+    fn textbook_sum(initial: u32, data: &[u8]) -> u32 {
+        let mut acc = u64::from(initial);
+        for c in data.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u32
+    }
+
+    #[test]
+    fn sums_of_empty_odd_and_all_ones_data() {
+        assert_eq!(sum(0, &[]), 0);
+        assert_eq!(sum(0, &[0xab]), 0xab00, "a trailing odd byte is the high byte");
+        assert_eq!(sum(0, &[0xff; 40]), 0xffff, "never folds a non-zero sum to zero");
+        assert_eq!(sum(0x1_2345, &[]), 0x2346);
+    }
+
     proptest! {
+        #[test]
+        fn sum_equals_the_textbook_loop(data in proptest::collection::vec(any::<u8>(), 0..3000), skip in 0usize..8, initial in 0u32..0x8_0000) {
+            let skip = skip.min(data.len());
+            // Any start offset: packets sit wherever the capture buffer puts them.
+            prop_assert_eq!(sum(initial, &data[skip..]), textbook_sum(initial, &data[skip..]));
+        }
+
         #[test]
         fn update16_equals_recompute(mut data in proptest::collection::vec(any::<u8>(), 2..64), at in any::<prop::sample::Index>(), new: u16) {
             let words = data.len() / 2;
