@@ -1,8 +1,9 @@
 //! The monotonic microsecond clock live backends stamp packets with.
 //!
 //! All backends and threads of one process share one origin (the first call), so timestamps
-//! from several NFQUEUE workers are comparable and can be passed to one engine. The daemon
-//! should read the same clock for `handle_timeout`.
+//! from several NFQUEUE workers are comparable and can be passed to one engine. The daemon's
+//! clock (`src/daemon/clock.rs`) is this one, so a packet's stamp and the engine's `now` are
+//! the same time line.
 
 use std::sync::OnceLock;
 use std::time::Instant;

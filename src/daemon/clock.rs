@@ -1,32 +1,36 @@
-//! The daemon's clock: a monotonic engine [`Instant`] (microseconds since the daemon
-//! started) and the wall-clock time of each instant, for CreationTime.
+//! The daemon's clock: the capture backends' monotonic clock (`netnat_capture::clock`,
+//! microseconds since the process first read it, the time every received packet is stamped
+//! with) as engine [`Instant`]s, and the wall-clock time of each instant, for CreationTime.
+//! One clock for the process: a packet's stamp and the engine's `now` are comparable.
 
 use std::time::{Duration, SystemTime};
 
+use netnat_capture::clock::now_us;
 use netnat_engine::Instant;
 
-/// Converts between the monotonic clock and engine instants.
+/// Converts between the process's monotonic clock and engine instants / wall-clock time.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    start: std::time::Instant,
-    wall_start: SystemTime,
+    /// The wall-clock time of the monotonic clock's origin.
+    wall_origin: SystemTime,
 }
 
 impl Clock {
-    /// A clock whose origin is now.
+    /// The clock, with its wall-clock time as of now.
     pub fn start() -> Self {
-        Clock { start: std::time::Instant::now(), wall_start: SystemTime::now() }
+        let since_origin = Duration::from_micros(now_us());
+        let wall = SystemTime::now();
+        Clock { wall_origin: wall.checked_sub(since_origin).unwrap_or(wall) }
     }
 
     /// Now, as an engine instant (never goes backwards).
     pub fn now(&self) -> Instant {
-        let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        Instant::from_micros(micros)
+        Instant::from_micros(now_us())
     }
 
     /// `at` as local wall-clock time, `yyyy/MM/dd HH:mm:ss` (the seed article's format).
     pub fn format_local(&self, at: Instant) -> String {
-        let wall = self.wall_start + Duration::from_micros(at.as_micros());
+        let wall = self.wall_origin + Duration::from_micros(at.as_micros());
         let local: chrono::DateTime<chrono::Local> = wall.into();
         local.format("%Y/%m/%d %H:%M:%S").to_string()
     }
@@ -45,5 +49,24 @@ mod tests {
         let s = c.format_local(a);
         assert_eq!(s.len(), "2016/12/13 17:57:16".len(), "{s}");
         assert_eq!(&s[4..5], "/");
+    }
+
+    /// A packet a backend stamps lies between two readings of the daemon's clock, and an
+    /// instant formats as the wall-clock time it was read at.
+    #[test]
+    fn packet_stamps_and_engine_time_are_one_clock() {
+        let c = Clock::start();
+        let before = c.now();
+        let (mut loopback, handle) = netnat_capture::loopback::Loopback::new();
+        handle.inject(&[0x45; 20], 0);
+        let mut batch = netnat_capture::Batch::new(1, 64);
+        netnat_capture::Capture::recv_batch(&mut loopback, &mut batch, None).unwrap();
+        let after = c.now();
+        let stamp = Instant::from_micros(batch.packets()[0].timestamp_us());
+        assert!(before <= stamp && stamp <= after, "{before:?} <= {stamp:?} <= {after:?}");
+        let wall: chrono::DateTime<chrono::Local> = SystemTime::now().into();
+        let formatted = c.format_local(after);
+        let expected = wall.format("%Y/%m/%d %H:%M").to_string();
+        assert!(formatted.starts_with(&expected) || wall.format("%S").to_string() == "00", "{formatted} vs {expected}");
     }
 }
