@@ -16,10 +16,9 @@ use crate::stats::{bump, Counters, Stats};
 use crate::table::Table;
 use crate::tcp_state::TcpSegment;
 use crate::time::{Duration, Instant};
-use crate::translate::Endpoint;
+use crate::verdict::Endpoint;
 use crate::verdict::{Direction, DropReason, ReleasedPacket, Verdict};
 use crate::wire::{icmp, tcp, udp};
-use crate::worker::Worker;
 
 /// How often `poll_timeout` asks for a new sweep round over the idle sessions. Expired
 /// sessions admit nothing in between (every lookup checks the idle time); the sweep frees
@@ -59,7 +58,7 @@ enum Class {
 /// Call order: `handle_packet` for every IPv4 packet, then drain `poll_released`; call
 /// `handle_timeout(now)` whenever `poll_timeout()` has passed. `now` must never go backwards.
 pub struct Nat {
-    settings: ArcSwap<Settings>,
+    pub(crate) settings: ArcSwap<Settings>,
     /// Custom filtering policies for TCP and UDP; also serialises reconfiguration.
     custom_filters: Mutex<[Option<Arc<dyn FilteringPolicy>>; 2]>,
     pub(crate) table: Table,
@@ -194,12 +193,6 @@ impl Nat {
             Verdict::Drop(reason) => self.counters.drop(reason),
         }
         verdict
-    }
-
-    /// A per-thread handle for the packet path: same translation, cheaper per packet when
-    /// several threads share the NAT (see [`Worker`]).
-    pub fn worker(&self) -> Worker<'_> {
-        Worker::new(self, &self.settings)
     }
 
     pub(crate) fn process(&self, s: &Settings, now: Instant, packet: &mut [u8]) -> Verdict {

@@ -16,10 +16,7 @@ use crate::stats::bump;
 use crate::table::{key, Mapping, Session};
 use crate::tcp_state::{self, TcpSegment};
 use crate::time::Instant;
-use crate::verdict::DropReason;
-
-/// An endpoint as (address, port or ICMP identifier).
-pub(crate) type Endpoint = (u32, u16);
+use crate::verdict::{DropReason, Endpoint};
 
 /// Attempts of the find-or-create loop; more than two happen only when other threads race to
 /// create or remove the same mapping.

@@ -4,6 +4,10 @@ use serde::Serialize;
 
 use crate::time::Instant;
 
+/// An endpoint inside the engine's packet path: (IPv4 address as a host-order `u32`, port or
+/// ICMP identifier).
+pub(crate) type Endpoint = (u32, u16);
+
 /// Which way a packet crossed the NAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Direction {

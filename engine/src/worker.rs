@@ -43,8 +43,16 @@ impl core::fmt::Debug for Worker<'_> {
     }
 }
 
+impl Nat {
+    /// A per-thread handle for the packet path: same translation, cheaper per packet when
+    /// several threads share the NAT (see [`Worker`]).
+    pub fn worker(&self) -> Worker<'_> {
+        Worker::new(self, &self.settings)
+    }
+}
+
 impl<'a> Worker<'a> {
-    pub(crate) fn new(nat: &'a Nat, settings: &'a ArcSwap<Settings>) -> Worker<'a> {
+    fn new(nat: &'a Nat, settings: &'a ArcSwap<Settings>) -> Worker<'a> {
         Worker {
             nat,
             settings: Cache::new(settings),

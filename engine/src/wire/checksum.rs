@@ -20,12 +20,15 @@ pub fn sum(initial: u32, data: &[u8]) -> u32 {
         }
     }
     let mut total: u64 = acc.iter().sum();
-    let rest = blocks.remainder();
-    let mut tail = [0u8; 16];
-    tail[..rest.len()].copy_from_slice(rest);
-    for w in tail.chunks_exact(4) {
+    // The rest word by word (a 20-byte IPv4 header is one block and one word), then the last
+    // 1-3 bytes padded with zeros.
+    let mut words = blocks.remainder().chunks_exact(4);
+    for w in &mut words {
         total += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
+    let mut last = [0u8; 4];
+    last[..words.remainder().len()].copy_from_slice(words.remainder());
+    total += u64::from(u32::from_ne_bytes(last));
     let folded = fold(total) as u16;
     // Native-endian words summed give the byte-swapped sum on little-endian machines.
     let folded = if cfg!(target_endian = "little") { folded.swap_bytes() } else { folded };
