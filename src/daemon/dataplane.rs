@@ -22,6 +22,7 @@ use ipnet::Ipv4Net;
 use netnat_capture::{Action as CaptureAction, Batch, Packet};
 use netnat_engine::{ConfigError, ExternalAddress, Instant, Nat, NatConfig, SessionInfo, Verdict, Worker};
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
 use crate::platform::route::RouteCache;
 
@@ -200,18 +201,13 @@ impl LiveNat {
         Ok(())
     }
 
-    /// The instance, of this NAT's `instances`, for an outbound packet to `dst`.
-    fn outbound_instance<'a>(
-        &self,
-        instances: &'a [Arc<Instance>],
-        dst: Ipv4Addr,
-        routes: &RouteCache,
-    ) -> Option<&'a Instance> {
+    /// Which of this NAT's `instances` an outbound packet to `dst` goes to.
+    fn outbound_instance(&self, instances: &[Arc<Instance>], dst: Ipv4Addr, routes: &RouteCache) -> Option<usize> {
         if self.is_explicit() {
-            return instances.first().map(|i| &**i);
+            return (!instances.is_empty()).then_some(0);
         }
         let source = routes.source_toward(dst)?;
-        instances.iter().find(|i| i.addresses.first() == Some(&source)).map(|i| &**i)
+        instances.iter().position(|i| i.addresses.first() == Some(&source))
     }
 
     fn is_explicit(&self) -> bool {
@@ -375,7 +371,8 @@ impl Dataplane {
     fn snapshot(&self) -> Snapshot {
         let nats = self.nats.load_full();
         let instances = nats.iter().map(|n| n.instances()).collect();
-        Snapshot { nats, instances }
+        let prefixes = nats.iter().map(|n| (u32::from(n.prefix.network()), u32::from(n.prefix.netmask()))).collect();
+        Snapshot { nats, instances, prefixes }
     }
 
     /// Translates every packet of a received `batch` and sets its new length and its capture
@@ -393,7 +390,7 @@ impl Dataplane {
         mut rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
     ) {
         let snapshot = self.snapshot();
-        let mut workers = Workers::default();
+        let mut workers = Workers::for_snapshot(&snapshot);
         for p in batch.iter_mut() {
             let action = self.process_with(&snapshot, &mut workers, now, p.ip_mut());
             let verdict = match action {
@@ -413,7 +410,7 @@ impl Dataplane {
     #[cfg(test)]
     pub fn process(&self, now: Instant, packet: &mut [u8]) -> Action {
         let snapshot = self.snapshot();
-        let mut workers = Workers::default();
+        let mut workers = Workers::for_snapshot(&snapshot);
         self.process_with(&snapshot, &mut workers, now, packet)
     }
 
@@ -427,19 +424,17 @@ impl Dataplane {
         packet: &mut [u8],
     ) -> Action {
         let Some((src, dst)) = addresses(packet) else { return Action::Accept };
-        let nats = &snapshot.nats;
-        let internal = |a: Ipv4Addr| nats.iter().any(|n| n.prefix.contains(&a));
-        if let Some(at) = nats.iter().position(|n| n.prefix.contains(&src)) {
-            let nat = &nats[at];
-            if internal(dst) {
+        if let Some(at) = snapshot.nat_of(src) {
+            if snapshot.nat_of(dst).is_some() {
                 return Action::Accept;
             }
-            let Some(inst) = nat.outbound_instance(&snapshot.instances[at], dst, &self.routes) else {
+            let nat = &snapshot.nats[at];
+            let Some(i) = nat.outbound_instance(&snapshot.instances[at], dst, &self.routes) else {
                 // No route toward dst (or no usable host address): the kernel could not
                 // deliver it either.
                 return Action::Drop;
             };
-            let action = verdict_action(workers.get(&inst.nat).handle_packet(now, packet));
+            let action = verdict_action(workers.get(snapshot, at, i).handle_packet(now, packet));
             if let (Action::Translated { len, inbound: true }, Some((new_src, _))) = (action, addresses(packet)) {
                 if !nat.prefix.contains(&new_src) {
                     return Action::Reinject { len };
@@ -447,11 +442,11 @@ impl Dataplane {
             }
             return action;
         }
-        for instances in &snapshot.instances {
-            for inst in instances.iter().filter(|i| i.addresses.contains(&dst)) {
+        for (at, instances) in snapshot.instances.iter().enumerate() {
+            for (i, _) in instances.iter().enumerate().filter(|(_, inst)| inst.addresses.contains(&dst)) {
                 // The engines run with `UnmatchedInbound::Host`: a packet no mapping claims
                 // passes, uncounted as a drop, and may still be another NAT's.
-                match workers.get(&inst.nat).handle_packet(now, packet) {
+                match workers.get(snapshot, at, i).handle_packet(now, packet) {
                     Verdict::Pass => continue,
                     v => return verdict_action(v),
                 }
@@ -466,27 +461,44 @@ impl Dataplane {
 struct Snapshot {
     nats: Arc<Vec<Arc<LiveNat>>>,
     /// `instances[i]`: those of `nats[i]`.
-    instances: Vec<Arc<Vec<Arc<Instance>>>>,
+    instances: SmallVec<[Arc<Vec<Arc<Instance>>>; 4]>,
+    /// `prefixes[i]`: the internal prefix of `nats[i]` as (network, mask), host order.
+    prefixes: SmallVec<[(u32, u32); 4]>,
 }
 
-/// A [`Worker`] for each engine a batch has used so far (a batch touches one or a few).
-/// Its counts reach the engine's statistics when the batch ends (the workers drop).
-#[derive(Default)]
+impl Snapshot {
+    /// The NAT whose internal prefix holds `a`.
+    #[inline]
+    fn nat_of(&self, a: Ipv4Addr) -> Option<usize> {
+        let a = u32::from(a);
+        self.prefixes.iter().position(|&(network, mask)| a & mask == network)
+    }
+}
+
+/// A [`Worker`] for each engine of a [`Snapshot`], created when the batch first uses it (a
+/// batch touches one or a few). Their counts reach the engines' statistics when the batch
+/// ends (the workers drop).
 struct Workers<'a> {
-    list: Vec<(&'a Nat, Worker<'a>)>,
+    /// By instance: `first[at] + i` is instance `i` of NAT `at`.
+    slots: SmallVec<[Option<Worker<'a>>; 4]>,
+    first: SmallVec<[usize; 4]>,
 }
 
 impl<'a> Workers<'a> {
-    /// The worker for `nat`, created on first use.
-    fn get(&mut self, nat: &'a Nat) -> &mut Worker<'a> {
-        let at = match self.list.iter().position(|(n, _)| std::ptr::eq(*n, nat)) {
-            Some(at) => at,
-            None => {
-                self.list.push((nat, nat.worker()));
-                self.list.len() - 1
-            }
-        };
-        &mut self.list[at].1
+    fn for_snapshot(snapshot: &Snapshot) -> Workers<'a> {
+        let mut first = SmallVec::new();
+        let mut total = 0;
+        for instances in &snapshot.instances {
+            first.push(total);
+            total += instances.len();
+        }
+        Workers { slots: (0..total).map(|_| None).collect(), first }
+    }
+
+    /// The worker for instance `i` of NAT `at` of `snapshot`.
+    #[inline]
+    fn get(&mut self, snapshot: &'a Snapshot, at: usize, i: usize) -> &mut Worker<'a> {
+        self.slots[self.first[at] + i].get_or_insert_with(|| snapshot.instances[at][i].nat.worker())
     }
 }
 
