@@ -74,13 +74,16 @@ impl CaptureError {
     }
 }
 
-/// The OS error message with a lower-case first letter ("operation not permitted (os error 1)").
+/// The OS error message with a lower-case first letter ("operation not permitted (os error 1)"),
+/// unless it starts with an acronym (Windows' "DLL initialization failed.").
 fn lower(e: &io::Error) -> String {
     let s = e.to_string();
     let mut chars = s.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => s,
+    match (chars.next(), chars.next()) {
+        (Some(c), second) if !second.is_some_and(char::is_uppercase) => {
+            c.to_lowercase().chain(second).chain(chars).collect()
+        }
+        _ => s,
     }
 }
 
@@ -90,14 +93,24 @@ mod tests {
 
     #[test]
     fn os_error_message_is_lowercase_with_hint() {
+        // EPERM on Unix; ERROR_ACCESS_DENIED on Windows ("Access is denied.", Wine: "Access denied.").
+        let (code, text) = if cfg!(windows) { (5, "access") } else { (1, "operation not permitted") };
         let e = CaptureError::os(
             "nfqueue: cannot bind queue 0",
-            io::Error::from_raw_os_error(1),
+            io::Error::from_raw_os_error(code),
             "run as root (CAP_NET_ADMIN)",
         );
         let msg = e.to_string();
-        assert!(msg.starts_with("nfqueue: cannot bind queue 0: operation not permitted"), "{msg}");
+        assert!(msg.starts_with(&format!("nfqueue: cannot bind queue 0: {text}")), "{msg}");
         assert!(msg.ends_with("; run as root (CAP_NET_ADMIN)"), "{msg}");
-        assert_eq!(e.raw_os_error(), Some(1));
+        assert_eq!(e.raw_os_error(), Some(code));
+    }
+
+    #[test]
+    fn acronyms_keep_their_case() {
+        let e = CaptureError::os("windivert: cannot open a handle", io::Error::other("DLL initialization failed."), "");
+        assert_eq!(e.to_string(), "windivert: cannot open a handle: DLL initialization failed.");
+        let e = CaptureError::os("x", io::Error::other("A"), "");
+        assert_eq!(e.to_string(), "x: a");
     }
 }

@@ -249,10 +249,14 @@ impl PcapReader {
     /// Opens `path` and reads its header (for pcapng: up to the first interface).
     pub fn open(path: impl AsRef<Path>) -> Result<PcapReader, PcapError> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|source| PcapError::Unreadable { path: path.to_owned(), source })?;
+        let is_dir = || io::Error::new(io::ErrorKind::IsADirectory, "it is a directory");
+        let file = File::open(path).map_err(|source| {
+            // Windows refuses to open a directory as a file ("access denied"); say what it is.
+            let source = if path.is_dir() { is_dir() } else { source };
+            PcapError::Unreadable { path: path.to_owned(), source }
+        })?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            let source = io::Error::new(io::ErrorKind::IsADirectory, "it is a directory");
-            return Err(PcapError::Unreadable { path: path.to_owned(), source });
+            return Err(PcapError::Unreadable { path: path.to_owned(), source: is_dir() });
         }
         PcapReader::from_reader(file, path)
     }

@@ -48,8 +48,9 @@ use std::time::Duration;
 
 use windivert_sys::address::{WINDIVERT_ADDRESS, WINDIVERT_DATA_NETWORK};
 use windivert_sys::{
-    ChecksumFlags, WinDivertClose, WinDivertFlags, WinDivertHelperCalcChecksums, WinDivertLayer, WinDivertOpen,
-    WinDivertParam, WinDivertRecvEx, WinDivertSendEx, WinDivertSetParam, WINDIVERT_BATCH_MAX, WINDIVERT_MTU_MAX,
+    ChecksumFlags, WinDivertClose, WinDivertFlags, WinDivertHelperCalcChecksums, WinDivertHelperCompileFilter,
+    WinDivertHelperEvalFilter, WinDivertLayer, WinDivertOpen, WinDivertParam, WinDivertRecvEx, WinDivertSendEx,
+    WinDivertSetParam, WINDIVERT_BATCH_MAX, WINDIVERT_MTU_MAX,
 };
 use windows::Win32::Foundation::{CloseHandle, HANDLE};
 use windows::Win32::System::Threading::CreateEventW;
@@ -150,17 +151,102 @@ impl std::fmt::Debug for WinDivert {
     }
 }
 
+/// What is needed for WinDivertOpen to work, said whenever the driver cannot be loaded.
+const DRIVER_NEEDED: &str = "netnat needs the WinDivert 2.2 driver: put WinDivert64.sys (from the signed release, \
+     https://reqrypt.org/windivert.html) next to netnat.exe and WinDivert.dll, and run netnat as Administrator \
+     (WinDivert installs the driver the first time a handle is opened)";
+
 /// What to tell the user for a `WinDivertOpen` error code.
-fn open_hint(code: Option<i32>) -> &'static str {
-    match code {
-        Some(2) | Some(3) => "put WinDivert.dll and WinDivert64.sys (WinDivert 2.2) next to netnat.exe",
-        Some(5) => "run as Administrator",
-        Some(87) => "the filter is invalid; this is a bug in netnat's filter builder, please report it",
-        Some(577) => "the WinDivert driver's signature was rejected; use the signed WinDivert 2.2 release files",
-        Some(654) => "an incompatible WinDivert driver is loaded; reboot or run `sc stop WinDivert`",
+fn open_hint(code: Option<i32>) -> String {
+    let why = match code {
+        Some(5) => {
+            return "run as Administrator (the WinDivert driver can only be opened from an elevated prompt)".into()
+        }
+        Some(87) => return "the filter is invalid; this is a bug in netnat's filter builder, please report it".into(),
+        Some(654) => return "an incompatible WinDivert driver is loaded; reboot or run `sc stop WinDivert`".into(),
+        Some(2) | Some(3) => "WinDivert64.sys was not found",
+        Some(577) => "the driver's signature was rejected; use the signed WinDivert 2.2 release files",
         Some(1060) => "the WinDivert driver is not installed",
+        // Wine gives this: it has no kernel driver support for WinDivert64.sys.
+        Some(1114) => {
+            "the WinDivert driver could not be loaded (no WinDivert64.sys, or a system that cannot load \
+                       kernel drivers, such as Wine)"
+        }
         Some(1275) => "the driver was blocked (security software or Secure Boot policy)",
-        _ => "",
+        _ => "the WinDivert driver could not be opened",
+    };
+    format!("{why}; {DRIVER_NEEDED}")
+}
+
+/// A filter that WinDivert's own compiler refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("windivert: the filter is invalid at character {position} ({message}); this is a bug in netnat's filter builder, please report it")]
+pub struct FilterRejected {
+    /// WinDivert's message, e.g. "Filter expression too long".
+    pub message: String,
+    /// Where in the filter string the compiler stopped.
+    pub position: u32,
+}
+
+/// Compiles `filter` for the network layer (or the forward layer) with WinDivert.dll's own
+/// compiler (`WinDivertHelperCompileFilter`), as `WinDivertOpen` would; needs neither the
+/// driver nor privileges.
+pub fn compile_filter(filter: &str, forward: bool) -> Result<(), FilterRejected> {
+    let text = CString::new(filter)
+        .map_err(|_| FilterRejected { message: "the filter contains a NUL byte".into(), position: 0 })?;
+    let layer = if forward { WinDivertLayer::Forward } else { WinDivertLayer::Network };
+    let mut message: *const std::ffi::c_char = std::ptr::null();
+    let mut position = 0u32;
+    // SAFETY: `text` is NUL-terminated and outlives the call; a null object buffer asks only
+    // for a check; the error string WinDivert returns is a static literal.
+    let ok = unsafe {
+        WinDivertHelperCompileFilter(text.as_ptr(), layer, std::ptr::null_mut(), 0, &mut message, &mut position)
+    };
+    if ok.as_bool() {
+        return Ok(());
+    }
+    let message = if message.is_null() {
+        "no reason given".to_owned()
+    } else {
+        // SAFETY: non-null: a NUL-terminated static string from windivert.dll.
+        unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned()
+    };
+    Err(FilterRejected { message, position })
+}
+
+/// Where a packet is seen, for [`filter_matches`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeenAt {
+    /// At the forward layer (packets the host routes) rather than the network layer.
+    pub forward: bool,
+    /// Outbound from the host (network layer only; WinDivert's `outbound`).
+    pub outbound: bool,
+    /// Interface index (`ifIdx`).
+    pub interface: u32,
+}
+
+/// Whether `filter` diverts the IPv4 `packet` seen at `at`, by WinDivert.dll's own evaluator
+/// (`WinDivertHelperEvalFilter`); needs neither the driver nor privileges. An error when the
+/// filter does not compile or the packet cannot be parsed.
+pub fn filter_matches(filter: &str, packet: &[u8], at: SeenAt) -> io::Result<bool> {
+    let text =
+        CString::new(filter).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the filter contains a NUL"))?;
+    let mut addr = WINDIVERT_ADDRESS::default();
+    addr.set_layer(if at.forward { WinDivertLayer::Forward } else { WinDivertLayer::Network });
+    addr.set_outbound(at.outbound);
+    addr.union_field.Network = WINDIVERT_DATA_NETWORK { interface_id: at.interface, subinterface_id: 0 };
+    // SAFETY: `text` is NUL-terminated, `packet` readable for its length and `addr` a valid
+    // network-layer address; all outlive the call. WinDivert sets the last error to 0 for a
+    // packet that does not match and to an error code otherwise.
+    let ok = unsafe { WinDivertHelperEvalFilter(text.as_ptr(), packet.as_ptr().cast(), packet.len() as u32, &addr) };
+    if ok.as_bool() {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(0) {
+        Ok(false)
+    } else {
+        Err(e)
     }
 }
 
@@ -185,8 +271,13 @@ impl WinDivert {
             let e = io::Error::last_os_error();
             // SAFETY: `event` is the handle created above, closed once.
             unsafe { CloseHandle(event) };
-            let hint = open_hint(e.raw_os_error());
-            return Err(CaptureError::os("windivert: cannot open a handle", e, hint));
+            let mut hint = open_hint(e.raw_os_error());
+            if e.raw_os_error() == Some(87) {
+                if let Err(rejected) = compile_filter(&config.filter, config.forward) {
+                    hint = rejected.to_string();
+                }
+            }
+            return Err(CaptureError::os("windivert: cannot open a handle", e, &hint));
         }
         for (param, value) in
             [(WinDivertParam::QueueLength, config.queue_length), (WinDivertParam::QueueTime, config.queue_time_ms)]
@@ -411,5 +502,46 @@ impl Drop for WinDivert {
             WinDivertClose(self.handle);
             CloseHandle(self.event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_driver_says_what_to_install_and_how_to_run() {
+        for code in [Some(2), Some(1060), Some(1114), Some(1275), Some(4242), None] {
+            let hint = open_hint(code);
+            assert!(hint.contains("WinDivert64.sys") && hint.contains("next to netnat.exe"), "{code:?}: {hint}");
+            assert!(hint.contains("run netnat as Administrator"), "{code:?}: {hint}");
+        }
+        assert!(open_hint(Some(5)).contains("Administrator"));
+    }
+
+    /// What `netnat daemon` runs into first: a handle with the filter "false". Without the
+    /// driver (under Wine, or WinDivert64.sys missing) the error says what is missing.
+    #[test]
+    fn opening_without_the_driver_fails_with_the_hint() {
+        let config = WinDivertConfig { forward: true, ..WinDivertConfig::default() };
+        match WinDivert::open(config) {
+            Ok(_) => println!("a WinDivert driver is installed here: nothing to check"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.starts_with("windivert: cannot open a handle: "), "{msg}");
+                if e.raw_os_error() != Some(5) {
+                    assert!(msg.contains("WinDivert64.sys") && msg.contains("Administrator"), "{msg}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_windivert_refuses_is_reported_with_its_position() {
+        let e = compile_filter("ip and not (tcp or udp)", false).unwrap_err();
+        assert_eq!(e.position, 11, "{e}");
+        assert!(e.to_string().contains("bug in netnat's filter builder"), "{e}");
+        compile_filter("ip and (tcp.DstPort < 10 or tcp.DstPort > 20)", false).unwrap();
+        compile_filter("false", true).unwrap();
     }
 }

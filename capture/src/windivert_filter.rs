@@ -176,26 +176,25 @@ pub fn forward_filter(specs: &[NatFilterSpec]) -> Result<String, FilterError> {
         if let Some(idx) = spec.internal_interface {
             let _ = write!(clause, "ifIdx == {idx} and ");
         }
-        let _ = write!(
-            clause,
-            "ip.SrcAddr >= {lo} and ip.SrcAddr <= {hi} and not (ip.DstAddr >= {lo} and ip.DstAddr <= {hi}))"
-        );
+        let _ =
+            write!(clause, "ip.SrcAddr >= {lo} and ip.SrcAddr <= {hi} and (ip.DstAddr < {lo} or ip.DstAddr > {hi}))");
         clauses.push(clause);
     }
     Ok(format!("ip and ({})", clauses.join(" or ")))
 }
 
 /// Outbound half: from the internal prefix to outside it, arriving from the VMs.
+///
+/// "Outside the prefix" is two comparisons joined by `or`: WinDivert 2.2's `not` negates a
+/// single test, and its compiler rejects `not (...)` (found by the oracle tests below; every
+/// filter with a NAT used to be refused by `WinDivertOpen`).
 fn outbound_clause(interface: Option<u32>, lo: Ipv4Addr, hi: Ipv4Addr) -> String {
     // `write!` to a String cannot fail.
     let mut out = String::from("(inbound");
     if let Some(idx) = interface {
         let _ = write!(out, " and ifIdx == {idx}");
     }
-    let _ = write!(
-        out,
-        " and ip.SrcAddr >= {lo} and ip.SrcAddr <= {hi} and not (ip.DstAddr >= {lo} and ip.DstAddr <= {hi}))"
-    );
+    let _ = write!(out, " and ip.SrcAddr >= {lo} and ip.SrcAddr <= {hi} and (ip.DstAddr < {lo} or ip.DstAddr > {hi}))");
     out
 }
 
@@ -247,7 +246,7 @@ mod tests {
         assert_eq!(
             nat_filter(&spec()).unwrap(),
             "ip and ((inbound and ifIdx == 7 and ip.SrcAddr >= 10.100.0.0 and ip.SrcAddr <= 10.100.255.255 \
-             and not (ip.DstAddr >= 10.100.0.0 and ip.DstAddr <= 10.100.255.255)) \
+             and (ip.DstAddr < 10.100.0.0 or ip.DstAddr > 10.100.255.255)) \
              or (inbound and ip.DstAddr == 203.0.113.1 and ((tcp.DstPort >= 1024 and tcp.DstPort <= 49151) \
              or (udp.DstPort >= 1024 and udp.DstPort <= 49151) or icmp or ip.FragOff != 0)))"
         );
@@ -304,7 +303,7 @@ mod tests {
             f,
             format!(
                 "ip and ({inner} or (inbound and ip.SrcAddr >= 10.200.0.0 and ip.SrcAddr <= 10.200.255.255 \
-                 and not (ip.DstAddr >= 10.200.0.0 and ip.DstAddr <= 10.200.255.255)))"
+                 and (ip.DstAddr < 10.200.0.0 or ip.DstAddr > 10.200.255.255)))"
             )
         );
         assert_eq!(f.matches('(').count(), f.matches(')').count(), "balanced: {f}");
@@ -321,9 +320,9 @@ mod tests {
         assert_eq!(
             forward_filter(&[spec(), second]).unwrap(),
             "ip and ((ifIdx == 7 and ip.SrcAddr >= 10.100.0.0 and ip.SrcAddr <= 10.100.255.255 \
-             and not (ip.DstAddr >= 10.100.0.0 and ip.DstAddr <= 10.100.255.255)) \
+             and (ip.DstAddr < 10.100.0.0 or ip.DstAddr > 10.100.255.255)) \
              or (ip.SrcAddr >= 10.200.0.0 and ip.SrcAddr <= 10.200.255.255 \
-             and not (ip.DstAddr >= 10.200.0.0 and ip.DstAddr <= 10.200.255.255)))"
+             and (ip.DstAddr < 10.200.0.0 or ip.DstAddr > 10.200.255.255)))"
         );
         let mut bad = spec();
         bad.internal_prefix_len = 40;
@@ -341,5 +340,294 @@ mod tests {
         assert!(e.to_string().contains("2000-1000"), "{e}");
         s.external.clear();
         assert_eq!(nat_filter(&s), Err(FilterError::NoExternalAddress));
+    }
+}
+
+/// WinDivert's own filter compiler and evaluator (windivert.dll, built from windivert-sys's
+/// vendored source; no driver needed) as the oracle for the strings built here: every filter
+/// must compile, and exactly the packets the design says the NAT translates are diverted.
+/// Windows only; `.ci/windows-wine.sh` runs it under Wine.
+#[cfg(all(test, windows))]
+pub(crate) mod oracle {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::windivert::{compile_filter, filter_matches, SeenAt};
+
+    pub const VM: [u8; 4] = [10, 100, 10, 11];
+    pub const VM2: [u8; 4] = [10, 100, 10, 12];
+    pub const GATEWAY: [u8; 4] = [10, 100, 1, 1];
+    pub const EXT: [u8; 4] = [203, 0, 113, 1];
+    pub const EXT2: [u8; 4] = [198, 51, 100, 1];
+    pub const OTHER_HOST_ADDR: [u8; 4] = [203, 0, 113, 5];
+    pub const REMOTE: [u8; 4] = [198, 51, 100, 20];
+    pub const ROUTER: [u8; 4] = [198, 51, 100, 254];
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMP: u8 = 1;
+
+    /// An IPv4 packet: 20-byte header (`frag` = flags and offset word), then `l4`.
+    pub fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], frag: u16, l4: &[u8]) -> Vec<u8> {
+        let len = 20 + l4.len();
+        let mut p = vec![0x45, 0, (len >> 8) as u8, len as u8, 0x12, 0x34];
+        p.extend_from_slice(&frag.to_be_bytes());
+        p.extend_from_slice(&[64, proto, 0, 0]);
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        let mut sum: u32 = p.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let sum = !(sum as u16);
+        p[10..12].copy_from_slice(&sum.to_be_bytes());
+        p.extend_from_slice(l4);
+        p
+    }
+
+    /// TCP SYN or UDP header with 8 bytes of payload.
+    pub fn ports(proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(&sport.to_be_bytes());
+        h.extend_from_slice(&dport.to_be_bytes());
+        if proto == TCP {
+            h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        } else {
+            h.extend_from_slice(&16u16.to_be_bytes());
+            h.extend_from_slice(&[0, 0]);
+        }
+        h.extend_from_slice(b"netnat!!");
+        h
+    }
+
+    pub fn l4(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        ipv4(proto, src, dst, 0, &ports(proto, sport, dport))
+    }
+
+    pub fn echo(src: [u8; 4], dst: [u8; 4], kind: u8, id: u16) -> Vec<u8> {
+        let mut m = vec![kind, 0, 0, 0];
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m.extend_from_slice(b"ping");
+        ipv4(ICMP, src, dst, 0, &m)
+    }
+
+    /// An ICMP error (`kind`: 3 unreachable, 11 time exceeded) quoting `quoted`'s header and
+    /// first 8 bytes.
+    pub fn icmp_error(src: [u8; 4], dst: [u8; 4], kind: u8, quoted: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind, if kind == 3 { 3 } else { 0 }, 0, 0, 0, 0, 0, 0];
+        m.extend_from_slice(&quoted[..28]);
+        ipv4(ICMP, src, dst, 0, &m)
+    }
+
+    pub fn net_in(interface: u32) -> SeenAt {
+        SeenAt { forward: false, outbound: false, interface }
+    }
+    pub fn net_out(interface: u32) -> SeenAt {
+        SeenAt { forward: false, outbound: true, interface }
+    }
+    pub fn fwd(interface: u32) -> SeenAt {
+        SeenAt { forward: true, outbound: false, interface }
+    }
+
+    /// Asserts that WinDivert compiles `filter` and diverts exactly the `(what, packet, at,
+    /// diverted)` cases marked so.
+    pub fn check(filter: &str, forward: bool, cases: &[(&str, Vec<u8>, SeenAt, bool)]) {
+        compile_filter(filter, forward).unwrap_or_else(|e| panic!("{e}\nfilter: {filter}"));
+        let mut wrong = Vec::new();
+        for (what, packet, at, diverted) in cases {
+            assert_eq!(at.forward, forward, "{what}: a case for the other layer");
+            let got = filter_matches(filter, packet, *at).unwrap_or_else(|e| panic!("{what}: {e}\nfilter: {filter}"));
+            if got != *diverted {
+                wrong.push(format!("{what}: WinDivert {} it", if got { "diverts" } else { "does not divert" }));
+            }
+        }
+        assert!(wrong.is_empty(), "{}\nfilter: {filter}", wrong.join("\n"));
+    }
+
+    fn article_spec(interface: Option<u32>) -> NatFilterSpec {
+        NatFilterSpec {
+            internal_network: Ipv4Addr::new(10, 100, 0, 0),
+            internal_prefix_len: 16,
+            internal_interface: interface,
+            external: vec![
+                ExternalAddress { address: EXT.into(), port_start: 1024, port_end: 49151 },
+                ExternalAddress { address: EXT2.into(), port_start: 1024, port_end: 65535 },
+            ],
+            static_ports: vec![
+                StaticPort { protocol: Protocol::Tcp, address: Ipv4Addr::UNSPECIFIED, port: 80 },
+                StaticPort { protocol: Protocol::Udp, address: EXT.into(), port: 53 },
+            ],
+        }
+    }
+
+    /// Packets and whether the network-layer filter of [`article_spec`] diverts them
+    /// (internal interface 7 when `with_interface`).
+    fn network_cases(with_interface: bool) -> Vec<(&'static str, Vec<u8>, SeenAt, bool)> {
+        let translated_out = l4(UDP, EXT, 40000, REMOTE, 53);
+        let from_remote = l4(UDP, REMOTE, 53, VM, 5353);
+        let mut cases = vec![
+            // Outbound half: VM packets, inbound on the internal adapter (7).
+            ("vm tcp to a remote", l4(TCP, VM, 40000, REMOTE, 443), net_in(7), true),
+            ("vm udp to a remote", l4(UDP, VM, 5353, REMOTE, 53), net_in(7), true),
+            ("vm echo request", echo(VM, REMOTE, 8, 77), net_in(7), true),
+            ("hairpin: vm to the external address", l4(TCP, VM, 40000, EXT, 80), net_in(7), true),
+            ("hairpin: vm to another external address", l4(UDP, VM, 5353, EXT2, 40001), net_in(7), true),
+            ("vm icmp error about a remote's packet", icmp_error(VM, REMOTE, 3, &from_remote), net_in(7), true),
+            ("vm non-first fragment", ipv4(UDP, VM, REMOTE, 185, &[0; 16]), net_in(7), true),
+            ("vm to vm", l4(TCP, VM, 40000, VM2, 22), net_in(7), false),
+            ("vm to the gateway (inside the prefix)", l4(UDP, VM, 5353, GATEWAY, 53), net_in(7), false),
+            ("an internal source sent by the host (outbound)", l4(TCP, VM, 40000, REMOTE, 443), net_out(3), false),
+            // Inbound half: to an external address, inbound on any adapter.
+            ("reply tcp to a dynamic port", l4(TCP, REMOTE, 443, EXT, 40000), net_in(3), true),
+            ("reply udp to a dynamic port", l4(UDP, REMOTE, 53, EXT, 40000), net_in(3), true),
+            ("reply to the range's first port", l4(UDP, REMOTE, 53, EXT, 1024), net_in(3), true),
+            ("reply to the range's last port", l4(TCP, REMOTE, 443, EXT, 49151), net_in(3), true),
+            ("host's own ephemeral port above the range", l4(TCP, REMOTE, 443, EXT, 50000), net_in(3), false),
+            ("a port below the range", l4(TCP, REMOTE, 443, EXT, 1023), net_in(3), false),
+            ("second address, its whole range", l4(TCP, REMOTE, 443, EXT2, 65535), net_in(3), true),
+            ("static tcp 80 (any external address)", l4(TCP, REMOTE, 50001, EXT, 80), net_in(3), true),
+            ("static tcp 80 on the second address", l4(TCP, REMOTE, 50001, EXT2, 80), net_in(3), true),
+            ("static udp 53 (first address only)", l4(UDP, REMOTE, 50001, EXT, 53), net_in(3), true),
+            ("udp 53 on the second address (not mapped)", l4(UDP, REMOTE, 50001, EXT2, 53), net_in(3), false),
+            ("tcp 53 (the mapping is udp)", l4(TCP, REMOTE, 50001, EXT, 53), net_in(3), false),
+            ("echo reply", echo(REMOTE, EXT, 0, 4000), net_in(3), true),
+            ("unreachable quoting a translated packet", icmp_error(ROUTER, EXT, 3, &translated_out), net_in(3), true),
+            (
+                "time exceeded quoting a translated packet",
+                icmp_error(ROUTER, EXT, 11, &translated_out),
+                net_in(3),
+                true,
+            ),
+            ("non-first fragment to the external address", ipv4(UDP, REMOTE, EXT, 185, &[0; 16]), net_in(3), true),
+            (
+                "first fragment to a dynamic port",
+                ipv4(UDP, REMOTE, EXT, 0x2000, &ports(UDP, 53, 40000)),
+                net_in(3),
+                true,
+            ),
+            ("last fragment (MF clear, offset > 0)", ipv4(TCP, REMOTE, EXT, 370, &[0; 16]), net_in(3), true),
+            // The host's own traffic is not the NAT's business.
+            ("host connection out", l4(TCP, EXT, 50000, REMOTE, 443), net_out(3), false),
+            ("host to itself, outbound", l4(TCP, EXT, 50000, EXT, 40000), net_out(1), false),
+            ("host's other address", l4(TCP, REMOTE, 443, OTHER_HOST_ADDR, 40000), net_in(3), false),
+            ("remote to remote", l4(UDP, REMOTE, 53, ROUTER, 40000), net_in(3), false),
+        ];
+        if with_interface {
+            cases.push(("vm source arriving on another adapter", l4(TCP, VM, 40000, REMOTE, 443), net_in(3), false));
+        } else {
+            cases.push(("vm source on any adapter", l4(TCP, VM, 40000, REMOTE, 443), net_in(3), true));
+        }
+        cases
+    }
+
+    #[test]
+    fn the_network_filter_diverts_exactly_what_the_nat_translates() {
+        check(&nat_filter(&article_spec(Some(7))).unwrap(), false, &network_cases(true));
+        check(&nat_filter(&article_spec(None)).unwrap(), false, &network_cases(false));
+    }
+
+    #[test]
+    fn the_forward_filter_diverts_exactly_the_outbound_half() {
+        let reply = l4(UDP, REMOTE, 53, VM, 5353);
+        let cases = |interface: Option<u32>| {
+            vec![
+                ("vm tcp to a remote", l4(TCP, VM, 40000, REMOTE, 443), fwd(7), true),
+                ("vm echo request", echo(VM, REMOTE, 8, 77), fwd(7), true),
+                ("vm icmp error", icmp_error(VM, REMOTE, 3, &reply), fwd(7), true),
+                ("vm non-first fragment", ipv4(UDP, VM, REMOTE, 185, &[0; 16]), fwd(7), true),
+                ("vm to the external address", l4(TCP, VM, 40000, EXT, 80), fwd(7), true),
+                ("vm to vm", l4(TCP, VM, 40000, VM2, 22), fwd(7), false),
+                ("routed towards the vm", reply.clone(), fwd(3), false),
+                ("remote to remote", l4(UDP, REMOTE, 53, ROUTER, 40000), fwd(3), false),
+                ("vm source on another adapter", l4(TCP, VM, 40000, REMOTE, 443), fwd(3), interface.is_none()),
+            ]
+        };
+        check(&forward_filter(&[article_spec(Some(7))]).unwrap(), true, &cases(Some(7)));
+        check(&forward_filter(&[article_spec(None)]).unwrap(), true, &cases(None));
+        check(&forward_filter(&[]).unwrap(), true, &[("nothing", l4(TCP, VM, 1, REMOTE, 2), fwd(7), false)]);
+    }
+
+    #[test]
+    fn no_nat_diverts_nothing_and_a_nat_without_addresses_only_its_outbound_half() {
+        check(&nats_filter(&[]).unwrap(), false, &[("vm packet", l4(TCP, VM, 1, REMOTE, 2), net_in(7), false)]);
+        let mut bare = article_spec(None);
+        bare.external.clear();
+        bare.static_ports.clear();
+        check(
+            &nats_filter(&[bare]).unwrap(),
+            false,
+            &[
+                ("vm packet", l4(TCP, VM, 40000, REMOTE, 443), net_in(7), true),
+                ("reply to a former address", l4(TCP, REMOTE, 443, EXT, 40000), net_in(3), false),
+            ],
+        );
+    }
+
+    #[test]
+    fn several_nats_and_many_static_mappings_still_compile_and_divert_right() {
+        // Up to MAX_STATIC_TERMS static ports outside the range are listed one by one, on
+        // each of two external addresses; one more folds them into all TCP/UDP.
+        for count in [MAX_STATIC_TERMS, MAX_STATIC_TERMS + 1] {
+            let mut spec = article_spec(Some(7));
+            spec.static_ports = (0..count as u16)
+                .map(|i| StaticPort { protocol: Protocol::Tcp, address: Ipv4Addr::UNSPECIFIED, port: 100 + i })
+                .collect();
+            let f = nat_filter(&spec).unwrap();
+            let last = 100 + count as u16 - 1;
+            check(
+                &f,
+                false,
+                &[
+                    ("first static port", l4(TCP, REMOTE, 50001, EXT, 100), net_in(3), true),
+                    ("last static port", l4(TCP, REMOTE, 50001, EXT2, last), net_in(3), true),
+                    ("udp 53 on the first address", l4(UDP, REMOTE, 5, EXT, 53), net_in(3), count > MAX_STATIC_TERMS),
+                    (
+                        "host port above the range",
+                        l4(TCP, REMOTE, 443, EXT, 50000),
+                        net_in(3),
+                        count > MAX_STATIC_TERMS,
+                    ),
+                    ("vm packet", l4(TCP, VM, 40000, REMOTE, 443), net_in(7), true),
+                ],
+            );
+        }
+        // Eight NATs (10.100.0.0/19 .. 10.100.224.0/19), one external address each.
+        let specs: Vec<NatFilterSpec> = (0..8u8)
+            .map(|i| NatFilterSpec {
+                internal_network: Ipv4Addr::new(10, 100, i * 32, 0),
+                internal_prefix_len: 19,
+                internal_interface: Some(10 + u32::from(i)),
+                external: vec![ExternalAddress {
+                    address: Ipv4Addr::new(203, 0, 113, 1 + i),
+                    port_start: 1024,
+                    port_end: 49151,
+                }],
+                static_ports: vec![StaticPort { protocol: Protocol::Tcp, address: Ipv4Addr::UNSPECIFIED, port: 80 }],
+            })
+            .collect();
+        let f = nats_filter(&specs).unwrap();
+        check(
+            &f,
+            false,
+            &[
+                ("nat 0's vm", l4(TCP, [10, 100, 10, 11], 40000, REMOTE, 443), net_in(10), true),
+                ("nat 7's vm", l4(TCP, [10, 100, 230, 11], 40000, REMOTE, 443), net_in(17), true),
+                ("nat 7's vm on nat 0's adapter", l4(TCP, [10, 100, 230, 11], 40000, REMOTE, 443), net_in(10), false),
+                (
+                    "nat 0's vm to nat 7's vm",
+                    l4(TCP, [10, 100, 10, 11], 40000, [10, 100, 230, 11], 22),
+                    net_in(10),
+                    true,
+                ),
+                ("reply to nat 7", l4(UDP, REMOTE, 53, [203, 0, 113, 8], 40000), net_in(3), true),
+                ("static port on nat 4", l4(TCP, REMOTE, 50001, [203, 0, 113, 5], 80), net_in(3), true),
+                ("not a nat address", l4(UDP, REMOTE, 53, [203, 0, 113, 9], 40000), net_in(3), false),
+            ],
+        );
+        check(
+            &forward_filter(&specs).unwrap(),
+            true,
+            &[("nat 3's vm", l4(UDP, [10, 100, 100, 1], 5, REMOTE, 53), fwd(13), true)],
+        );
     }
 }

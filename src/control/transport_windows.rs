@@ -202,3 +202,90 @@ fn is_member(token: HANDLE, kind: WELL_KNOWN_SID_TYPE) -> bool {
     let ok = unsafe { CheckTokenMembership(token, psid, &mut member) }.as_bool();
     ok && member.as_bool()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn unique_pipe() -> PathBuf {
+        static N: AtomicU32 = AtomicU32::new(0);
+        PathBuf::from(format!(r"\\.\pipe\netnat-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// Whether this process's own token has `kind` enabled: what the daemon should find in
+    /// the token of a client run by the same user.
+    fn self_is_member(kind: WELL_KNOWN_SID_TYPE) -> bool {
+        is_member(HANDLE::default(), kind)
+    }
+
+    #[test]
+    fn a_client_line_reaches_the_daemon_and_the_reply_comes_back() {
+        let path = unique_pipe();
+        let listener = listen(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut peers = Vec::new();
+            for _ in 0..2 {
+                let (stream, peer) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                (&stream).write_all(format!("echo {line}").as_bytes()).unwrap();
+                peers.push(peer);
+            }
+            peers
+        });
+        for i in 0..2 {
+            let client = connect(&path).unwrap();
+            (&client).write_all(format!("{{\"request\":{i}}}\n").as_bytes()).unwrap();
+            let mut reply = String::new();
+            BufReader::new(client).read_line(&mut reply).unwrap();
+            assert_eq!(reply, format!("echo {{\"request\":{i}}}\n"));
+        }
+        let peers = server.join().unwrap();
+        // The client runs as this process's user: the daemon must see the same identity.
+        let expected = self_is_member(WinLocalSystemSid) || self_is_member(WinBuiltinAdministratorsSid);
+        println!("this process is an administrator: {expected}; the daemon saw the clients as: {peers:?}");
+        for peer in peers {
+            assert_eq!(peer, Peer { uid: None, administrator: expected });
+        }
+    }
+
+    #[test]
+    fn a_second_daemon_cannot_take_the_name() {
+        let path = unique_pipe();
+        let _first = listen(&path).unwrap();
+        if crate::platform::win_security::wine::detected() {
+            // Wine 8.0 ignores FILE_FLAG_FIRST_PIPE_INSTANCE: a second server of the same
+            // name is created.
+            crate::platform::win_security::wine::skip(
+                "transport_windows::a_second_daemon_cannot_take_the_name",
+                "Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE; checked on Windows only",
+            );
+            return;
+        }
+        let err = listen(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        assert!(err.to_string().contains("another --socket NAME"), "{err}");
+    }
+
+    #[test]
+    fn the_pipe_has_the_system_and_administrators_dacl() {
+        let path = unique_pipe();
+        let listener = listen(&path).unwrap();
+        let next = listener.next.lock();
+        let dacl = crate::platform::win_security::dacl_of_handle(raw(next.as_ref().unwrap())).unwrap();
+        // Protected, SYSTEM and Administrators only. Windows maps GA (generic all) to the
+        // pipe's own rights (FA) when it creates the object; Wine 8.0 keeps GA as given.
+        assert!(dacl == "D:P(A;;FA;;;SY)(A;;FA;;;BA)" || dacl == "D:P(A;;GA;;;SY)(A;;GA;;;BA)", "{dacl}");
+    }
+
+    #[test]
+    fn no_daemon_is_a_not_found_error() {
+        let err = connect(&unique_pipe()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
+}

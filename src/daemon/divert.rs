@@ -128,4 +128,53 @@ mod tests {
         assert!(f.contains("ip.SrcAddr >= 10.100.0.0") && !f.contains("ip.DstAddr =="), "outbound half only: {f}");
         assert_eq!(filters(&[]).unwrap(), Filters::default());
     }
+
+    /// The daemon's filters as WinDivert itself compiles and evaluates them (windivert.dll
+    /// from windivert-sys's vendored source; see `netnat_capture::windivert_filter`'s oracle
+    /// tests for every kind of packet).
+    #[cfg(windows)]
+    #[test]
+    fn windivert_compiles_the_daemons_filters_and_diverts_the_nats_packets() {
+        use netnat_capture::windivert::{compile_filter, filter_matches, SeenAt};
+
+        let udp = |src: [u8; 4], sport, dst: [u8; 4], dport| {
+            let mut p = Vec::new();
+            etherparse::PacketBuilder::ipv4(src, dst, 64).udp(sport, dport).write(&mut p, b"netnat").unwrap();
+            p
+        };
+        let tcp = |src: [u8; 4], sport, dst: [u8; 4], dport| {
+            let mut p = Vec::new();
+            etherparse::PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1, 65535).syn().write(&mut p, b"").unwrap();
+            p
+        };
+        let at = |forward, outbound| SeenAt { forward, outbound, interface: 7 };
+        let host = [Ipv4Addr::new(198, 51, 100, 7)];
+        let nats = [
+            live(Addressing::Explicit, &[]),
+            live(Addressing::Implicit { ports: (1024, 32767) }, &host),
+            live(Addressing::Implicit { ports: (1024, 65535) }, &[]),
+        ];
+        for nat in nats {
+            let f = filters(&[Arc::clone(&nat)]).unwrap();
+            compile_filter(&f.forward, true).unwrap_or_else(|e| panic!("{e}: {}", f.forward));
+            compile_filter(&f.network, false).unwrap_or_else(|e| panic!("{e}: {}", f.network));
+            let vm_out = udp([10, 100, 10, 11], 5353, [198, 51, 100, 20], 53);
+            assert!(filter_matches(&f.forward, &vm_out, at(true, false)).unwrap(), "{f:?}");
+            assert!(filter_matches(&f.network, &vm_out, at(false, false)).unwrap(), "{f:?}");
+            let vm_to_vm = udp([10, 100, 10, 11], 5353, [10, 100, 10, 12], 53);
+            assert!(!filter_matches(&f.forward, &vm_to_vm, at(true, false)).unwrap(), "{f:?}");
+            let addresses: Vec<Ipv4Addr> = spec(&nat).external.iter().map(|e| e.address).collect();
+            for ext in addresses {
+                let reply = udp([198, 51, 100, 20], 53, ext.octets(), 20000);
+                assert!(filter_matches(&f.network, &reply, at(false, false)).unwrap(), "{ext}: {f:?}");
+                let static_80 = tcp([198, 51, 100, 20], 50000, ext.octets(), 80);
+                assert!(filter_matches(&f.network, &static_80, at(false, false)).unwrap(), "{ext}: {f:?}");
+                let host_own = tcp([198, 51, 100, 20], 443, ext.octets(), 1000);
+                assert!(!filter_matches(&f.network, &host_own, at(false, false)).unwrap(), "{ext}: {f:?}");
+            }
+        }
+        let none = Filters::default();
+        compile_filter(&none.forward, true).unwrap();
+        compile_filter(&none.network, false).unwrap();
+    }
 }
