@@ -123,6 +123,13 @@ pub struct Frame {
     pub ipv4_offset: Option<usize>,
 }
 
+impl Frame {
+    /// A frame with no bytes, for [`PcapReader::read_frame`] to fill.
+    pub fn empty(link_type: LinkType) -> Frame {
+        Frame { timestamp_micros: 0, link_type, data: Vec::new(), original_len: 0, ipv4_offset: None }
+    }
+}
+
 /// Why a capture could not be read or written. Every message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PcapError {
@@ -364,19 +371,23 @@ impl PcapReader {
         }
     }
 
-    fn next_classic(&mut self) -> Option<Result<Frame, PcapError>> {
+    /// "record 12" / "block 12": the record just read, for error messages.
+    fn what(&self, kind: &str) -> String {
+        format!("{kind} {}", self.records)
+    }
+
+    fn next_classic(&mut self, frame: &mut Frame) -> Option<Result<(), PcapError>> {
         let Format::Classic { reader, ts_resolution } = &mut self.format else {
             unreachable!("only called for pcap");
         };
         self.records += 1;
-        let what = format!("record {}", self.records);
         let raw = match reader.next_raw_packet()? {
             Ok(raw) => raw,
-            Err(e) => return Some(Err(classify(&self.path, e, what))),
+            Err(e) => return Some(Err(classify(&self.path, e, format!("record {}", self.records)))),
         };
         if raw.incl_len > MAX_FRAME_LEN {
             let detail = format!("its captured length {} is above the maximum {MAX_FRAME_LEN}", raw.incl_len);
-            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what, detail }));
+            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what: self.what("record"), detail }));
         }
         let frac_micros = match ts_resolution {
             TsResolution::MicroSecond => u64::from(raw.ts_frac),
@@ -384,37 +395,42 @@ impl PcapReader {
         };
         if frac_micros >= 1_000_000 {
             let detail = format!("its timestamp fraction {} is a second or more", raw.ts_frac);
-            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what, detail }));
+            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what: self.what("record"), detail }));
         }
         let timestamp_micros = u64::from(raw.ts_sec) * 1_000_000 + frac_micros;
         let original_len = raw.orig_len.max(raw.incl_len);
-        let data = raw.data.into_owned();
-        self.position += 16 + data.len() as u64;
-        Some(Ok(self.frame(timestamp_micros, data, original_len)))
+        frame.data.clear();
+        frame.data.extend_from_slice(&raw.data);
+        self.position += 16 + frame.data.len() as u64;
+        self.fill(frame, timestamp_micros, original_len);
+        Some(Ok(()))
     }
 
-    fn next_pcapng(&mut self) -> Option<Result<Frame, PcapError>> {
+    fn next_pcapng(&mut self, frame: &mut Frame) -> Option<Result<(), PcapError>> {
         loop {
             let Format::PcapNg { reader } = &mut self.format else {
                 unreachable!("only called for pcapng");
             };
             self.records += 1;
-            let what = format!("block {}", self.records);
             let block = match reader.next_block()? {
                 Ok(block) => block,
-                Err(e) => return Some(Err(classify(&self.path, e, what))),
+                Err(e) => return Some(Err(classify(&self.path, e, format!("block {}", self.records)))),
             };
-            let (interface_id, raw_ts, data, original_len) = match block {
+            let (interface_id, raw_ts, original_len) = match block {
                 Block::EnhancedPacket(epb) => {
                     self.position += 32 + epb.data.len() as u64;
                     // pcap-file stores the raw 64-bit timestamp as nanoseconds, whatever the
                     // interface's resolution; undo that and apply if_tsresol below.
                     let raw = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
-                    (epb.interface_id, Some(raw), epb.data.into_owned(), epb.original_len)
+                    frame.data.clear();
+                    frame.data.extend_from_slice(&epb.data);
+                    (epb.interface_id, Some(raw), epb.original_len)
                 }
                 Block::SimplePacket(spb) => {
                     self.position += 16 + spb.data.len() as u64;
-                    (0, None, spb.data.into_owned(), spb.original_len)
+                    frame.data.clear();
+                    frame.data.extend_from_slice(&spb.data);
+                    (0, None, spb.original_len)
                 }
                 Block::InterfaceDescription(idb) => {
                     self.position += 28;
@@ -435,7 +451,7 @@ impl PcapReader {
             };
             let Some(interface) = reader.interfaces().get(interface_id as usize) else {
                 let detail = format!("the packet names interface {interface_id}, which the section does not describe");
-                return Some(Err(PcapError::Corrupt { path: self.path.clone(), what, detail }));
+                return Some(Err(PcapError::Corrupt { path: self.path.clone(), what: self.what("block"), detail }));
             };
             let resolution = interface
                 .options
@@ -452,37 +468,61 @@ impl PcapReader {
                 Some(Err(())) => {
                     let detail =
                         format!("interface {interface_id} has an unusable timestamp resolution {resolution:#x}");
-                    return Some(Err(PcapError::Corrupt { path: self.path.clone(), what, detail }));
+                    return Some(Err(PcapError::Corrupt { path: self.path.clone(), what: self.what("block"), detail }));
                 }
             };
-            let original_len = original_len.max(u32::try_from(data.len()).unwrap_or(u32::MAX));
-            return Some(Ok(self.frame(micros, data, original_len)));
+            let original_len = original_len.max(u32::try_from(frame.data.len()).unwrap_or(u32::MAX));
+            self.fill(frame, micros, original_len);
+            return Some(Ok(()));
         }
     }
 
-    fn frame(&mut self, timestamp_micros: u64, data: Vec<u8>, original_len: u32) -> Frame {
+    /// Completes `frame`, whose `data` holds the record's bytes.
+    fn fill(&mut self, frame: &mut Frame, timestamp_micros: u64, original_len: u32) {
         self.last_timestamp = timestamp_micros;
-        let ipv4_offset = self.link_type.ipv4_offset(&data);
-        Frame { timestamp_micros, link_type: self.link_type, data, original_len, ipv4_offset }
+        frame.timestamp_micros = timestamp_micros;
+        frame.link_type = self.link_type;
+        frame.original_len = original_len;
+        frame.ipv4_offset = self.link_type.ipv4_offset(&frame.data);
+    }
+
+    /// Reads the next frame into `frame`, reusing its buffer (the replay loop allocates
+    /// nothing per frame this way); `Ok(false)` at the end of the capture. After an error
+    /// every further call returns `Ok(false)`. `frame` is left unspecified on error and at
+    /// the end.
+    pub fn read_frame(&mut self, frame: &mut Frame) -> Result<bool, PcapError> {
+        if self.done {
+            return Ok(false);
+        }
+        let next = match self.format {
+            Format::Classic { .. } => self.next_classic(frame),
+            Format::PcapNg { .. } => self.next_pcapng(frame),
+        };
+        match next {
+            Some(Ok(())) => Ok(true),
+            None => {
+                self.done = true;
+                Ok(false)
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+        }
     }
 }
 
 impl Iterator for PcapReader {
     type Item = Result<Frame, PcapError>;
 
-    /// The next frame; after an error the iterator ends.
+    /// The next frame, in a buffer of its own; after an error the iterator ends.
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
+        let mut frame = Frame::empty(self.link_type);
+        match self.read_frame(&mut frame) {
+            Ok(true) => Some(Ok(frame)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
         }
-        let next = match self.format {
-            Format::Classic { .. } => self.next_classic(),
-            Format::PcapNg { .. } => self.next_pcapng(),
-        };
-        if !matches!(next, Some(Ok(_))) {
-            self.done = true;
-        }
-        next
     }
 }
 
