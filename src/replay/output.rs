@@ -28,7 +28,7 @@ pub struct AtomicFile {
 
 enum Sink {
     /// Written to `temp`, renamed to the target on commit, removed if dropped uncommitted.
-    Temp { temp: PathBuf, file: Option<BufWriter<File>> },
+    Temp { temp: PathBuf, file: Option<BufWriter<WriteBehind>> },
     /// Standard output or a device: written in place.
     Direct(BufWriter<Box<dyn Write + Send>>),
 }
@@ -103,7 +103,7 @@ impl AtomicFile {
         })?;
         Ok(AtomicFile {
             target: resolved.to_owned(),
-            sink: Sink::Temp { temp, file: Some(BufWriter::with_capacity(BUFFER_BYTES, file)) },
+            sink: Sink::Temp { temp, file: Some(BufWriter::with_capacity(BUFFER_BYTES, WriteBehind::new(file))) },
         })
     }
 
@@ -115,6 +115,7 @@ impl AtomicFile {
             Sink::Temp { temp, file } => {
                 let Some(file) = file.take() else { return Ok(()) };
                 let file = file.into_inner().map_err(|e| e.into_error()).and_then(|f| {
+                    let f = f.file;
                     f.sync_all()?;
                     Ok(f)
                 });
@@ -165,6 +166,67 @@ impl Write for AtomicFile {
     }
 }
 
+/// Bytes written to a temporary file between two requests to start writing them to disk.
+#[cfg(target_os = "linux")]
+const WRITE_BEHIND_BYTES: u64 = 8 << 20;
+
+/// A temporary file whose pages are handed to the disk every [`WRITE_BEHIND_BYTES`] as they are
+/// written (Linux: `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which starts the writeback and
+/// does not wait for it). The disk then works while the replay does, and the fsync at commit
+/// waits for the last few MiB only: for an 80 MB capture it waited 55-60 ms, a fifth of the
+/// replay (bench/replay). Nothing else changes: commit still fsyncs before the rename.
+struct WriteBehind {
+    file: File,
+    #[cfg(target_os = "linux")]
+    written: u64,
+    /// Where the range not yet handed to the disk starts.
+    #[cfg(target_os = "linux")]
+    started: u64,
+}
+
+impl WriteBehind {
+    fn new(file: File) -> WriteBehind {
+        WriteBehind {
+            file,
+            #[cfg(target_os = "linux")]
+            written: 0,
+            #[cfg(target_os = "linux")]
+            started: 0,
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn wrote(&mut self, n: usize) {
+        use std::os::fd::AsRawFd as _;
+        self.written += n as u64;
+        let len = self.written - self.started;
+        if len < WRITE_BEHIND_BYTES {
+            return;
+        }
+        let (Ok(offset), Ok(len)) = (i64::try_from(self.started), i64::try_from(len)) else { return };
+        // SAFETY: the fd is this open file's for the call's duration; the call passes no
+        // memory. A failure is ignored: this is only a hint, and an I/O error in the
+        // writeback is reported by the fsync at commit.
+        let _ = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+        self.started = self.written;
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn wrote(&mut self, _: usize) {}
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.wrote(n);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if let Sink::Temp { temp, file: Some(_) } = &mut self.sink {
@@ -203,6 +265,22 @@ mod tests {
         drop(f);
         assert_eq!(fs::read(&target).unwrap(), b"[1]", "old contents kept on failure");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "temp file removed on drop");
+    }
+
+    #[test]
+    fn a_file_written_behind_in_several_ranges_commits_whole() {
+        // More than two write-behind ranges, in writes that do not divide them.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("big.pcap");
+        let chunk: Vec<u8> = (0..65_521u32).map(|i| (i % 251) as u8).collect();
+        let mut want = Vec::new();
+        let mut f = AtomicFile::create(&target).unwrap();
+        while want.len() < (17 << 20) + 3 {
+            f.write_all(&chunk).unwrap();
+            want.extend_from_slice(&chunk);
+        }
+        f.commit().unwrap();
+        assert!(fs::read(&target).unwrap() == want, "the committed file holds every byte in order");
     }
 
     #[test]
