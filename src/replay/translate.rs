@@ -53,6 +53,9 @@ pub fn replay(
     let mut worker = nat.worker();
     // One buffer for every frame: the reader refills it, the engine rewrites it in place.
     let mut frame = Frame::empty(reader.link_type());
+    // The engine may have rewritten part of a packet it then drops; --drops wants it as it
+    // came, so each frame is copied first (into one reused buffer) when there is a --drops.
+    let mut original: Option<Vec<u8>> = sinks.drops.is_some().then(Vec::new);
     while reader.read_frame(&mut frame)? {
         counts.packets_read += 1;
         if counts.packets_read % PROGRESS_EVERY == 0 {
@@ -72,8 +75,9 @@ pub fn replay(
             continue;
         };
         counts.ipv4 += 1;
-        // The engine may have rewritten part of a packet it then drops; --drops wants it as it came.
-        let original = sinks.drops.is_some().then(|| frame.data.clone());
+        if let Some(original) = original.as_mut() {
+            original.clone_from(&frame.data);
+        }
         match worker.handle_packet(now, &mut frame.data[offset..]) {
             Verdict::Forward { direction, len } => {
                 count_direction(&mut counts, direction);
@@ -87,16 +91,16 @@ pub fn replay(
             Verdict::Held => {
                 counts.held += 1;
                 let mut frame = frame.clone();
-                if let Some(original) = original {
-                    frame.data = original;
+                if let Some(original) = &original {
+                    frame.data.clone_from(original);
                 }
                 let id_and_fragment = id_and_fragment(&frame.data[offset..]);
                 held.push(HeldFrame { received: now, id_and_fragment, frame, offset });
             }
             Verdict::Drop(_) => {
                 counts.dropped += 1;
-                if let (Some(drops), Some(original)) = (sinks.drops.as_mut(), original) {
-                    drops.write(frame.timestamp_micros, &original, frame.original_len)?;
+                if let (Some(drops), Some(original)) = (sinks.drops.as_mut(), &original) {
+                    drops.write(frame.timestamp_micros, original, frame.original_len)?;
                 }
             }
         }
