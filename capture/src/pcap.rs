@@ -6,7 +6,8 @@
 //! microseconds since the Unix epoch, the frame bytes as captured, and where the IPv4 header
 //! starts, if the frame carries IPv4 (Ethernet with ethertype 0x0800, also behind up to two
 //! 802.1Q / 802.1ad VLAN tags). Frames that carry something else (ARP, IPv6) have no offset:
-//! the caller passes them on unchanged.
+//! the caller passes them on unchanged. As an iterator it allocates each frame;
+//! [`PcapReader::read_frame`] refills one the caller keeps, which is what the replay loop uses.
 //!
 //! [`PcapWriter`] writes classic pcap (microsecond timestamps, native byte order) with the
 //! link type it is given, so a translated capture has the link type of its input.
