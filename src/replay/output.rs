@@ -15,6 +15,9 @@ use anyhow::Context as _;
 const STDOUT_NAMES: [&str; 4] = ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"];
 /// Names of standard error.
 const STDERR_NAMES: [&str; 3] = ["/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"];
+/// Bytes buffered before a `write` to the file: 8 KiB (`BufWriter`'s default) meant 10 K
+/// write calls for a 80 MB capture.
+const BUFFER_BYTES: usize = 256 << 10;
 
 /// A file being written; it appears at its path only on [`AtomicFile::commit`].
 #[derive(Debug)]
@@ -25,7 +28,7 @@ pub struct AtomicFile {
 
 enum Sink {
     /// Written to `temp`, renamed to the target on commit, removed if dropped uncommitted.
-    Temp { temp: PathBuf, file: Option<BufWriter<File>> },
+    Temp { temp: PathBuf, file: Option<BufWriter<WriteBehind>> },
     /// Standard output or a device: written in place.
     Direct(BufWriter<Box<dyn Write + Send>>),
 }
@@ -44,7 +47,7 @@ impl AtomicFile {
     pub fn create(target: &Path) -> anyhow::Result<AtomicFile> {
         let direct = |out: Box<dyn Write + Send>| AtomicFile {
             target: target.to_owned(),
-            sink: Sink::Direct(BufWriter::new(out)),
+            sink: Sink::Direct(BufWriter::with_capacity(BUFFER_BYTES, out)),
         };
         if STDOUT_NAMES.iter().any(|n| target == Path::new(n)) {
             return Ok(direct(Box::new(io::stdout())));
@@ -98,7 +101,10 @@ impl AtomicFile {
                 dir.display()
             )
         })?;
-        Ok(AtomicFile { target: resolved.to_owned(), sink: Sink::Temp { temp, file: Some(BufWriter::new(file)) } })
+        Ok(AtomicFile {
+            target: resolved.to_owned(),
+            sink: Sink::Temp { temp, file: Some(BufWriter::with_capacity(BUFFER_BYTES, WriteBehind::new(file))) },
+        })
     }
 
     /// Flushes, fsyncs and renames the file into place.
@@ -109,6 +115,7 @@ impl AtomicFile {
             Sink::Temp { temp, file } => {
                 let Some(file) = file.take() else { return Ok(()) };
                 let file = file.into_inner().map_err(|e| e.into_error()).and_then(|f| {
+                    let f = f.file;
                     f.sync_all()?;
                     Ok(f)
                 });
@@ -141,12 +148,82 @@ impl Write for AtomicFile {
         }
     }
 
+    // Forwarded so a small write is one copy into the buffer, not the default loop over `write`.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.sink {
+            Sink::Temp { file: Some(f), .. } => f.write_all(buf),
+            Sink::Temp { file: None, .. } => Err(io::Error::other("file already committed")),
+            Sink::Direct(out) => out.write_all(buf),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.sink {
             Sink::Temp { file: Some(f), .. } => f.flush(),
             Sink::Temp { file: None, .. } => Ok(()),
             Sink::Direct(out) => out.flush(),
         }
+    }
+}
+
+/// Bytes written to a temporary file between two requests to start writing them to disk.
+#[cfg(target_os = "linux")]
+const WRITE_BEHIND_BYTES: u64 = 8 << 20;
+
+/// A temporary file whose pages are handed to the disk every [`WRITE_BEHIND_BYTES`] as they are
+/// written (Linux: `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which starts the writeback and
+/// does not wait for it). The disk then works while the replay does, and the fsync at commit
+/// waits for the last few MiB only: for an 80 MB capture it waited 55-60 ms, a fifth of the
+/// replay (bench/replay). Nothing else changes: commit still fsyncs before the rename.
+struct WriteBehind {
+    file: File,
+    #[cfg(target_os = "linux")]
+    written: u64,
+    /// Where the range not yet handed to the disk starts.
+    #[cfg(target_os = "linux")]
+    started: u64,
+}
+
+impl WriteBehind {
+    fn new(file: File) -> WriteBehind {
+        WriteBehind {
+            file,
+            #[cfg(target_os = "linux")]
+            written: 0,
+            #[cfg(target_os = "linux")]
+            started: 0,
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn wrote(&mut self, n: usize) {
+        use std::os::fd::AsRawFd as _;
+        self.written += n as u64;
+        let len = self.written - self.started;
+        if len < WRITE_BEHIND_BYTES {
+            return;
+        }
+        let (Ok(offset), Ok(len)) = (i64::try_from(self.started), i64::try_from(len)) else { return };
+        // SAFETY: the fd is this open file's for the call's duration; the call passes no
+        // memory. A failure is ignored: this is only a hint, and an I/O error in the
+        // writeback is reported by the fsync at commit.
+        let _ = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+        self.started = self.written;
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn wrote(&mut self, _: usize) {}
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.wrote(n);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -193,6 +270,22 @@ mod tests {
     // Unix only: symbolic links need a privilege (SeCreateSymbolicLinkPrivilege) on Windows,
     // and its null device is NUL, not a file in a directory.
     #[cfg(unix)]
+    #[test]
+    fn a_file_written_behind_in_several_ranges_commits_whole() {
+        // More than two write-behind ranges, in writes that do not divide them.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("big.pcap");
+        let chunk: Vec<u8> = (0..65_521u32).map(|i| (i % 251) as u8).collect();
+        let mut want = Vec::new();
+        let mut f = AtomicFile::create(&target).unwrap();
+        while want.len() < (17 << 20) + 3 {
+            f.write_all(&chunk).unwrap();
+            want.extend_from_slice(&chunk);
+        }
+        f.commit().unwrap();
+        assert!(fs::read(&target).unwrap() == want, "the committed file holds every byte in order");
+    }
+
     #[test]
     fn symlinks_are_followed_and_devices_written_in_place() {
         let dir = tempfile::tempdir().unwrap();

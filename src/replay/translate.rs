@@ -36,7 +36,8 @@ struct HeldFrame {
     offset: usize,
 }
 
-/// Replays every frame of `reader` through `nat` into `sinks`.
+/// Replays every frame of `reader` through `nat` into `sinks`. The engine's counters reach
+/// `nat.stats()` when this returns (its [`netnat_engine::Worker`] is dropped here).
 pub fn replay(
     reader: &mut PcapReader,
     nat: &Nat,
@@ -46,8 +47,13 @@ pub fn replay(
     let mut counts = ReplayCounts::default();
     let mut held: Vec<HeldFrame> = Vec::new();
     let mut clock = 0u64;
-    while let Some(frame) = reader.next() {
-        let mut frame = frame?;
+    let mut worker = nat.worker();
+    // One buffer for every frame: the reader refills it, the engine rewrites it in place.
+    let mut frame = Frame::empty(reader.link_type());
+    // The engine may have rewritten part of a packet it then drops; --drops wants it as it
+    // came, so each frame is copied first (into one reused buffer) when there is a --drops.
+    let mut original: Option<Vec<u8>> = sinks.drops.is_some().then(Vec::new);
+    while reader.read_frame(&mut frame)? {
         counts.packets_read += 1;
         if counts.packets_read % PROGRESS_EVERY == 0 {
             progress.set_position(reader.bytes_consumed());
@@ -66,9 +72,10 @@ pub fn replay(
             continue;
         };
         counts.ipv4 += 1;
-        // The engine may have rewritten part of a packet it then drops; --drops wants it as it came.
-        let original = sinks.drops.is_some().then(|| frame.data.clone());
-        match nat.handle_packet(now, &mut frame.data[offset..]) {
+        if let Some(original) = original.as_mut() {
+            original.clone_from(&frame.data);
+        }
+        match worker.handle_packet(now, &mut frame.data[offset..]) {
             Verdict::Forward { direction, len } => {
                 count_direction(&mut counts, direction);
                 let end = forwarded_end(frame.link_type, offset, len, frame.data.len());
@@ -80,20 +87,27 @@ pub fn replay(
             }
             Verdict::Held(id) => {
                 counts.held += 1;
-                if let Some(original) = original {
-                    frame.data = original;
+                let mut frame = frame.clone();
+                if let Some(original) = &original {
+                    frame.data.clone_from(original);
                 }
                 held.push(HeldFrame { id, frame, offset });
             }
             Verdict::Drop(_) => {
                 counts.dropped += 1;
-                if let (Some(drops), Some(original)) = (sinks.drops.as_mut(), original) {
-                    drops.write(frame.timestamp_micros, &original, frame.original_len)?;
+                if let (Some(drops), Some(original)) = (sinks.drops.as_mut(), &original) {
+                    drops.write(frame.timestamp_micros, original, frame.original_len)?;
                 }
             }
         }
-        drain_released(nat, &mut held, sinks, &mut counts)?;
+        // The engine releases only packets it answered `Held` for, and every one of those is
+        // in `held` until released: with nothing held there is nothing to poll (and no lock
+        // to take per packet).
+        if !held.is_empty() {
+            drain_released(nat, &mut held, sinks, &mut counts)?;
+        }
     }
+    drop(worker);
     // Expire what the last timestamp expires, so the session table is the one at the end.
     let now = Instant::from_micros(clock);
     if nat.poll_timeout().is_some_and(|t| t <= now) {
