@@ -2,9 +2,15 @@
 """Turns bench/e2e/run.sh's results.json into results.md and one SVG bar chart per metric.
 
     report.py RESULTS_DIR SECONDS_PER_TEST
+
+results.json holds one entry per NAT per round (entries without "round" are round 1). For
+each metric, results.md gives each NAT's median over the rounds with its min-max, and for
+each netnat variant the median of the per-round ratios variant / kernel (the two measured in
+the same round) with their min-max. The charts show the medians.
 """
 import json
 import os
+import statistics
 import sys
 
 METRICS = [
@@ -35,27 +41,47 @@ def svg_bars(title, rows, fmt):
     return "\n".join(out) + "\n"
 
 
+def spread(values, fmt):
+    """'median (min-max)' of values, or just the value for one round."""
+    m = statistics.median(values)
+    if len(values) == 1:
+        return fmt(m)
+    return f"{fmt(m)} ({fmt(min(values))}-{fmt(max(values))})"
+
+
 def main():
     out, secs = sys.argv[1], sys.argv[2]
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
-    by = {r["nat"]: r for r in results}
-    lines = [f"Each test {secs} s; vm -> nat -> wan; see bench/e2e/run.sh.", ""]
-    names = list(by)
+    names, by = [], {}
+    for r in results:
+        if r["nat"] not in by:
+            names.append(r["nat"])
+            by[r["nat"]] = {}
+        by[r["nat"]][r.get("round", 1)] = r
+    rounds = sorted({k for runs in by.values() for k in runs})
+    lines = [f"Each test {secs} s; vm -> nat -> wan; {len(rounds)} round(s), each NAT once per round, "
+             "in this order; see bench/e2e/run.sh.", ""]
     # One ratio column per netnat variant against the kernel, when the kernel ran.
     compared = [n for n in names if n != "kernel"] if "kernel" in by else []
     lines.append("| metric | " + " | ".join(names) + " |" + "".join(f" {n} / kernel |" for n in compared))
     lines.append("|---" * (len(names) + 1 + len(compared)) + "|")
     for key, title, fmt in METRICS:
-        row = [fmt(by[n][key]) for n in names]
-        k = by["kernel"][key] if compared else 0
-        ratio = "".join(f" {by[n][key] / k:.3f}x |" if k else " — |" for n in compared)
-        lines.append(f"| {title} | " + " | ".join(row) + " |" + ratio)
+        values = {n: [r[key] for r in by[n].values()] for n in names}
+        row = [spread(values[n], fmt) for n in names]
+        ratios = []
+        for n in compared:
+            per_round = [by[n][k][key] / by["kernel"][k][key] for k in rounds
+                         if k in by[n] and k in by["kernel"] and by["kernel"][k][key]]
+            ratios.append(spread(per_round, lambda v: f"{v:.3f}x") if per_round else "—")
+        lines.append(f"| {title} | " + " | ".join(row) + " |" + "".join(f" {r} |" for r in ratios))
         with open(os.path.join(out, f"{key}.svg"), "w") as f:
-            f.write(svg_bars(title, [(n, by[n][key]) for n in names], fmt))
-    offered = ", ".join(f"{n} {by[n]['udp_offered_pps']/1e6:.3f} M/s" for n in names)
-    failed = ", ".join(f"{n} {by[n]['conn_failed']}" for n in names)
-    lines += ["", f"UDP offered by trafgen: {offered}. Failed connection attempts: {failed}."]
+            f.write(svg_bars(title, [(n, statistics.median(values[n])) for n in names], fmt))
+    offered = ", ".join(f"{n} {statistics.median(r['udp_offered_pps'] for r in by[n].values())/1e6:.3f} M/s"
+                        for n in names)
+    failed = ", ".join(f"{n} {sum(r['conn_failed'] for r in by[n].values())}" for n in names)
+    lines += ["", f"UDP offered by trafgen (median): {offered}. Failed connection attempts (all rounds): {failed}.",
+              "Cells: median over the rounds (min-max); ratio columns: median of the per-round ratios (min-max)."]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(text)

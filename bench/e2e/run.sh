@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end comparison: netnat's daemon vs the kernel's nftables masquerade, same topology,
-# same traffic, same run (design.md §4 and §6; issue 5).
+# same traffic, same run (design.md §4 and §6; issue 5), in alternating rounds.
 #
-#   sudo bench/e2e/run.sh                 # both NATs, ~1 minute, results in bench/e2e/results/
+#   sudo bench/e2e/run.sh                 # both NATs, 3 rounds, ~3 minutes, results in bench/e2e/results/
 #   sudo SECONDS_PER_TEST=3 bench/e2e/run.sh
+#   sudo ROUNDS=5 bench/e2e/run.sh        # more rounds: kernel, netnat, kernel, netnat, ...
 #   sudo NATS="kernel" bench/e2e/run.sh   # one side only
 #   sudo NATS="kernel netnat netnat-nogso netnat-busypoll" bench/e2e/run.sh
 #                                         # also the daemon with --no-gso (every GSO packet cut
@@ -19,7 +20,12 @@
 #   rr_p50/p99    64-byte TCP request/response latency (Python client and server): three
 #                 runs of 5000 round trips, the run with the median p50 reported
 #   conn_per_s    new TCP connections per second (connect, 1-byte exchange, close)
-# Output: results.json, results.md and one SVG bar chart per metric.
+# Why rounds: this machine is shared, and two back-to-back single runs gave TCP ratios of
+# 0.27x and 0.62x. Each round runs every NAT once, in order, so a load change hits both;
+# report.py gives each NAT's median over the rounds and the median of the per-round ratios
+# netnat / kernel with their min-max spread.
+# Output: results.json (one entry per NAT per round), results.md and one SVG bar chart per
+# metric (medians).
 set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (network namespaces, nft, trafgen)" >&2; exit 1; }
@@ -33,6 +39,8 @@ done
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 secs="${SECONDS_PER_TEST:-5}"
+rounds="${ROUNDS:-3}"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: ROUNDS must be a whole number of at least 1 (got '$rounds')" >&2; exit 1; }
 nats="${NATS:-kernel netnat}"
 out="${OUT:-$here/results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
@@ -96,7 +104,7 @@ NFT
         [ "$1" = netnat-busypoll ] && extra=(--busy-poll-us 200)
         # `ip netns exec` execs the daemon, so $! is the daemon's pid (a shell function in
         # the background would be a subshell, and killing it would orphan the daemon).
-        ip netns exec "$NAT" "$NETNAT" daemon --socket "$work/netnat.sock" --state-dir "$work/state-$1" \
+        ip netns exec "$NAT" "$NETNAT" daemon --socket "$work/netnat.sock" --state-dir "$work/state-$1-r$round" \
             "${extra[@]}" >"$work/daemon.log" 2>&1 &
         pids+=($!)
         for _ in $(seq 100); do
@@ -157,8 +165,9 @@ tcp_rr() {
 
 echo "[" >"$out/results.json"
 first=1
+for round in $(seq "$rounds"); do
 for nat in $nats; do
-    echo "== $nat" >&2
+    echo "== round $round/$rounds: $nat" >&2
     topology
     start_nat "$nat"
     read -r pps offered < <(udp_pps)
@@ -166,21 +175,22 @@ for nat in $nats; do
     tcp_rr
     [ $first = 1 ] || echo "," >>"$out/results.json"
     first=0
-    cp "$work/rr-runs.json" "$out/$nat-rr-runs.json"
-    python3 - "$nat" "$pps" "$offered" "$gbps" "$work/rr.json" "$work/conn.json" >>"$out/results.json" <<'PY'
+    cp "$work/rr-runs.json" "$out/$nat-r$round-rr-runs.json"
+    python3 - "$nat" "$round" "$pps" "$offered" "$gbps" "$work/rr.json" "$work/conn.json" >>"$out/results.json" <<'PY'
 import json, sys
-nat, pps, offered, gbps, rr, conn = sys.argv[1:]
+nat, rnd, pps, offered, gbps, rr, conn = sys.argv[1:]
 rr, conn = json.load(open(rr)), json.load(open(conn))
-print(json.dumps({"nat": nat, "udp_pps": int(pps), "udp_offered_pps": int(offered), "tcp_gbps": float(gbps),
+print(json.dumps({"nat": nat, "round": int(rnd), "udp_pps": int(pps), "udp_offered_pps": int(offered), "tcp_gbps": float(gbps),
                   "rr_p50_us": rr["p50_us"], "rr_p99_us": rr["p99_us"], "conn_per_s": round(conn["per_second"], 1),
                   "conn_failed": conn["failed"]}))
 PY
     if [[ "$nat" == netnat* ]]; then
         # The daemon's own counters (GSO super-packets, checksums completed, ...) at the end.
-        in_ns "$NAT" "$NETNAT" --socket "$work/netnat.sock" Get-NetNatStatistics >"$out/$nat-statistics.json" 2>&1 || true
-        cp "$work/daemon.log" "$out/$nat-daemon.log" 2>/dev/null || true
+        in_ns "$NAT" "$NETNAT" --socket "$work/netnat.sock" Get-NetNatStatistics >"$out/$nat-r$round-statistics.json" 2>&1 || true
+        cp "$work/daemon.log" "$out/$nat-r$round-daemon.log" 2>/dev/null || true
     fi
     teardown
+done
 done
 echo "]" >>"$out/results.json"
 
