@@ -10,7 +10,6 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use netnat::dataplane::{Action, Addressing, Dataplane, LiveNat, Template};
@@ -113,16 +112,9 @@ fn threads(c: &mut Criterion) {
     g.finish();
 }
 
-fn short() -> Criterion {
-    Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(20)
-}
-
 criterion_group! {
     name = benches;
-    config = short();
+    config = netnat_bench::criterion_settings();
     targets = threads
 }
 criterion_main!(benches);

@@ -429,16 +429,9 @@ fn threads(c: &mut Criterion) {
     g.finish();
 }
 
-fn short() -> Criterion {
-    Criterion::default()
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500))
-        .sample_size(20)
-}
-
 criterion_group! {
     name = benches;
-    config = short();
+    config = netnat_bench::criterion_settings();
     targets = established, icmp, new_sessions, lookup, expiry, threads, one_mapping, sweep_call
 }
 criterion_main!(benches);

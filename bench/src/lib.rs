@@ -47,6 +47,16 @@ pub const ACK: u8 = 0x10;
 /// A 64-byte packet.
 pub type Packet = [u8; PACKET_LEN];
 
+/// The criterion settings of every netnat bench (the engine's here, the daemon's packet path
+/// in the netnat package): 20 samples of 2 s after a 0.5 s warm-up, so a bench file runs in
+/// minutes on the 2-core machine. BENCHMARKS.md's figures were measured with them.
+pub fn criterion_settings() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .measurement_time(std::time::Duration::from_secs(2))
+        .warm_up_time(std::time::Duration::from_millis(500))
+        .sample_size(20)
+}
+
 /// A NAT on 10.100.0.0/16 with `externals` external addresses 203.0.113.1, .2, ... and a
 /// session limit of at least `max_sessions`.
 pub fn config(externals: u8, max_sessions: usize) -> NatConfig {
