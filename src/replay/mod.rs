@@ -22,6 +22,7 @@ use netnat_engine::Nat;
 
 pub mod args;
 pub mod config_file;
+pub mod dissect;
 pub mod output;
 pub mod plan;
 pub mod sessions;
