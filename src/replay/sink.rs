@@ -53,27 +53,22 @@ pub enum Note<'a> {
     NeverReleased,
 }
 
-/// One frame for a sink.
-#[derive(Clone, Copy, Debug)]
-pub struct Written<'a> {
-    /// Capture time, microseconds since the Unix epoch.
-    pub timestamp_micros: u64,
-    /// The frame, link header included.
-    pub data: &'a [u8],
-    /// Length on the wire (0: `data.len()`).
-    pub original_len: u32,
-    /// What happened to it.
-    pub note: Note<'a>,
-}
-
 /// An output of the replay.
 pub trait Sink {
-    /// Whether [`Sink::write`] uses `note`'s `before` (the loop then keeps a copy of each
-    /// packet as it came in, which costs a copy per packet).
+    /// Whether [`Sink::write`] wants a [`Note`] (the loop then keeps a copy of each packet as
+    /// it came in, which costs a copy per packet, and builds the note).
     fn wants_notes(&self) -> bool;
 
-    /// Writes one frame.
-    fn write(&mut self, frame: &Written<'_>) -> anyhow::Result<()>;
+    /// Writes one frame captured at `timestamp_micros` (microseconds since the Unix epoch),
+    /// link header included, whose length on the wire was `original_len` (0: `data.len()`).
+    /// `note` is `Some` when [`Sink::wants_notes`] says so (and for drops).
+    fn write(
+        &mut self,
+        timestamp_micros: u64,
+        data: &[u8],
+        original_len: u32,
+        note: Option<&Note<'_>>,
+    ) -> anyhow::Result<()>;
 
     /// Completes the output (flushes the file and renames it into place).
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
@@ -86,8 +81,14 @@ impl Sink for PcapWriter<AtomicFile> {
     }
 
     #[inline]
-    fn write(&mut self, frame: &Written<'_>) -> anyhow::Result<()> {
-        PcapWriter::write(self, frame.timestamp_micros, frame.data, frame.original_len)?;
+    fn write(
+        &mut self,
+        timestamp_micros: u64,
+        data: &[u8],
+        original_len: u32,
+        _: Option<&Note<'_>>,
+    ) -> anyhow::Result<()> {
+        PcapWriter::write(self, timestamp_micros, data, original_len)?;
         Ok(())
     }
 
@@ -118,10 +119,19 @@ impl Sink for AnnotatedPcapNg {
         true
     }
 
-    fn write(&mut self, frame: &Written<'_>) -> anyhow::Result<()> {
-        self.text.clear();
-        comment(&mut self.text, self.link_type, frame);
-        self.writer.write(frame.timestamp_micros, frame.data, frame.original_len, Some(&self.text))?;
+    fn write(
+        &mut self,
+        timestamp_micros: u64,
+        data: &[u8],
+        original_len: u32,
+        note: Option<&Note<'_>>,
+    ) -> anyhow::Result<()> {
+        let text = note.map(|note| {
+            self.text.clear();
+            comment(&mut self.text, self.link_type, data, note);
+            self.text.as_str()
+        });
+        self.writer.write(timestamp_micros, data, original_len, text)?;
         Ok(())
     }
 
@@ -151,8 +161,8 @@ impl Sink for Recorder<'_> {
         false
     }
 
-    fn write(&mut self, frame: &Written<'_>) -> anyhow::Result<()> {
-        self.frames.push(Recorded { timestamp_micros: frame.timestamp_micros, data: frame.data.to_vec() });
+    fn write(&mut self, timestamp_micros: u64, data: &[u8], _: u32, _: Option<&Note<'_>>) -> anyhow::Result<()> {
+        self.frames.push(Recorded { timestamp_micros, data: data.to_vec() });
         Ok(())
     }
 
@@ -186,8 +196,14 @@ impl Sink for Fanout<'_> {
         self.notes
     }
 
-    fn write(&mut self, frame: &Written<'_>) -> anyhow::Result<()> {
-        self.sinks.iter_mut().try_for_each(|s| s.write(frame))
+    fn write(
+        &mut self,
+        timestamp_micros: u64,
+        data: &[u8],
+        original_len: u32,
+        note: Option<&Note<'_>>,
+    ) -> anyhow::Result<()> {
+        self.sinks.iter_mut().try_for_each(|s| s.write(timestamp_micros, data, original_len, note))
     }
 
     fn finish(self: Box<Self>) -> anyhow::Result<()> {
@@ -219,20 +235,20 @@ fn session(direction: Direction, before: &Flow, after: &Flow) -> String {
     }
 }
 
-/// Writes the comment of `frame` into `out`, e.g.
+/// Writes the comment of `frame` (link type `link`) with `note` into `out`, e.g.
 /// `verdict: translated; direction: outbound; session: 10.100.0.2:40000 -> 203.0.113.1:1025 -> 198.51.100.7:53 udp; in: 10.100.0.2:40000 -> 198.51.100.7:53 udp`
 /// or `verdict: dropped; reason: no_mapping; packet: 198.51.100.7:53 -> 203.0.113.1:999 udp`.
 /// Parts are `; `-separated `name: value` pairs, so `frame.comment contains "verdict: dropped"`
 /// finds the drops in Wireshark.
-pub fn comment(out: &mut String, link: LinkType, frame: &Written<'_>) {
-    let fields = dissect::dissect(link, frame.data);
+pub fn comment(out: &mut String, link: LinkType, frame: &[u8], note: &Note<'_>) {
+    let fields = dissect::dissect(link, frame);
     let packet = dissect::brief(&fields);
     // Writing to a String cannot fail, so the results of write! are ignored.
-    match frame.note {
+    match *note {
         Note::Translated { direction, before, ipv4_offset }
         | Note::Released { direction: Some(direction), before, ipv4_offset } => {
             let _ = write!(out, "verdict: translated; direction: {}", direction_name(direction));
-            if matches!(frame.note, Note::Released { .. }) {
+            if matches!(note, Note::Released { .. }) {
                 out.push_str("; held: a fragment that came before its first one, released by it");
             }
             // The frame as it came in has the same link type and link header.
@@ -280,7 +296,7 @@ mod tests {
 
     fn text(note: Note<'_>, data: &[u8]) -> String {
         let mut s = String::new();
-        comment(&mut s, LinkType::Raw, &Written { timestamp_micros: 1, data, original_len: 0, note });
+        comment(&mut s, LinkType::Raw, data, &note);
         s
     }
 

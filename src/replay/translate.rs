@@ -10,7 +10,7 @@
 use netnat_capture::pcap::{Frame, LinkType, PcapReader};
 use netnat_engine::{Direction, HeldId, Instant, Nat, Verdict};
 
-use super::sink::{Note, Sink, Written};
+use super::sink::{Note, Sink};
 use super::summary::ReplayCounts;
 
 /// How often (in frames) the progress bar is updated.
@@ -50,7 +50,8 @@ pub fn replay<O: Sink>(
     // The engine may have rewritten part of a packet it then drops; --drops wants it as it
     // came, and an annotated output shows it as it came: then each frame is copied first
     // (into one reused buffer).
-    let mut original: Option<Vec<u8>> = (drops.is_some() || output.wants_notes()).then(Vec::new);
+    let notes = output.wants_notes();
+    let mut original: Option<Vec<u8>> = (drops.is_some() || notes).then(Vec::new);
     while reader.read_frame(&mut frame)? {
         counts.packets_read += 1;
         if counts.packets_read % PROGRESS_EVERY == 0 {
@@ -66,7 +67,7 @@ pub fn replay<O: Sink>(
         }
         let Some(offset) = frame.ipv4_offset else {
             counts.non_ipv4 += 1;
-            write(output, &frame, &frame.data, Note::NotIpv4, &mut counts)?;
+            write(output, notes, &frame, &frame.data, || Note::NotIpv4, &mut counts)?;
             continue;
         };
         counts.ipv4 += 1;
@@ -78,12 +79,12 @@ pub fn replay<O: Sink>(
                 count_direction(&mut counts, direction);
                 let end = forwarded_end(frame.link_type, offset, len, frame.data.len());
                 let before = original.as_deref().unwrap_or_default();
-                let note = Note::Translated { direction, before, ipv4_offset: offset };
-                write(output, &frame, &frame.data[..end], note, &mut counts)?;
+                let note = || Note::Translated { direction, before, ipv4_offset: offset };
+                write(output, notes, &frame, &frame.data[..end], note, &mut counts)?;
             }
             Verdict::Pass => {
                 counts.passed += 1;
-                write(output, &frame, &frame.data, Note::Passed, &mut counts)?;
+                write(output, notes, &frame, &frame.data, || Note::Passed, &mut counts)?;
             }
             Verdict::Held(id) => {
                 counts.held += 1;
@@ -96,12 +97,7 @@ pub fn replay<O: Sink>(
             Verdict::Drop(reason) => {
                 counts.dropped += 1;
                 if let (Some(drops), Some(original)) = (drops.as_deref_mut(), &original) {
-                    drops.write(&Written {
-                        timestamp_micros: frame.timestamp_micros,
-                        data: original,
-                        original_len: frame.original_len,
-                        note: Note::Dropped(reason),
-                    })?;
+                    drops.write(frame.timestamp_micros, original, frame.original_len, Some(&Note::Dropped(reason)))?;
                 }
             }
         }
@@ -122,12 +118,7 @@ pub fn replay<O: Sink>(
     // Fragments never released were dropped (their first fragment never came or came too late).
     if let Some(drops) = drops {
         for h in &held {
-            drops.write(&Written {
-                timestamp_micros: h.frame.timestamp_micros,
-                data: &h.frame.data,
-                original_len: h.frame.original_len,
-                note: Note::NeverReleased,
-            })?;
+            drops.write(h.frame.timestamp_micros, &h.frame.data, h.frame.original_len, Some(&Note::NeverReleased))?;
         }
     }
     progress.set_position(reader.bytes_consumed());
@@ -151,17 +142,21 @@ fn count_direction(counts: &mut ReplayCounts, direction: Direction) {
     }
 }
 
+/// Writes `data`, the frame's bytes to write; `note` is built only when `notes` (the sink
+/// wants them), so the plain pcap path builds none.
 #[inline]
-fn write<O: Sink>(
+fn write<'a, O: Sink>(
     out: &mut O,
+    notes: bool,
     frame: &Frame,
     data: &[u8],
-    note: Note<'_>,
+    note: impl FnOnce() -> Note<'a>,
     counts: &mut ReplayCounts,
 ) -> anyhow::Result<()> {
     // A frame the capture cut short stays as short, with its original wire length.
     let original_len = if data.len() == frame.data.len() { frame.original_len } else { 0 };
-    out.write(&Written { timestamp_micros: frame.timestamp_micros, data, original_len, note })?;
+    let note = notes.then(note);
+    out.write(frame.timestamp_micros, data, original_len, note.as_ref())?;
     counts.packets_written += 1;
     Ok(())
 }
@@ -186,12 +181,7 @@ fn drain_released<O: Sink>(
             // header only if the capture has none, otherwise it cannot be framed.
             if link_type != LinkType::Ethernet {
                 let note = Note::Released { direction, before: &[], ipv4_offset: 0 };
-                output.write(&Written {
-                    timestamp_micros: released.received.as_micros(),
-                    data: &released.packet,
-                    original_len: 0,
-                    note,
-                })?;
+                output.write(released.received.as_micros(), &released.packet, 0, Some(&note))?;
                 counts.packets_written += 1;
             }
             continue;
@@ -200,7 +190,7 @@ fn drain_released<O: Sink>(
         let mut data = h.frame.data[..h.offset].to_vec();
         data.extend_from_slice(&released.packet);
         let note = Note::Released { direction, before: &h.frame.data, ipv4_offset: h.offset };
-        output.write(&Written { timestamp_micros: h.frame.timestamp_micros, data: &data, original_len: 0, note })?;
+        output.write(h.frame.timestamp_micros, &data, 0, Some(&note))?;
         counts.packets_written += 1;
     }
     Ok(())
