@@ -1,7 +1,9 @@
 //! `netnat replay` as a user meets it: flags and their errors, the `--config` file and its
 //! precedence, bad input files, the JSON outputs, pcapng and raw-IP inputs, non-IPv4 frames,
-//! `--drops`, and atomic output. Packet-level NAT behaviour is tested in `scenarios_*.rs`;
-//! these tests run the real binary on the kernel sample and on captures derived from it.
+//! `--drops`, atomic output, the annotated pcapng output (read back by tshark and by
+//! pcap-file) and `--expect` with its `--ignore` options. Packet-level NAT behaviour is tested
+//! in `scenarios_*.rs`; these tests run the real binary on the kernel sample and on captures
+//! derived from it.
 
 use std::fs::{self, File};
 use std::net::Ipv4Addr;
@@ -10,6 +12,9 @@ use std::process::{Command, Output};
 
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
+
+#[path = "common/skip.rs"]
+mod skip;
 
 const SAMPLE_INPUT: &str = "samples/kernel-nat/input.pcap";
 const ETH: usize = 14;
@@ -124,6 +129,12 @@ fn help_lists_every_flag_of_the_design() {
         "--sessions-json",
         "--stats-json",
         "--nat-name",
+        "--format",
+        "--expect",
+        "--ignore",
+        "external-port",
+        "3 the output differs from --expect",
+        "frame.comment",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -615,5 +626,358 @@ fn released_fragments_are_written_behind_their_own_frames() {
         seen,
         vec![(2000, 0x0b, 0xbb, ext), (1000, 0x0b, 0xbb, ext), (3000, 0x0a, 0xaa, ext), (1000, 0x0a, 0xaa, ext)],
         "(time, source MAC, payload, source) of each output frame"
+    );
+}
+
+/// `netnat replay`'s exit status when the output differs from `--expect` (its --help says so).
+const EXIT_DIFFERS: i32 = 3;
+
+/// `link` (an Ethernet header) and a UDP/IPv4 packet `src:sport -> dst:dport`, 4 bytes of
+/// payload, correct checksums.
+fn udp_frame(link: &[u8], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut frame = link[..ETH].to_vec();
+    etherparse::PacketBuilder::ipv4(src, dst, 64).udp(sport, dport).write(&mut frame, &[1, 2, 3, 4]).unwrap();
+    frame
+}
+
+/// The sample with, after its first packet, one packet the NAT drops (inbound to an external
+/// port nothing maps), one it passes (between two outside hosts: not its business) and an ARP
+/// frame. Returns the records and the indexes of those three.
+fn mixed_input() -> (Vec<Record>, [usize; 3]) {
+    let (_, input) = read_pcap(&sample_input());
+    let link = &input[0].data[..ETH];
+    let t = input[0].micros;
+    let dropped = udp_frame(link, [198, 51, 100, 7], 53, [203, 0, 113, 1], 999);
+    let passed = udp_frame(link, [198, 51, 100, 7], 5000, [198, 51, 100, 8], 6000);
+    let mut arp = link.to_vec();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 0xaa, 0x4d, 0xaa, 0x3a, 0xb9, 0x60, 10, 100, 10, 11]);
+    arp.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 100, 1, 1]);
+    let mut mixed = input.clone();
+    mixed.insert(1, Record { micros: t + 1, data: dropped });
+    mixed.insert(2, Record { micros: t + 2, data: passed });
+    mixed.insert(3, Record { micros: t + 3, data: arp });
+    (mixed, [1, 2, 3])
+}
+
+/// Whether tshark runs here; records a skip (and says "SKIPPED (tshark missing)") if not.
+/// In CI it must be there (.ci/apt-packages.txt installs it).
+fn tshark_or_skip(test: &str) -> bool {
+    if Command::new("tshark").arg("--version").output().is_ok() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("tshark is missing in CI; .ci/run installs it from .ci/apt-packages.txt");
+    }
+    skip::record_skip(test, "tshark missing");
+    false
+}
+
+/// `tshark -r path -T fields -e ...fields`, one Vec per frame.
+fn tshark_fields(path: &Path, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut command = Command::new("tshark");
+    command.arg("-r").arg(path).args(["-T", "fields", "-E", "separator=/t"]);
+    for f in fields {
+        command.args(["-e", f]);
+    }
+    let out = command.output().expect("run tshark");
+    assert!(out.status.success(), "tshark -r {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| l.split('\t').map(str::to_owned).collect()).collect()
+}
+
+#[test]
+// tshark is a Linux program: a Windows build (run under Wine) cannot start it.
+#[cfg_attr(windows, ignore = "tshark (Linux) cannot be started from a Windows test; the Linux run checks it")]
+fn pcapng_comments_say_what_the_nat_did_as_tshark_reads_them() {
+    if !tshark_or_skip("pcapng_comments_say_what_the_nat_did_as_tshark_reads_them") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mixed, [dropped_at, ..]) = mixed_input();
+    let path = dir.path().join("mixed.pcap");
+    write_pcap(&path, DataLink::ETHERNET, &mixed);
+    let out = dir.path().join("out.pcapng");
+    let drops = dir.path().join("drops.pcapng");
+    let o = netnat(
+        [path.as_os_str(), "-o".as_ref(), out.as_os_str(), "--drops".as_ref(), drops.as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+    );
+    assert_ok(&o);
+
+    let frames = tshark_fields(&out, &["frame.comment", "frame.time_epoch"]);
+    assert_eq!(frames.len(), mixed.len() - 1, "every packet but the dropped one");
+    for (f, r) in frames.iter().zip(mixed.iter().enumerate().filter(|(i, _)| *i != dropped_at).map(|(_, r)| r)) {
+        assert!(f[0].starts_with("verdict: "), "every packet has a comment: {f:?}");
+        let micros = format!("{}.{:06}", r.micros / 1_000_000, r.micros % 1_000_000);
+        assert!(f[1].starts_with(&micros), "tshark reads the input's timestamp {micros}: {f:?}");
+    }
+    let comments: Vec<&str> = frames.iter().map(|f| f[0].as_str()).collect();
+    // Translated: the first ping, and a UDP datagram of the sample.
+    assert_eq!(
+        comments[0],
+        "verdict: translated; direction: outbound; \
+         session: 10.100.10.11:24650 -> 203.0.113.1:24650 -> 203.0.113.10 icmp; \
+         in: 10.100.10.11 -> 203.0.113.10 icmp echo-request id 24650 seq 1"
+    );
+    let udp = "verdict: translated; direction: outbound; \
+               session: 10.100.10.11:45123 -> 203.0.113.1:45123 -> 203.0.113.10:6111 udp; \
+               in: 10.100.10.11:45123 -> 203.0.113.10:6111 udp";
+    assert!(comments.contains(&udp), "{udp:?} in:\n{}", comments.join("\n"));
+    let reply = "verdict: translated; direction: inbound; \
+                 session: 10.100.10.11:24650 -> 203.0.113.1:24650 -> 203.0.113.10 icmp; \
+                 in: 203.0.113.10 -> 203.0.113.1 icmp echo-reply id 24650 seq 1";
+    assert!(comments.contains(&reply), "{reply:?} in:\n{}", comments.join("\n"));
+    // Passed by the NAT: not its business; and a frame without IPv4.
+    assert_eq!(
+        comments[1],
+        "verdict: passed; reason: not the NAT's business; packet: 198.51.100.7:5000 -> 198.51.100.8:6000 udp"
+    );
+    assert_eq!(comments[2], "verdict: passed; reason: not IPv4 (ethertype 0x0806)");
+    // Dropped: in --drops, with the engine's reason.
+    let dropped = tshark_fields(&drops, &["frame.comment"]);
+    assert_eq!(
+        dropped,
+        [["verdict: dropped; reason: no_mapping; packet: 198.51.100.7:53 -> 203.0.113.1:999 udp".to_owned()]]
+    );
+}
+
+/// One pcapng frame: timestamp in microseconds, bytes, comment.
+type NgFrame = (u64, Vec<u8>, Option<String>);
+
+/// A pcapng file's link type and frames.
+fn read_pcapng(path: &Path) -> (DataLink, Vec<NgFrame>) {
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+    use pcap_file::pcapng::{Block, PcapNgReader};
+
+    let mut reader = PcapNgReader::new(File::open(path).unwrap()).expect("a pcapng file");
+    let mut frames = Vec::new();
+    let mut link = None;
+    while let Some(block) = reader.next_block() {
+        match block.unwrap() {
+            Block::InterfaceDescription(idb) => {
+                // pcap-file reads raw timestamps as nanoseconds: the interface must say so.
+                assert!(idb.options.contains(&InterfaceDescriptionOption::IfTsResol(9)), "{idb:?}");
+                link = Some(idb.linktype);
+            }
+            Block::EnhancedPacket(epb) => {
+                let comment = epb.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                    _ => None,
+                });
+                let micros = u64::try_from(epb.timestamp.as_micros()).unwrap();
+                frames.push((micros, epb.data.into_owned(), comment));
+            }
+            _ => {}
+        }
+    }
+    (link.expect("an interface description block"), frames)
+}
+
+#[test]
+fn pcapng_output_holds_the_pcap_outputs_packets_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mixed, _) = mixed_input();
+    let path = dir.path().join("mixed.pcap");
+    write_pcap(&path, DataLink::ETHERNET, &mixed);
+    let run = |out: &str, drops: &str, extra: &[&str]| {
+        let (out, drops) = (dir.path().join(out), dir.path().join(drops));
+        let o = netnat(
+            [path.as_os_str(), "-o".as_ref(), out.as_os_str(), "--drops".as_ref(), drops.as_os_str()]
+                .into_iter()
+                .chain(NAT_FLAGS.iter().chain(extra).map(|s| s.as_ref())),
+        );
+        assert_ok(&o);
+        (out, drops)
+    };
+    let (pcap_out, pcap_drops) = run("out.pcap", "drops.pcap", &[]);
+    let (ng_out, ng_drops) = run("out.pcapng", "drops.pcapng", &[]);
+    for (pcap, ng) in [(&pcap_out, &ng_out), (&pcap_drops, &ng_drops)] {
+        let (_, want) = read_pcap(pcap);
+        let (link, got) = read_pcapng(ng);
+        assert_eq!(link, DataLink::ETHERNET, "the input's link type");
+        let got_records: Vec<Record> =
+            got.iter().map(|(micros, data, _)| Record { micros: *micros, data: data.clone() }).collect();
+        assert_eq!(got_records, want, "{}: same packets, bytes and timestamps as {}", ng.display(), pcap.display());
+        assert!(
+            got.iter().all(|(_, _, c)| c.as_deref().is_some_and(|c| c.starts_with("verdict: "))),
+            "every packet commented"
+        );
+    }
+    // The packets parse (etherparse, independently): the first is the translated ping.
+    let (_, got) = read_pcapng(&ng_out);
+    let first = etherparse::SlicedPacket::from_ethernet(&got[0].1).expect("an Ethernet/IPv4 frame");
+    let Some(etherparse::NetSlice::Ipv4(ip)) = first.net else { panic!("IPv4: {first:?}") };
+    assert_eq!(ip.header().source_addr(), Ipv4Addr::new(203, 0, 113, 1), "translated to the external address");
+
+    // --format overrides the extension, both ways.
+    let (forced_ng, _) = run("out.cap", "d1.cap", &["--format", "pcapng"]);
+    assert_eq!(read_pcapng(&forced_ng).1.len(), got.len());
+    let (forced_pcap, _) = run("forced.pcapng", "d2.pcapng", &["--format", "pcap"]);
+    assert_eq!(read_pcap(&forced_pcap).1, read_pcap(&pcap_out).1, "a pcap despite the name");
+}
+
+/// Replays `input` with the sample's settings plus `extra`, comparing with `expected`; -o is
+/// left out. Returns the run.
+fn replay_expecting(input: &Path, expected: &Path, extra: &[&str]) -> Output {
+    netnat(
+        [input.as_os_str(), "--expect".as_ref(), expected.as_os_str()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().chain(extra).map(|s| s.as_ref())),
+    )
+}
+
+fn assert_differs_with(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(EXIT_DIFFERS), "exit status {EXIT_DIFFERS} expected:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "expected {n:?} in stderr:\n{err}");
+    }
+}
+
+#[test]
+fn expect_accepts_an_identical_capture_and_names_a_changed_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_input();
+    let (_, out) = replay(dir.path(), &input, &[]);
+    let golden = dir.path().join("golden.pcap");
+    write_pcap(&golden, DataLink::ETHERNET, &out);
+
+    let o = replay_expecting(&input, &golden, &[]);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains(&format!("--expect {}: all {} packets match", golden.display(), out.len())),
+        "{}",
+        stderr(&o)
+    );
+    let o = replay_expecting(&input, &golden, &["-q"]);
+    assert_ok(&o);
+    assert!(o.stderr.is_empty(), "-q: nothing on a match: {}", stderr(&o));
+
+    // One field of packet 5 changed in the expected capture: the TTL.
+    let mut changed = out.clone();
+    changed[4].data[ETH + 8] = 1;
+    write_pcap(&golden, DataLink::ETHERNET, &changed);
+    let o = replay_expecting(&input, &golden, &["-q"]);
+    assert_differs_with(
+        &o,
+        &["the output differs: 1 packet changed, 0 missing, 0 extra", "packet 5 (", "ip.ttl: expected 1, got 64"],
+    );
+    let report = stderr(&o);
+    let field_lines: Vec<&str> = report.lines().filter(|l| l.starts_with("    ")).collect();
+    assert_eq!(field_lines, ["    ip.ttl: expected 1, got 64"], "only that field differs:\n{report}");
+
+    // A missing and an extra packet.
+    let mut shorter = out.clone();
+    shorter.remove(9);
+    write_pcap(&golden, DataLink::ETHERNET, &shorter);
+    assert_differs_with(
+        &replay_expecting(&input, &golden, &[]),
+        &["0 packets changed, 0 missing, 1 extra", "output packet 10 ("],
+    );
+}
+
+#[test]
+fn expect_ignores_what_a_router_changes_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sample_input();
+    let (_, out) = replay(dir.path(), &input, &[]);
+    // What a router after the NAT would have sent: TTL one lower, header checksum recomputed.
+    let routed: Vec<Record> = out
+        .iter()
+        .map(|r| {
+            let mut data = r.data.clone();
+            let (mut header, _) = etherparse::Ipv4Header::from_slice(&data[ETH..]).unwrap();
+            header.time_to_live -= 1;
+            header.header_checksum = header.calc_header_checksum();
+            let len = header.header_len();
+            data[ETH..ETH + len].copy_from_slice(&header.to_bytes());
+            Record { micros: r.micros, data }
+        })
+        .collect();
+    let golden = dir.path().join("routed.pcap");
+    write_pcap(&golden, DataLink::ETHERNET, &routed);
+
+    assert_differs_with(&replay_expecting(&input, &golden, &[]), &["ip.ttl: expected 63, got 64", "ip.checksum"]);
+    assert_differs_with(&replay_expecting(&input, &golden, &["--ignore", "ttl"]), &["add --ignore ip-checksum"]);
+    let o = replay_expecting(&input, &golden, &["--ignore", "ttl,ip-checksum"]);
+    assert_ok(&o);
+    assert!(stderr(&o).contains("all 112 packets match (ignoring ttl, ip-checksum)"), "{}", stderr(&o));
+    let o = replay_expecting(&input, &golden, &["--ignore", "ttl", "--ignore", "ip-checksum"]);
+    assert_ok(&o);
+
+    let o = netnat(
+        [input.as_os_str(), "-o".as_ref(), dir.path().join("o.pcap").as_os_str(), "--ignore".as_ref(), "ttl".as_ref()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+    );
+    assert_fails_with(&o, &["--ignore", "--expect EXPECTED"]);
+    let o = replay_expecting(&input, &golden, &["--ignore", "tll"]);
+    assert_fails_with(&o, &["tll", "ttl, ip-checksum, external-port"]);
+}
+
+/// (source port, index) of each outbound UDP packet of `records`, by internal source port.
+fn udp_source_ports(records: &[Record]) -> Vec<(usize, u16)> {
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let p = etherparse::SlicedPacket::from_ethernet(&r.data).ok()?;
+            match p.transport? {
+                etherparse::TransportSlice::Udp(u) => Some((i, u.source_port())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn expect_maps_external_ports_consistently_per_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    // Outbound packets only: with random ports the replies of the sample (to the preserved
+    // ports) would find no mapping.
+    let (_, all) = read_pcap(&sample_input());
+    let outbound: Vec<Record> = all.into_iter().filter(|r| ip_src(&r.data, ETH).octets()[..2] == [10, 100]).collect();
+    let input = dir.path().join("outbound.pcap");
+    write_pcap(&input, DataLink::ETHERNET, &outbound);
+    let random = |seed: &'static str| ["--port-allocation", "random", "--seed", seed];
+    let (_, expected) = replay(dir.path(), &input, &random("1"));
+    let golden = dir.path().join("seed1.pcap");
+    write_pcap(&golden, DataLink::ETHERNET, &expected);
+
+    assert_ok(&replay_expecting(&input, &golden, &random("1")));
+    assert_differs_with(
+        &replay_expecting(&input, &golden, &random("2")),
+        &["udp.srcport: expected", "tcp.srcport: expected"],
+    );
+    let o = replay_expecting(&input, &golden, &[&random("2")[..], &["--ignore", "external-port"]].concat());
+    assert_ok(&o);
+    assert!(stderr(&o).contains("external ports mapped to other numbers"), "{}", stderr(&o));
+
+    // In the expected capture, a later packet of one UDP flow now has another flow's port:
+    // ours keeps one port per flow, so the pairing is inconsistent there.
+    let udp = udp_source_ports(&expected);
+    let (first_a, port_a) = udp[0];
+    let (later_a, _) = *udp.iter().skip(1).find(|(_, p)| *p == port_a).expect("a flow with two UDP packets");
+    let (_, port_b) = *udp.iter().find(|(_, p)| *p != port_a).expect("a second UDP flow");
+    let mut inconsistent = expected.clone();
+    let at = ETH + 20;
+    inconsistent[later_a].data[at..at + 2].copy_from_slice(&port_b.to_be_bytes());
+    write_pcap(&golden, DataLink::ETHERNET, &inconsistent);
+    let o = replay_expecting(&input, &golden, &[&random("2")[..], &["--ignore", "external-port"]].concat());
+    assert_differs_with(
+        &o,
+        &[
+            &format!("packet {} (", later_a + 1),
+            &format!("udp.srcport: expected {port_b}, got "),
+            "inconsistent external port",
+        ],
+    );
+    assert!(
+        stderr(&o).contains(&format!("expected packet {} paired", first_a + 1))
+            || stderr(&o).contains("paired expected"),
+        "{}",
+        stderr(&o)
     );
 }
