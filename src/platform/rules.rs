@@ -32,6 +32,9 @@
 //!   packets routed toward an internal prefix from outside it (inbound packets after
 //!   translation). (iptables cannot do the second: a packet accepted from a queue leaves the
 //!   `raw` table, so the notrack must come from a later base chain.)
+//! - the leak guard ([`super::leak_guard`]): a tc egress filter on every interface, outside
+//!   netfilter, that drops internal sources leaving for outside; it holds while someone has
+//!   flushed the rules above and the daemon has not yet put them back.
 //!
 //! The rules stay in place while any NAT is configured, also when the daemon stops or dies:
 //! outbound traffic then fails closed. Only removing the last NAT (or `netnat daemon
@@ -45,6 +48,8 @@ use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 use netnat_engine::Protocol;
+
+use super::leak_guard;
 
 /// The chain in `raw` (PREROUTING).
 pub const PRE_CHAIN: &str = "NETNAT-PRE";
@@ -203,7 +208,7 @@ pub fn apply(spec: &RuleSpec) -> Result<(), RulesError> {
             run(&["iptables", "-w", "-t", table, "-I", builtin, "1", "-j", chain], None)?;
         }
     }
-    Ok(())
+    leak_guard::apply(&spec.internal_prefixes)
 }
 
 /// The rules as the kernel holds them, read back after [`apply`]: what [`Installed::intact`]
@@ -231,6 +236,7 @@ fn read_back() -> String {
         text.push_str(&format!("{table} {builtin} jumps to {chain}: {n}\n"));
     }
     text.push_str(&capture(&["nft", "list", "table", "ip", NFT_TABLE]));
+    text.push_str(&leak_guard::read_back());
     text
 }
 
@@ -260,6 +266,7 @@ pub fn remove() -> Result<(), RulesError> {
         let _ = run(&["iptables", "-w", "-t", table, "-X", chain], None);
     }
     let _ = run(&["nft", "delete", "table", "ip", NFT_TABLE], None);
+    leak_guard::remove();
     Ok(())
 }
 

@@ -42,7 +42,7 @@ pub fn root_or_skip(test: &str) -> bool {
         skip::record_skip(test, "needs root: builds network namespaces and runs the NAT daemon");
         return false;
     }
-    for tool in ["ip", "iptables", "nft", "python3", "curl", "ping", "tcpdump"] {
+    for tool in ["ip", "iptables", "nft", "tc", "python3", "curl", "ping", "tcpdump"] {
         if which(tool).is_none() {
             panic!("{test}: `{tool}` is missing; install the packages in .ci/apt-packages.txt");
         }
@@ -398,6 +398,13 @@ impl Topology {
         let mangle = run(&mut self.cmd(&self.nat, &["iptables", "-t", "mangle", "-S", "NETNAT-POST"])).status.success();
         let nft = run(&mut self.cmd(&self.nat, &["nft", "list", "table", "ip", "netnat"])).status.success();
         raw || mangle || nft
+    }
+
+    /// Whether netnat's leak guard (a tc egress filter at preference 20033) is on the nat
+    /// host's outside interface.
+    pub fn leak_guard_present(&self) -> bool {
+        let out = run(&mut self.cmd(&self.nat, &["tc", "filter", "show", "dev", &self.nat_out, "egress"]));
+        String::from_utf8_lossy(&out.stdout).contains("pref 20033")
     }
 }
 
