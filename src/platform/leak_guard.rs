@@ -34,10 +34,16 @@ pub struct Insn {
     k: u32,
 }
 
-const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+// Opcodes (linux/filter.h): class | size/operation | mode/source.
+/// `BPF_LD | BPF_W | BPF_ABS` (0x00 | 0x00 | 0x20).
+const LD_W_ABS: u16 = 0x20;
+/// `BPF_ALU | BPF_AND | BPF_K`.
 const ALU_AND_K: u16 = 0x04 | 0x50;
+/// `BPF_JMP | BPF_JEQ | BPF_K`.
 const JMP_JEQ_K: u16 = 0x05 | 0x10;
+/// `BPF_JMP | BPF_JA`.
 const JMP_JA: u16 = 0x05;
+/// `BPF_RET | BPF_K`.
 const RET_K: u16 = 0x06;
 /// `SKF_NET_OFF`: loads at this offset and above are relative to the network header.
 const NET_OFF: i32 = -0x100000;
