@@ -27,6 +27,8 @@ pub mod dataplane;
 #[cfg(any(windows, test))]
 mod divert;
 #[cfg(target_os = "linux")]
+mod fault;
+#[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 mod nfqueue;
@@ -249,7 +251,11 @@ mod imp {
         // Until they are bound the kernel drops what it queues for them (fail-closed).
         let tuning =
             nfqueue::Tuning { gso: !args.no_gso, busy_poll: std::time::Duration::from_micros(args.busy_poll_us) };
-        nfqueue::start(queues.first, queues.count, tuning, Arc::clone(&plane), clock, &supervisor)?;
+        let faults = super::fault::Faults::from_env()?;
+        if faults != super::fault::Faults::default() {
+            tracing::warn!(?faults, "fault injection armed by {} (tests only)", super::fault::VAR);
+        }
+        nfqueue::start(queues.first, queues.count, tuning, faults, Arc::clone(&plane), clock, &supervisor)?;
 
         supervisor.spawn("netnat-timer", {
             let plane = Arc::clone(&plane);
