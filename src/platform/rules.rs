@@ -127,6 +127,24 @@ pub fn render(spec: &RuleSpec) -> String {
     for q in &spec.internal_prefixes {
         raw.push(format!("-A {PRE_CHAIN} -d {} -m addrtype ! --dst-type LOCAL -j DROP", q.trunc()));
     }
+    // Every fragment of a datagram to a NAT's destinations is queued, whatever its ports
+    // (`u32`: the flags and fragment offset word, MF or a non-zero offset): the port rules
+    // below see a first fragment's ports, but a later fragment has none (its payload bytes
+    // are read as ports, so it may or may not match). A datagram split between netnat and the
+    // host is lost either way: netnat holds later fragments waiting for a first fragment the
+    // host got, or the host waits for fragments netnat translated. netnat hands the
+    // fragments of a datagram that is no NAT's to the host whole.
+    let mut fragment_destinations: Vec<String> = Vec::new();
+    for m in &spec.inbound {
+        let dst = match m.destination {
+            Some(a) => format!("-d {a}/32"),
+            None => "-m addrtype --dst-type LOCAL".to_owned(),
+        };
+        if !fragment_destinations.contains(&dst) {
+            raw.push(format!("-A {PRE_CHAIN} {dst} -m u32 --u32 \"4&0x3fff=0x1:0x3fff\" -j {bypass}"));
+            fragment_destinations.push(dst);
+        }
+    }
     for m in &spec.inbound {
         let dst = match m.destination {
             Some(a) => format!("-d {a}/32"),
@@ -297,6 +315,11 @@ mod tests {
         let nft = render_nft(&spec);
         assert!(nft.contains("priority -250"), "{nft}");
         assert!(nft.contains("ip daddr { 10.100.0.0/16 } ip saddr != { 10.100.0.0/16 } notrack"), "{nft}");
+        // Every fragment to a NAT destination is queued, ports or not; once per destination.
+        let frag = "-m u32 --u32 \"4&0x3fff=0x1:0x3fff\" -j NFQUEUE --queue-balance 0:1 --queue-bypass";
+        assert!(text.contains(&format!("-A NETNAT-PRE -m addrtype --dst-type LOCAL {frag}\n")), "{text}");
+        assert!(text.contains(&format!("-A NETNAT-PRE -d 203.0.113.1/32 {frag}\n")), "{text}");
+        assert_eq!(text.matches("--u32").count(), 2, "{text}");
         assert!(text.contains("-A NETNAT-POST -s 10.100.0.0/16 -j NFQUEUE --queue-balance 0:1\n"));
         assert!(!text.lines().filter(|l| l.starts_with("-A NETNAT-POST")).any(|l| l.contains("bypass")));
         assert!(text.contains("--icmp-type echo-reply"));
