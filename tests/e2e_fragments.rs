@@ -50,18 +50,10 @@ fn wait_ready(child: &mut std::process::Child) {
 }
 
 /// Sends one `size`-byte UDP datagram of zeros (so a later fragment's first bytes, read as
-/// ports, are port 0, which no port rule matches) from `ns` (bound to `src`, port `sport`) to
-/// `dst:dport` and, when `expect_answer`, prints the length of the answer (or `none`).
-fn send_big(
-    t: &Topology,
-    ns: &str,
-    src: &str,
-    sport: u16,
-    dst: &str,
-    dport: u16,
-    size: usize,
-    expect_answer: bool,
-) -> String {
+/// ports, are port 0, which no port rule matches) from `ns` (bound to `from`) to `to` and,
+/// when `expect_answer`, prints the length of the answer (or `none`).
+fn send_big(t: &Topology, ns: &str, from: (&str, u16), to: (&str, u16), size: usize, expect_answer: bool) -> String {
+    let ((src, sport), (dst, dport)) = (from, to);
     let script = format!(
         r#"
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('{src}', {sport})); s.settimeout(3)
@@ -92,7 +84,7 @@ fn fragmented_datagrams_cross_the_nat_and_reach_host_sockets_whole() {
     let mut echo = big_udp_server(&t, &wan, WAN1, 5400, true, 1);
     wait_ready(&mut echo);
     assert_eq!(
-        send_big(&t, &vm, VM, 41000, WAN1, 5400, 3000, true),
+        send_big(&t, &vm, (VM, 41000), (WAN1, 5400), 3000, true),
         "3000",
         "the fragmented answer did not reach the vm whole:\n{}",
         t.log()
@@ -106,7 +98,7 @@ fn fragmented_datagrams_cross_the_nat_and_reach_host_sockets_whole() {
         eprintln!("to the host's port {port}");
         let mut host = big_udp_server(&t, &nat, EXTERNAL, port, false, 1);
         wait_ready(&mut host);
-        assert_eq!(send_big(&t, &wan, WAN1, 5401, EXTERNAL, port, 3000, false), "");
+        assert_eq!(send_big(&t, &wan, (WAN1, 5401), (EXTERNAL, port), 3000, false), "");
         assert_eq!(
             finish(host, Duration::from_secs(25)),
             "3000",
