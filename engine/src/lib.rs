@@ -30,6 +30,7 @@
 pub mod config;
 pub mod filter;
 mod nat;
+pub mod policy;
 pub mod session;
 pub mod stats;
 pub mod time;
@@ -41,7 +42,7 @@ pub use config::{
     ConfigError, ExternalAddress, FilteringBehavior, HairpinningMode, Limits, NatConfig, PortAllocation, Protocol,
     StaticMapping, Timeouts, UnmatchedInbound,
 };
-pub use filter::{FilteringPolicy, InboundContext};
+pub use filter::{FilteringPolicy, InboundContext, Refusal};
 pub use nat::Nat;
 pub use session::SessionInfo;
 pub use stats::Stats;
