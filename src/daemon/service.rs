@@ -124,8 +124,8 @@ impl NatOwned for ExternalAddressRecord {
 enum Planned {
     /// Built for the change; not running yet.
     New(Arc<LiveNat>),
-    /// Running; gets this template.
-    Change(Arc<LiveNat>, Template),
+    /// Running; gets this template (boxed: a template with a filter policy is large).
+    Change(Arc<LiveNat>, Box<Template>),
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -622,7 +622,7 @@ impl Service {
         templates
             .into_iter()
             .map(|(name, template)| match current.iter().find(|n| n.name == name) {
-                Some(live) => Ok(Planned::Change(Arc::clone(live), template)),
+                Some(live) => Ok(Planned::Change(Arc::clone(live), Box::new(template))),
                 None => LiveNat::new(name, template, &self.host_addresses, &others)
                     .map(|live| Planned::New(Arc::new(live)))
                     .map_err(engine_error),
@@ -642,7 +642,7 @@ impl Service {
             match planned {
                 Planned::New(live) => next.push(live),
                 Planned::Change(live, template) => {
-                    if let Err(e) = live.set_template(template, &self.host_addresses, &others) {
+                    if let Err(e) = live.set_template(*template, &self.host_addresses, &others) {
                         tracing::error!(nat = %live.name, "a checked change was refused by the engine: {e}");
                         failure = Some(engine_error(e));
                     }
