@@ -33,8 +33,9 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use toml::Spanned;
 
-/// Largest policy file accepted: it travels in one control request line (64 KiB).
-pub const MAX_FILE_BYTES: u64 = 48 * 1024;
+/// Largest policy file accepted: the cmdlets send it in one control request line (64 KiB,
+/// with JSON's escaping), and 32 KiB holds several hundred rules.
+pub const MAX_FILE_BYTES: u64 = 32 * 1024;
 
 /// A policy file that cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
