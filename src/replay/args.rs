@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use netnat_engine::{FilteringBehavior, HairpinningMode, PortAllocation, Protocol, StaticMapping};
 
+use super::expect::Ignore;
+
 /// Arguments of `netnat replay`.
 #[derive(Debug, clap::Args)]
 #[command(
@@ -19,9 +21,17 @@ use netnat_engine::{FilteringBehavior, HairpinningMode, PortAllocation, Protocol
     after_help = "Examples:\n  \
 netnat replay in.pcap -o out.pcap --internal-prefix 10.100.0.0/16 --external-address 203.0.113.1\n  \
 netnat replay in.pcapng -o out.pcap --config nat.toml --udp-filtering EndpointIndependentFiltering \\\n      \
---static-mapping tcp:0.0.0.0:8080=10.100.10.11:80 --sessions-json sessions.json\n\n\
+--static-mapping tcp:0.0.0.0:8080=10.100.10.11:80 --sessions-json sessions.json\n  \
+netnat replay in.pcap -o annotated.pcapng --drops drops.pcapng --config nat.toml   # every packet commented\n  \
+netnat replay in.pcap --expect golden.pcap --config nat.toml --ignore ttl,ip-checksum\n\n\
 Every setting can also come from --config FILE (TOML, keys are the long flag names with '_' for '-',\n\
-e.g. internal_prefix = \"10.100.0.0/16\", external_address = [\"203.0.113.1\"]); flags override the file."
+e.g. internal_prefix = \"10.100.0.0/16\", external_address = [\"203.0.113.1\"]); flags override the file.\n\n\
+pcapng output: each packet carries a comment (Wireshark's packet comment, tshark's frame.comment), e.g.\n  \
+verdict: translated; direction: outbound; session: 10.100.0.2:40000 -> 203.0.113.1:1025 -> 198.51.100.7:53 udp;\n  \
+in: 10.100.0.2:40000 -> 198.51.100.7:53 udp\n\
+(session: internal -> external -> remote); drops say `verdict: dropped; reason: NAME; packet: ...`.\n\n\
+Exit status: 0 done (and the output matches --expect), 1 error, 2 bad command line,\n\
+3 the output differs from --expect (the differences are printed on stderr)."
 )]
 pub struct ReplayArgs {
     /// Capture to translate: pcap or pcapng, link type Ethernet, raw IP (101) or IPv4 (228).
@@ -44,9 +54,26 @@ pub struct ReplayArgs {
 /// Everything that may come from the command line or the config file.
 #[derive(Debug, Default, Clone, PartialEq, Eq, clap::Args)]
 pub struct NatSettings {
-    /// Where to write the translated capture (pcap, link type of INPUT); `-` writes to stdout.
+    /// Where to write the translated capture (link type of INPUT): pcap, or pcapng with a comment
+    /// per packet when the name ends in .pcapng (see --format); `-` writes to stdout.
     #[arg(short, long, value_name = "OUTPUT")]
     pub output: Option<PathBuf>,
+
+    /// Format of -o and --drops: pcap, or pcapng (every packet with a comment saying what the NAT
+    /// did) [default: pcapng for names ending in .pcapng, pcap otherwise].
+    #[arg(long, value_name = "pcap|pcapng")]
+    pub format: Option<CaptureFormat>,
+
+    /// Compare the output with this capture (pcap or pcapng) packet by packet and field by field;
+    /// exit with status 3 and print the differences when they differ. -o is optional then.
+    #[arg(long, value_name = "EXPECTED")]
+    pub expect: Option<PathBuf>,
+
+    /// What --expect does not compare, comma-separated: ttl (the outer TTL), ip-checksum (its
+    /// value; it must be correct), external-port (ours may differ but must map one to one per
+    /// flow), mac (Ethernet addresses), order (packets may move up to 8 places), time.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = super::expect::parse_ignore)]
+    pub ignore: Vec<Ignore>,
 
     /// InternalIPInterfaceAddressPrefix: the subnet behind the NAT, e.g. 10.100.0.0/16.
     #[arg(long, value_name = "PREFIX", value_parser = parse_prefix)]
@@ -125,7 +152,8 @@ pub struct NatSettings {
     #[arg(long, value_name = "MODE")]
     pub hairpinning: Option<HairpinningMode>,
 
-    /// Also write the dropped packets, as they came in, to this pcap.
+    /// Also write the dropped packets, as they came in, to this capture: pcap, or pcapng with each
+    /// packet's drop reason as its comment (see --format).
     #[arg(long, value_name = "FILE")]
     pub drops: Option<PathBuf>,
 
@@ -150,6 +178,9 @@ impl NatSettings {
         }
         NatSettings {
             output: self.output.or(lower.output),
+            format: self.format.or(lower.format),
+            expect: self.expect.or(lower.expect),
+            ignore: list(self.ignore, lower.ignore),
             internal_prefix: self.internal_prefix.or(lower.internal_prefix),
             external_address: list(self.external_address, lower.external_address),
             port_range: self.port_range.or(lower.port_range),
@@ -173,6 +204,32 @@ impl NatSettings {
             stats_json: self.stats_json.or(lower.stats_json),
         }
     }
+}
+
+/// The format of a capture netnat writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaptureFormat {
+    /// Classic pcap (microsecond timestamps).
+    Pcap,
+    /// pcapng, every packet with a comment (`opt_comment`) saying what the NAT did with it.
+    Pcapng,
+}
+
+impl CaptureFormat {
+    /// The format `explicit` names, or else the one `path`'s extension names: `.pcapng`
+    /// (any case) is pcapng, anything else (and stdout) pcap.
+    pub fn for_path(path: &std::path::Path, explicit: Option<CaptureFormat>) -> CaptureFormat {
+        explicit.unwrap_or_else(|| match path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pcapng")) {
+            true => CaptureFormat::Pcapng,
+            false => CaptureFormat::Pcap,
+        })
+    }
+}
+
+/// `pcap` or `pcapng`, for the config file.
+pub fn parse_format(s: &str) -> Result<CaptureFormat, String> {
+    <CaptureFormat as clap::ValueEnum>::from_str(s.trim(), true)
+        .map_err(|_| format!("{s:?} is not a capture format; give pcap or pcapng"))
 }
 
 /// An inclusive external port range (PortStart, PortEnd).

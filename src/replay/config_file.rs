@@ -5,8 +5,9 @@
 //! "EndpointIndependentFiltering"`, `port_range = "1024-65535"`), except that timeouts,
 //! limits and the seed are TOML integers and `udp_inbound_refresh` is a TOML boolean.
 //! `external_address` and `static_mapping` take a list (or a single string). Relative paths
-//! (`output`, `drops`, `sessions_json`, `stats_json`, `filter_policy`) are relative to the
-//! file's directory.
+//! (`output`, `drops`, `expect`, `sessions_json`, `stats_json`, `filter_policy`) are relative
+//! to the file's directory. `ignore` takes a list (or one comma-separated string) of
+//! `--ignore` items.
 //! An unknown key is an error, so a misspelt setting is never silently ignored.
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,9 @@ impl OneOrMany {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     output: Option<PathBuf>,
+    format: Option<String>,
+    expect: Option<PathBuf>,
+    ignore: Option<OneOrMany>,
     internal_prefix: Option<String>,
     external_address: Option<OneOrMany>,
     port_range: Option<String>,
@@ -99,12 +103,23 @@ pub fn parse(text: &str, path: &Path) -> anyhow::Result<NatSettings> {
         .iter()
         .map(|m| args::parse_static_mapping(m).map_err(|e| key("static_mapping", e)))
         .collect::<anyhow::Result<_>>()?;
+    let ignore = raw
+        .ignore
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|items| items.split(','))
+        .map(|i| super::expect::parse_ignore(i).map_err(|e| key("ignore", e)))
+        .collect::<anyhow::Result<_>>()?;
     if raw.nat_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(key("nat_name", "the name is empty; give a name such as WinNAT".into()));
     }
 
     Ok(NatSettings {
         output: relative(raw.output),
+        format: checked(path, "format", raw.format, args::parse_format)?,
+        expect: relative(raw.expect),
+        ignore,
         internal_prefix: checked(path, "internal_prefix", raw.internal_prefix, args::parse_prefix)?,
         external_address,
         port_range: checked(path, "port_range", raw.port_range, args::parse_port_range)?,
@@ -178,9 +193,18 @@ mod tests {
             seed = 42
             stats_json = "/tmp/stats.json"
             filter_policy = "policy.toml"
+            format = "PcapNG"
+            expect = "golden.pcap"
+            ignore = ["ttl,ip-checksum", "external-port"]
             "#,
         )
         .unwrap();
+        assert_eq!(s.format, Some(args::CaptureFormat::Pcapng));
+        assert_eq!(s.expect, Some(PathBuf::from("/etc/netnat/golden.pcap")));
+        use super::super::expect::Ignore;
+        assert_eq!(s.ignore, [Ignore::Ttl, Ignore::IpChecksum, Ignore::ExternalPort]);
+        assert!(parse_at("ignore = \"ttl,colour\"").unwrap_err().to_string().contains("`ignore`"));
+        assert!(parse_at("format = \"pcap2\"").unwrap_err().to_string().contains("pcap or pcapng"));
         assert_eq!(s.output, Some(PathBuf::from("/etc/netnat/out.pcap")), "relative to the file");
         assert_eq!(s.stats_json, Some(PathBuf::from("/tmp/stats.json")));
         assert_eq!(s.filter_policy, Some(PathBuf::from("/etc/netnat/policy.toml")), "relative to the file");

@@ -1,15 +1,20 @@
-//! `netnat replay`: pcap in, translated pcap out (design §3.1).
+//! `netnat replay`: pcap in, translated pcap (or annotated pcapng) out (design §3.1).
 //!
 //! Reads a pcap or pcapng capture, hands every IPv4 packet to the engine with the packet's
 //! timestamp as the clock, and writes what the engine forwards — translated, in input order,
-//! with its input timestamp and link header — to a pcap of the same link type. Frames without
-//! IPv4 pass through unchanged. Optional outputs: the dropped packets (`--drops`), the session
-//! table (`--sessions-json`) and the counters (`--stats-json`). Every output is written
-//! atomically (see [`output`]). Settings come from flags and/or a TOML `--config` file.
+//! with its input timestamp and link header — to a pcap of the same link type, or to a
+//! pcapng whose every packet has a comment saying what the engine did (`-o x.pcapng`).
+//! Frames without IPv4 pass through unchanged. Optional outputs: the dropped packets
+//! (`--drops`), the session table (`--sessions-json`) and the counters (`--stats-json`).
+//! Every output is written atomically (see [`output`]). `--expect` compares the output with
+//! an expected capture and exits with [`expect::EXIT_DIFFERS`] when they differ. Settings
+//! come from flags and/or a TOML `--config` file.
 //!
 //! Files: [`args`] (flags and value parsers), [`config_file`] (TOML), [`plan`] (checks and
-//! engine configuration), [`translate`] (the loop), [`output`] (atomic files), [`sessions`]
-//! and [`summary`] (what is reported).
+//! engine configuration), [`translate`] (the loop), [`sink`] (where its frames go: pcap,
+//! annotated pcapng, the recorder `--expect` uses), [`output`] (atomic files), [`dissect`]
+//! (packets as named fields), [`expect`] (the comparison), [`sessions`] and [`summary`]
+//! (what is reported).
 
 use std::io::IsTerminal as _;
 use std::path::Path;
@@ -17,24 +22,27 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use netnat_capture::pcap::{PcapReader, PcapWriter};
+use netnat_capture::pcap::{LinkType, PcapNgWriter, PcapReader, PcapWriter};
 use netnat_engine::Nat;
 
 pub mod args;
 pub mod config_file;
+pub mod dissect;
+pub mod expect;
 pub mod output;
 pub mod plan;
 pub mod sessions;
+pub mod sink;
 pub mod summary;
 pub mod translate;
 
 pub use args::ReplayArgs;
 
-use args::NatSettings;
+use args::{CaptureFormat, NatSettings};
 use output::AtomicFile;
 use plan::Plan;
+use sink::{AnnotatedPcapNg, Fanout, Recorded, Recorder, Sink};
 use summary::StatsReport;
-use translate::Sinks;
 
 /// Inputs at least this large get a progress bar (on a terminal).
 const PROGRESS_MIN_BYTES: u64 = 8 << 20;
@@ -50,18 +58,38 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
     let mut reader = PcapReader::open(&args.input)?;
     let link_type = reader.link_type();
-    let create = |path: &Path| -> anyhow::Result<PcapWriter<AtomicFile>> {
-        Ok(PcapWriter::new(AtomicFile::create(path)?, link_type, path)?)
-    };
-    let mut sinks = Sinks { output: create(&plan.output)?, drops: plan.drops.as_deref().map(create).transpose()? };
+    // The expected capture is read first: a missing or broken one fails before any work.
+    let expected = plan.expect.as_ref().map(|(path, _)| read_capture(path)).transpose()?;
+    let mut drops = plan.drops.as_ref().map(|(path, format)| create(path, *format, link_type)).transpose()?;
 
     let progress = progress_bar(&args.input, args.quiet);
-    let counts = translate::replay(&mut reader, &nat, &mut sinks, &progress)?;
-    progress.finish_and_clear();
-
-    sinks.output.finish()?.commit()?;
-    if let Some(drops) = sinks.drops {
-        drops.finish()?.commit()?;
+    let mut recorded: Vec<Recorded> = Vec::new();
+    let counts = match (&plan.output, &plan.expect) {
+        (Some((path, CaptureFormat::Pcap)), None) => {
+            // The plain pcap path, which bench/replay measures: the writer is called directly.
+            let mut out = Box::new(PcapWriter::new(AtomicFile::create(path)?, link_type, path)?);
+            let counts = translate::replay(&mut reader, &nat, &mut *out, drops.as_deref_mut(), &progress)?;
+            progress.finish_and_clear();
+            out.finish()?;
+            counts
+        }
+        (output, expect) => {
+            let mut sinks: Vec<Box<dyn Sink + '_>> = Vec::new();
+            if let Some((path, format)) = output {
+                sinks.push(create(path, *format, link_type)?);
+            }
+            if expect.is_some() {
+                sinks.push(Box::new(Recorder { frames: &mut recorded }));
+            }
+            let mut out = Box::new(Fanout::new(sinks));
+            let counts = translate::replay(&mut reader, &nat, &mut *out, drops.as_deref_mut(), &progress)?;
+            progress.finish_and_clear();
+            out.finish()?;
+            counts
+        }
+    };
+    if let Some(drops) = drops {
+        drops.finish()?;
     }
     let stats = nat.stats();
     if let Some(path) = &plan.sessions_json {
@@ -82,10 +110,59 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.quiet {
         let input = args.input.display().to_string();
-        let out = if plan.output == Path::new("-") { "stdout".to_owned() } else { plan.output.display().to_string() };
+        let out = match &plan.output {
+            Some((path, _)) if path == Path::new("-") => "stdout".to_owned(),
+            Some((path, _)) => path.display().to_string(),
+            None => "no file (no -o; compared with --expect)".to_owned(),
+        };
         eprintln!("{}", summary::paragraph(&input, &out, &counts, &stats));
     }
-    Ok(ExitCode::SUCCESS)
+    let (Some((path, ignore)), Some((expected_link, expected))) = (&plan.expect, expected) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let options = expect::Options {
+        ignore: ignore.clone(),
+        external_addresses: plan.nat.external_addresses.iter().map(|e| e.address).collect(),
+    };
+    let report = expect::compare(
+        expect::Capture { link_type: expected_link, frames: &expected },
+        expect::Capture { link_type, frames: &recorded },
+        &options,
+    );
+    let name = path.display().to_string();
+    if report.matches() {
+        if !args.quiet {
+            eprintln!("{}", report.render(&name));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The differences are the result of the run: printed even with -q.
+    eprintln!("{}", report.render(&name));
+    Ok(ExitCode::from(expect::EXIT_DIFFERS))
+}
+
+/// An output file (`-o`, `--drops`) of `format` for frames of `link_type`.
+fn create(path: &Path, format: CaptureFormat, link_type: LinkType) -> anyhow::Result<Box<dyn Sink>> {
+    let file = AtomicFile::create(path)?;
+    Ok(match format {
+        CaptureFormat::Pcap => Box::new(PcapWriter::new(file, link_type, path)?),
+        CaptureFormat::Pcapng => {
+            let application = concat!("netnat ", env!("CARGO_PKG_VERSION"), " (replay)");
+            Box::new(AnnotatedPcapNg::new(PcapNgWriter::new(file, link_type, application, path)?))
+        }
+    })
+}
+
+/// Every frame of the capture at `path` (`--expect`).
+fn read_capture(path: &Path) -> anyhow::Result<(LinkType, Vec<Recorded>)> {
+    let mut reader = PcapReader::open(path).context("cannot read the --expect capture")?;
+    let link_type = reader.link_type();
+    let mut frames = Vec::new();
+    for frame in &mut reader {
+        let frame = frame.context("cannot read the --expect capture")?;
+        frames.push(Recorded { timestamp_micros: frame.timestamp_micros, data: frame.data });
+    }
+    Ok((link_type, frames))
 }
 
 /// A progress bar over the input's bytes, drawn only when stderr is a terminal and the input

@@ -7,7 +7,8 @@ use anyhow::bail;
 use netnat_engine::config::{ExternalAddress, Limits, Timeouts};
 use netnat_engine::{Duration, NatConfig};
 
-use super::args::NatSettings;
+use super::args::{CaptureFormat, NatSettings};
+use super::expect::Ignore;
 
 /// The NAT name when none is given, as in the article's `New-NetNat -Name WinNAT`.
 pub const DEFAULT_NAT_NAME: &str = "WinNAT";
@@ -17,10 +18,12 @@ pub const DEFAULT_NAT_NAME: &str = "WinNAT";
 pub struct Plan {
     /// The engine's settings.
     pub nat: NatConfig,
-    /// The translated capture (`-` is stdout).
-    pub output: PathBuf,
-    /// The dropped packets, if wanted.
-    pub drops: Option<PathBuf>,
+    /// The translated capture (`-` is stdout) and its format; `None` only with `--expect`.
+    pub output: Option<(PathBuf, CaptureFormat)>,
+    /// The dropped packets and their format, if wanted.
+    pub drops: Option<(PathBuf, CaptureFormat)>,
+    /// The capture to compare the output with, and what not to compare.
+    pub expect: Option<(PathBuf, Vec<Ignore>)>,
     /// The session table as JSON, if wanted.
     pub sessions_json: Option<PathBuf>,
     /// The counters as JSON, if wanted.
@@ -30,11 +33,15 @@ pub struct Plan {
 impl Plan {
     /// Checks `settings` and builds the engine configuration.
     pub fn from_settings(settings: NatSettings) -> anyhow::Result<Plan> {
-        let Some(output) = settings.output else {
+        if settings.output.is_none() && settings.expect.is_none() {
             bail!(
-                "no output file: give -o OUTPUT (or `output = \"...\"` in the --config file); `-o -` writes to stdout"
+                "no output file: give -o OUTPUT (or `output = \"...\"` in the --config file); `-o -` writes to stdout \
+                 (with --expect EXPECTED, -o is optional)"
             )
-        };
+        }
+        if !settings.ignore.is_empty() && settings.expect.is_none() {
+            bail!("--ignore says what --expect does not compare; give --expect EXPECTED too, or leave --ignore out");
+        }
         let Some(internal_prefix) = settings.internal_prefix else {
             bail!(
                 "no internal prefix: give --internal-prefix PREFIX, the subnet behind the NAT \
@@ -104,10 +111,16 @@ impl Plan {
         if let Err(e) = nat.validate() {
             bail!("invalid NAT settings: {e}");
         }
+        let format = settings.format;
+        let with_format = |p: PathBuf| {
+            let f = CaptureFormat::for_path(&p, format);
+            (p, f)
+        };
         let plan = Plan {
             nat,
-            output,
-            drops: settings.drops,
+            output: settings.output.map(with_format),
+            drops: settings.drops.map(with_format),
+            expect: settings.expect.map(|p| (p, settings.ignore)),
             sessions_json: settings.sessions_json,
             stats_json: settings.stats_json,
         };
@@ -118,8 +131,9 @@ impl Plan {
     /// Two outputs on one path would overwrite each other.
     fn check_distinct_outputs(&self) -> anyhow::Result<()> {
         let named = [
-            ("-o", Some(&self.output)),
-            ("--drops", self.drops.as_ref()),
+            ("-o", self.output.as_ref().map(|(p, _)| p)),
+            ("--drops", self.drops.as_ref().map(|(p, _)| p)),
+            ("--expect", self.expect.as_ref().map(|(p, _)| p)),
             ("--sessions-json", self.sessions_json.as_ref()),
             ("--stats-json", self.stats_json.as_ref()),
         ];
@@ -130,7 +144,7 @@ impl Plan {
                 continue;
             }
             if let Some((other, _)) = named[..i].iter().find(|(_, p)| *p == Some(*path)) {
-                bail!("{other} and {flag} both write {}; give them different files", path.display());
+                bail!("{other} and {flag} both name {}; give them different files", path.display());
             }
         }
         Ok(())

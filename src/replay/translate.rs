@@ -7,23 +7,14 @@
 //! header untouched; held fragments are written when the engine releases them, with the
 //! timestamp they came in with and the link header of the frame that carried them.
 
-use netnat_capture::pcap::{Frame, LinkType, PcapReader, PcapWriter};
+use netnat_capture::pcap::{Frame, LinkType, PcapReader};
 use netnat_engine::{Direction, HeldId, Instant, Nat, Verdict};
 
-use super::output::AtomicFile;
+use super::sink::{Note, Sink, Written};
 use super::summary::ReplayCounts;
 
 /// How often (in frames) the progress bar is updated.
 const PROGRESS_EVERY: u64 = 1024;
-
-/// Where translated and dropped frames go.
-#[derive(Debug)]
-pub struct Sinks {
-    /// The translated capture.
-    pub output: PcapWriter<AtomicFile>,
-    /// The dropped frames, as they came in.
-    pub drops: Option<PcapWriter<AtomicFile>>,
-}
 
 /// A frame whose IPv4 packet the engine holds (a fragment that came before its first one).
 #[derive(Debug)]
@@ -36,23 +27,30 @@ struct HeldFrame {
     offset: usize,
 }
 
-/// Replays every frame of `reader` through `nat` into `sinks`. The engine's counters reach
-/// `nat.stats()` when this returns (its [`netnat_engine::Worker`] is dropped here).
-pub fn replay(
+/// Replays every frame of `reader` through `nat` into `output` (the translated capture) and
+/// `drops` (the dropped frames as they came in). The engine's counters reach `nat.stats()`
+/// when this returns (its [`netnat_engine::Worker`] is dropped here).
+///
+/// Generic over the output so that the plain pcap writer, the path `bench/replay` measures,
+/// is called directly; the other outputs share one instance through `sink::Fanout`.
+pub fn replay<O: Sink>(
     reader: &mut PcapReader,
     nat: &Nat,
-    sinks: &mut Sinks,
+    output: &mut O,
+    mut drops: Option<&mut (dyn Sink + '_)>,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ReplayCounts> {
     let mut counts = ReplayCounts::default();
     let mut held: Vec<HeldFrame> = Vec::new();
     let mut clock = 0u64;
+    let link_type = reader.link_type();
     let mut worker = nat.worker();
     // One buffer for every frame: the reader refills it, the engine rewrites it in place.
-    let mut frame = Frame::empty(reader.link_type());
+    let mut frame = Frame::empty(link_type);
     // The engine may have rewritten part of a packet it then drops; --drops wants it as it
-    // came, so each frame is copied first (into one reused buffer) when there is a --drops.
-    let mut original: Option<Vec<u8>> = sinks.drops.is_some().then(Vec::new);
+    // came, and an annotated output shows it as it came: then each frame is copied first
+    // (into one reused buffer).
+    let mut original: Option<Vec<u8>> = (drops.is_some() || output.wants_notes()).then(Vec::new);
     while reader.read_frame(&mut frame)? {
         counts.packets_read += 1;
         if counts.packets_read % PROGRESS_EVERY == 0 {
@@ -68,7 +66,7 @@ pub fn replay(
         }
         let Some(offset) = frame.ipv4_offset else {
             counts.non_ipv4 += 1;
-            write(&mut sinks.output, &frame, &frame.data, &mut counts)?;
+            write(output, &frame, &frame.data, Note::NotIpv4, &mut counts)?;
             continue;
         };
         counts.ipv4 += 1;
@@ -79,11 +77,13 @@ pub fn replay(
             Verdict::Forward { direction, len } => {
                 count_direction(&mut counts, direction);
                 let end = forwarded_end(frame.link_type, offset, len, frame.data.len());
-                write(&mut sinks.output, &frame, &frame.data[..end], &mut counts)?;
+                let before = original.as_deref().unwrap_or_default();
+                let note = Note::Translated { direction, before, ipv4_offset: offset };
+                write(output, &frame, &frame.data[..end], note, &mut counts)?;
             }
             Verdict::Pass => {
                 counts.passed += 1;
-                write(&mut sinks.output, &frame, &frame.data, &mut counts)?;
+                write(output, &frame, &frame.data, Note::Passed, &mut counts)?;
             }
             Verdict::Held(id) => {
                 counts.held += 1;
@@ -93,10 +93,15 @@ pub fn replay(
                 }
                 held.push(HeldFrame { id, frame, offset });
             }
-            Verdict::Drop(_) => {
+            Verdict::Drop(reason) => {
                 counts.dropped += 1;
-                if let (Some(drops), Some(original)) = (sinks.drops.as_mut(), &original) {
-                    drops.write(frame.timestamp_micros, original, frame.original_len)?;
+                if let (Some(drops), Some(original)) = (drops.as_deref_mut(), &original) {
+                    drops.write(&Written {
+                        timestamp_micros: frame.timestamp_micros,
+                        data: original,
+                        original_len: frame.original_len,
+                        note: Note::Dropped(reason),
+                    })?;
                 }
             }
         }
@@ -104,7 +109,7 @@ pub fn replay(
         // in `held` until released: with nothing held there is nothing to poll (and no lock
         // to take per packet).
         if !held.is_empty() {
-            drain_released(nat, &mut held, sinks, &mut counts)?;
+            drain_released(nat, link_type, &mut held, output, &mut counts)?;
         }
     }
     drop(worker);
@@ -113,11 +118,16 @@ pub fn replay(
     if nat.poll_timeout().is_some_and(|t| t <= now) {
         nat.handle_timeout(now);
     }
-    drain_released(nat, &mut held, sinks, &mut counts)?;
+    drain_released(nat, link_type, &mut held, output, &mut counts)?;
     // Fragments never released were dropped (their first fragment never came or came too late).
-    if let Some(drops) = sinks.drops.as_mut() {
+    if let Some(drops) = drops {
         for h in &held {
-            drops.write_frame(&h.frame)?;
+            drops.write(&Written {
+                timestamp_micros: h.frame.timestamp_micros,
+                data: &h.frame.data,
+                original_len: h.frame.original_len,
+                note: Note::NeverReleased,
+            })?;
         }
     }
     progress.set_position(reader.bytes_consumed());
@@ -141,24 +151,27 @@ fn count_direction(counts: &mut ReplayCounts, direction: Direction) {
     }
 }
 
-fn write(
-    out: &mut PcapWriter<AtomicFile>,
+#[inline]
+fn write<O: Sink>(
+    out: &mut O,
     frame: &Frame,
     data: &[u8],
+    note: Note<'_>,
     counts: &mut ReplayCounts,
 ) -> anyhow::Result<()> {
     // A frame the capture cut short stays as short, with its original wire length.
     let original_len = if data.len() == frame.data.len() { frame.original_len } else { 0 };
-    out.write(frame.timestamp_micros, data, original_len)?;
+    out.write(&Written { timestamp_micros: frame.timestamp_micros, data, original_len, note })?;
     counts.packets_written += 1;
     Ok(())
 }
 
 /// Writes every packet the engine releases, behind the link header it came with.
-fn drain_released(
+fn drain_released<O: Sink>(
     nat: &Nat,
+    link_type: LinkType,
     held: &mut Vec<HeldFrame>,
-    sinks: &mut Sinks,
+    output: &mut O,
     counts: &mut ReplayCounts,
 ) -> anyhow::Result<()> {
     while let Some(released) = nat.poll_released() {
@@ -167,11 +180,18 @@ fn drain_released(
             Some(direction) => count_direction(counts, direction),
             None => counts.passed += 1,
         }
+        let direction = released.direction;
         let Some(at) = held.iter().position(|h| h.id == released.held) else {
             // The engine released a packet it never said it held: write it with no link
             // header only if the capture has none, otherwise it cannot be framed.
-            if sinks.output.link_type() != LinkType::Ethernet {
-                sinks.output.write(released.received.as_micros(), &released.packet, 0)?;
+            if link_type != LinkType::Ethernet {
+                let note = Note::Released { direction, before: &[], ipv4_offset: 0 };
+                output.write(&Written {
+                    timestamp_micros: released.received.as_micros(),
+                    data: &released.packet,
+                    original_len: 0,
+                    note,
+                })?;
                 counts.packets_written += 1;
             }
             continue;
@@ -179,7 +199,8 @@ fn drain_released(
         let h = held.remove(at);
         let mut data = h.frame.data[..h.offset].to_vec();
         data.extend_from_slice(&released.packet);
-        sinks.output.write(h.frame.timestamp_micros, &data, 0)?;
+        let note = Note::Released { direction, before: &h.frame.data, ipv4_offset: h.offset };
+        output.write(&Written { timestamp_micros: h.frame.timestamp_micros, data: &data, original_len: 0, note })?;
         counts.packets_written += 1;
     }
     Ok(())
