@@ -6,6 +6,7 @@ mod cmdlets;
 mod control;
 mod daemon;
 mod platform;
+mod policy_file;
 mod replay;
 mod state;
 

@@ -258,3 +258,53 @@ fn a_vm_reaches_its_own_published_port_through_the_external_address_hairpin() {
     let body = t.ns(&vm, &["curl", "-sS", "--max-time", "10", &format!("http://{EXTERNAL}:2222/h.txt")]);
     assert_eq!(body, "host\n");
 }
+
+#[test]
+fn a_filter_policy_file_keeps_a_denied_remote_out_and_lets_the_others_in() {
+    if !root_or_skip("filter_policy") {
+        return;
+    }
+    let mut t = Topology::new();
+    t.start_daemon();
+    t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
+    // Endpoint-independent for everyone but 203.0.113.11, which is denied.
+    let policy = t.dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!("fallback = \"EndpointIndependentFiltering\"\n\n[[rule]]\naction = \"deny\"\nremote = \"{WAN2}\"\n"),
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap().to_owned();
+    assert_eq!(t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", &policy]), "");
+    let wan = t.wan.clone();
+    t.udp_echo(&wan, WAN1, 7000);
+    let rx = vm_listener(&mut t);
+    let mut seen = Vec::new();
+    assert!(expect_line(&rx, "echo", Duration::from_secs(10), &mut seen), "no echo reached vm: {seen:?}\n{}", t.log());
+    let session = t
+        .sessions()
+        .into_iter()
+        .find(|s| s["Protocol"] == 17 && s["InternalSourcePort"] == 40000)
+        .expect("UDP session for vm:40000");
+    let ext_port = u16::try_from(session["ExternalSourcePort"].as_u64().unwrap()).unwrap();
+
+    let denied_before = t.counter(&["dropped", "policy_denied"]);
+    send_from_wan(&t, WAN2, 7001, EXTERNAL, ext_port, "from-11-denied");
+    assert!(
+        wait_until(Duration::from_secs(10), || t.counter(&["dropped", "policy_denied"]) > denied_before),
+        "the datagram from {WAN2} was not counted as policy_denied:\n{}",
+        t.log()
+    );
+    // A port of 203.0.113.10 the vm never sent to: admitted by the endpoint-independent
+    // fallback (the NAT's own default, address-dependent, would admit it too; a third port of
+    // the denied address would not be).
+    send_from_wan(&t, WAN1, 7003, EXTERNAL, ext_port, "from-10-admitted");
+    assert!(expect_line(&rx, "from-10-admitted", Duration::from_secs(10), &mut seen), "{seen:?}\n{}", t.log());
+    assert!(!seen.iter().any(|l| l.contains("denied")), "a denied datagram reached vm: {seen:?}");
+    // The policy survives a restart (kept in the state file, not re-read from the path).
+    std::fs::remove_file(&policy).unwrap();
+    assert!(t.stop_daemon("TERM").success());
+    t.start_daemon();
+    let nat = t.cmdlet(&["Get-NetNat", "WinNAT", "-o", "json"]);
+    assert!(nat.contains("FilterPolicy"), "the policy was not kept across the restart: {nat}");
+}

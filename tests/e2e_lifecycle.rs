@@ -86,6 +86,7 @@ fn daemon_keeps_its_fail_closed_rules_on_exit_and_restarts_with_its_configuratio
     let mode = std::fs::metadata(t.socket()).expect("socket").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the control socket must be root-only");
     assert!(t.rules_present());
+    assert!(t.leak_guard_present(), "no leak guard while a NAT is configured");
 
     // A malformed request gets an error answer; the daemon stays up.
     let probe = format!(
@@ -122,6 +123,9 @@ fn daemon_keeps_its_fail_closed_rules_on_exit_and_restarts_with_its_configuratio
     // Removing the last NAT removes the rules; a stop then leaves nothing behind.
     t.cmdlet(&["Remove-NetNat", "-Name", "WinNAT"]);
     assert!(!t.rules_present(), "rules left after the last NAT was removed");
+    assert!(!t.leak_guard_present(), "the leak guard was left after the last NAT was removed");
+    let qdiscs = t.ns(&t.nat, &["tc", "qdisc", "show", "dev", &t.nat_out]);
+    assert!(!qdiscs.contains("clsact"), "netnat's clsact qdisc was left: {qdiscs}");
     assert!(t.stop_daemon("INT").success());
     assert!(!t.rules_present());
     let ruleset = t.ns(&t.nat, &["nft", "list", "ruleset"]);

@@ -219,7 +219,10 @@ fn inbound_clause(e: &ExternalAddress, static_ports: &[StaticPort], fold_static:
             }
         }
     }
-    out.push_str(" or icmp or ip.FragOff != 0))");
+    // Every fragment, the first one (MF set, offset 0) too, whatever its ports: a datagram
+    // split between netnat and the host is lost (netnat holds the later fragments waiting
+    // for a first one the host got). netnat hands back the fragments that are no NAT's.
+    out.push_str(" or icmp or ip.MF or ip.FragOff != 0))");
     out
 }
 
@@ -248,7 +251,7 @@ mod tests {
             "ip and ((inbound and ifIdx == 7 and ip.SrcAddr >= 10.100.0.0 and ip.SrcAddr <= 10.100.255.255 \
              and (ip.DstAddr < 10.100.0.0 or ip.DstAddr > 10.100.255.255)) \
              or (inbound and ip.DstAddr == 203.0.113.1 and ((tcp.DstPort >= 1024 and tcp.DstPort <= 49151) \
-             or (udp.DstPort >= 1024 and udp.DstPort <= 49151) or icmp or ip.FragOff != 0)))"
+             or (udp.DstPort >= 1024 and udp.DstPort <= 49151) or icmp or ip.MF or ip.FragOff != 0)))"
         );
     }
 
@@ -506,6 +509,12 @@ pub(crate) mod oracle {
                 true,
             ),
             ("last fragment (MF clear, offset > 0)", ipv4(TCP, REMOTE, EXT, 370, &[0; 16]), net_in(3), true),
+            (
+                "first fragment to a host port outside the range (the whole datagram goes to netnat)",
+                ipv4(UDP, REMOTE, EXT, 0x2000, &ports(UDP, 53, 500)),
+                net_in(3),
+                true,
+            ),
             // The host's own traffic is not the NAT's business.
             ("host connection out", l4(TCP, EXT, 50000, REMOTE, 443), net_out(3), false),
             ("host to itself, outbound", l4(TCP, EXT, 50000, EXT, 40000), net_out(1), false),

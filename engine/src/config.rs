@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{Policy, PolicyError};
 use crate::time::Duration;
 
 /// An IP protocol the NAT translates.
@@ -368,6 +369,10 @@ pub struct NatConfig {
     /// Inbound packets that belong to no mapping: dropped, or the host's.
     #[serde(default)]
     pub unmatched_inbound: UnmatchedInbound,
+    /// A filtering policy (rules, fallback, rate limits; [`crate::policy`]) in place of the
+    /// plain TcpFilteringBehavior and UdpFilteringBehavior; `None`: those alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_policy: Option<Policy>,
 }
 
 impl NatConfig {
@@ -388,6 +393,7 @@ impl NatConfig {
             limits: Limits::default(),
             seed: 0,
             unmatched_inbound: UnmatchedInbound::default(),
+            filter_policy: None,
         }
     }
 
@@ -443,6 +449,9 @@ impl NatConfig {
         if l.max_sessions == 0 || l.max_sessions_per_host == 0 || l.max_inbound_sessions_per_mapping == 0 {
             return Err(ConfigError::ZeroLimit);
         }
+        if let Some(policy) = &self.filter_policy {
+            policy.check_for(self.internal_prefix)?;
+        }
         Ok(())
     }
 }
@@ -478,6 +487,9 @@ pub enum ConfigError {
     /// A session limit of zero.
     #[error("session limits must be at least 1")]
     ZeroLimit,
+    /// A filtering policy with a rule or limit the engine refuses.
+    #[error("filter policy: {0}")]
+    FilterPolicy(#[from] PolicyError),
     /// An unknown protocol name.
     #[error("unknown protocol {0:?}; use TCP or UDP (or ICMP where allowed)")]
     UnknownProtocol(String),

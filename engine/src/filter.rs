@@ -1,12 +1,15 @@
 //! Inbound filtering (RFC 4787 §5, RFC 5382 §4.3) as a trait, so users can plug in their own
 //! policy. The engine asks the policy once per inbound packet that reaches an existing
-//! dynamic mapping; static mappings are governed by their RemoteExternalIPAddressPrefix instead.
+//! dynamic mapping from a remote without a live session on it; static mappings are governed
+//! by their RemoteExternalIPAddressPrefix instead. Policy files are compiled into this trait
+//! by [`crate::policy`].
 
 use core::fmt::Debug;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::config::{FilteringBehavior, Protocol};
 use crate::time::Instant;
+use crate::verdict::DropReason;
 
 /// What a filtering policy sees of an inbound packet and the mapping it is addressed to.
 #[derive(Debug)]
@@ -47,6 +50,28 @@ impl InboundContext<'_> {
     }
 }
 
+/// Why a filtering policy refused an inbound packet; each is counted under its own
+/// [`DropReason`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The filtering behaviour does not admit this remote ([`DropReason::Filtered`]).
+    Filtered,
+    /// A deny rule of the policy matched ([`DropReason::PolicyDenied`]).
+    Denied,
+    /// The internal host used up its inbound rate ([`DropReason::PolicyRateLimited`]).
+    RateLimited,
+}
+
+impl From<Refusal> for DropReason {
+    fn from(r: Refusal) -> DropReason {
+        match r {
+            Refusal::Filtered => DropReason::Filtered,
+            Refusal::Denied => DropReason::PolicyDenied,
+            Refusal::RateLimited => DropReason::PolicyRateLimited,
+        }
+    }
+}
+
 /// Decides which inbound packets may pass through an existing mapping. Implementations must be
 /// deterministic functions of the context and their own state (the engine is replayable), and
 /// cheap: they run on the packet path, with the mapping's table shard locked, so they must
@@ -55,6 +80,16 @@ impl InboundContext<'_> {
 pub trait FilteringPolicy: Send + Sync + Debug {
     /// Whether the inbound packet described by `ctx` may pass.
     fn admit(&self, ctx: &InboundContext<'_>) -> bool;
+
+    /// The same decision with the reason of a refusal; the engine calls this (once per
+    /// packet it judges). The default refuses as [`Refusal::Filtered`] what `admit` refuses.
+    fn check(&self, ctx: &InboundContext<'_>) -> Result<(), Refusal> {
+        if self.admit(ctx) {
+            Ok(())
+        } else {
+            Err(Refusal::Filtered)
+        }
+    }
 }
 
 /// EndpointIndependentFiltering: any remote may send to an existing mapping.

@@ -3,7 +3,9 @@
 //!
 //! What it does: given IPv4 packets and the time, it translates them in place (endpoint-
 //! independent mapping, WinNAT's filtering and timers, ICMP error translation, static
-//! mappings, hairpinning, fragments) and says what to do with each ([`Verdict`]).
+//! mappings, hairpinning, fragments) and says what to do with each ([`Verdict`]). Filtering
+//! can be refined by a policy: ordered allow/deny rules and per-host inbound rate limits
+//! ([`policy`]).
 //! What it does not do: open sockets, read a clock, draw OS entropy or spawn threads. The
 //! caller captures packets, passes the time in and sends what the engine forwards.
 //!
@@ -30,6 +32,7 @@
 pub mod config;
 pub mod filter;
 mod nat;
+pub mod policy;
 pub mod session;
 pub mod stats;
 pub mod time;
@@ -41,7 +44,7 @@ pub use config::{
     ConfigError, ExternalAddress, FilteringBehavior, HairpinningMode, Limits, NatConfig, PortAllocation, Protocol,
     StaticMapping, Timeouts, UnmatchedInbound,
 };
-pub use filter::{FilteringPolicy, InboundContext};
+pub use filter::{FilteringPolicy, InboundContext, Refusal};
 pub use nat::Nat;
 pub use session::SessionInfo;
 pub use stats::Stats;

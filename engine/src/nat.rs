@@ -11,7 +11,7 @@ use crate::filter::FilteringPolicy;
 use crate::fragments::{FragKey, Fragments, Hold, Outcome, Side as FragSide};
 use crate::rewrite::{rewrite_checked, Side};
 use crate::session::SessionInfo;
-use crate::settings::Settings;
+use crate::settings::{Filters, Settings};
 use crate::stats::{bump, Counters, Stats};
 use crate::table::Table;
 use crate::tcp_state::TcpSegment;
@@ -59,8 +59,8 @@ enum Class {
 /// `handle_timeout(now)` whenever `poll_timeout()` has passed. `now` must never go backwards.
 pub struct Nat {
     pub(crate) settings: ArcSwap<Settings>,
-    /// Custom filtering policies for TCP and UDP; also serialises reconfiguration.
-    custom_filters: Mutex<[Option<Arc<dyn FilteringPolicy>>; 2]>,
+    /// Where the filtering policies come from; also serialises reconfiguration.
+    filters: Mutex<Filters>,
     pub(crate) table: Table,
     fragments: Mutex<Fragments>,
     /// Padded: `handle_packet` writes these per packet, and the fields read per packet (the
@@ -165,11 +165,11 @@ impl Nat {
     /// A NAT with the given settings.
     pub fn new(config: NatConfig) -> Result<Nat, ConfigError> {
         config.validate()?;
-        let custom: [Option<Arc<dyn FilteringPolicy>>; 2] = [None, None];
+        let mut filters = Filters::default();
         let table = Table::new(config.seed);
         Ok(Nat {
-            settings: ArcSwap::from_pointee(Settings::new(config, &custom, &table.external)),
-            custom_filters: Mutex::new(custom),
+            settings: ArcSwap::from_pointee(Settings::new(config, &mut filters, &table.external)),
+            filters: Mutex::new(filters),
             table,
             fragments: Mutex::new(Fragments::default()),
             counters: crossbeam_utils::CachePadded::new(Counters::default()),
@@ -483,10 +483,10 @@ impl Nat {
     /// external port, or the static mapping that made them is gone.
     pub fn reconfigure(&self, config: NatConfig) -> Result<(), ConfigError> {
         config.validate()?;
-        let custom = self.custom_filters.lock();
-        let settings = Arc::new(Settings::new(config, &custom, &self.table.external));
+        let mut filters = self.filters.lock();
+        let settings = Arc::new(Settings::new(config, &mut filters, &self.table.external));
         self.settings.store(settings.clone());
-        drop(custom);
+        drop(filters);
         let s = &*settings;
         let (_, removed) = self.table.purge(
             |_, _| false,
@@ -507,17 +507,18 @@ impl Nat {
         Ok(())
     }
 
-    /// Replaces the filtering policy of TCP or UDP with a custom one; `None` goes back to the
-    /// configured behaviour. ICMP echo replies are always address-dependent.
+    /// Replaces the filtering policy of TCP or UDP with a custom one, which wins over the
+    /// configuration's (`filter_policy`, TcpFilteringBehavior, UdpFilteringBehavior); `None`
+    /// goes back to the configured one. ICMP echo replies are always address-dependent.
     pub fn set_filtering_policy(&self, protocol: Protocol, policy: Option<Arc<dyn FilteringPolicy>>) {
-        let mut custom = self.custom_filters.lock();
+        let mut filters = self.filters.lock();
         match protocol {
-            Protocol::Tcp => custom[0] = policy,
-            Protocol::Udp => custom[1] = policy,
+            Protocol::Tcp => filters.custom[0] = policy,
+            Protocol::Udp => filters.custom[1] = policy,
             Protocol::Icmp => return,
         }
         let config = (*self.settings.load().config).clone();
-        self.settings.store(Arc::new(Settings::new(config, &custom, &self.table.external)));
+        self.settings.store(Arc::new(Settings::new(config, &mut filters, &self.table.external)));
     }
 
     /// Drops every session (Remove-NetNat drops the NAT's connections).

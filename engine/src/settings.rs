@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::{NatConfig, Protocol, StaticMapping};
 use crate::filter::{self, FilteringPolicy};
+use crate::policy::Compiled;
 use crate::ports::{ExternalIndex, PortTable};
 
 /// One external address, its dynamic port range and the owners of its ports.
@@ -26,12 +27,38 @@ pub(crate) struct Settings {
     pub udp_filter: Arc<dyn FilteringPolicy>,
 }
 
+/// Where the filtering policies come from; held by the `Nat` under its reconfiguration lock.
+#[derive(Debug, Default)]
+pub(crate) struct Filters {
+    /// Set with `Nat::set_filtering_policy` (TCP, UDP); they win over the configuration.
+    pub custom: [Option<Arc<dyn FilteringPolicy>>; 2],
+    /// The configuration's filter policy, compiled. Kept while reconfigurations leave the
+    /// policy as it was, so its rate-limit windows live on (a Set-NetNat of a timeout does
+    /// not hand every host a fresh budget).
+    compiled: Option<Arc<Compiled>>,
+}
+
+impl Filters {
+    /// The TCP and UDP filters for `config`.
+    fn resolve(&mut self, config: &NatConfig) -> [Arc<dyn FilteringPolicy>; 2] {
+        self.compiled = match (&config.filter_policy, self.compiled.take()) {
+            (None, _) => None,
+            (Some(p), Some(c)) if c.policy() == p => Some(c),
+            (Some(p), _) => Some(Arc::new(Compiled::new(p.clone()))),
+        };
+        let pick = |i: usize, configured| -> Arc<dyn FilteringPolicy> {
+            match (&self.custom[i], &self.compiled) {
+                (Some(custom), _) => custom.clone(),
+                (None, Some(compiled)) => compiled.filter(configured),
+                (None, None) => filter::builtin(configured),
+            }
+        };
+        [pick(0, config.tcp_filtering), pick(1, config.udp_filtering)]
+    }
+}
+
 impl Settings {
-    pub(crate) fn new(
-        config: NatConfig,
-        custom: &[Option<Arc<dyn FilteringPolicy>>; 2],
-        index: &ExternalIndex,
-    ) -> Settings {
+    pub(crate) fn new(config: NatConfig, filters: &mut Filters, index: &ExternalIndex) -> Settings {
         let internal_mask = u32::from(config.internal_prefix.netmask());
         let internal_net = u32::from(config.internal_prefix.network());
         let externals = config
@@ -42,8 +69,7 @@ impl Settings {
                 ExternalRange { addr, start: e.port_start, end: e.port_end, ports: index.table_for(addr) }
             })
             .collect();
-        let tcp_filter = custom[0].clone().unwrap_or_else(|| filter::builtin(config.tcp_filtering));
-        let udp_filter = custom[1].clone().unwrap_or_else(|| filter::builtin(config.udp_filtering));
+        let [tcp_filter, udp_filter] = filters.resolve(&config);
         Settings { config: Arc::new(config), internal_net, internal_mask, externals, tcp_filter, udp_filter }
     }
 

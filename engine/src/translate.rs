@@ -312,9 +312,7 @@ impl Nat {
                 tcp_flags: seg.flags,
                 contacted: &contacted,
             };
-            if !s.filter(proto).admit(&ctx) {
-                return Err(DropReason::Filtered);
-            }
+            s.filter(proto).check(&ctx)?;
         }
         // A remote may open sessions on a dynamic mapping only up to the inbound cap, so it
         // cannot spend the internal host's whole session quota (its own outbound flows).

@@ -134,6 +134,10 @@ drop_reasons! {
     /// Inbound packets already opened `Limits::max_inbound_sessions_per_mapping` sessions on
     /// this dynamic mapping.
     InboundSessionLimit => "inbound_session_limit",
+    /// A deny rule of the NAT's filtering policy matched (`NatConfig::filter_policy`).
+    PolicyDenied => "policy_denied",
+    /// The filtering policy's rate limit for the internal host was used up.
+    PolicyRateLimited => "policy_rate_limited",
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! daemon: `netnat New-NetNat -Name WinNAT -InternalIPInterfaceAddressPrefix 10.100.0.0/16`.
 //!
 //! Global options, before or after the cmdlet name: `--socket PATH` (or `NETNAT_SOCKET`),
-//! `-o json|list` (default list: PowerShell's Format-List), `-?`/`--help`.
+//! `-o json|list|all` (default list: PowerShell's Format-List; `all` adds netnat's own
+//! properties after WinNAT's, as `Format-List *` would), `-?`/`--help`.
 
 mod output;
 mod params;
@@ -74,7 +75,7 @@ pub fn run(args: &[String], at: usize) -> anyhow::Result<ExitCode> {
                         all.get(i).map(|s| s.to_string()).with_context(|| {
                             format!(
                                 "{} needs a value",
-                                if which == "socket" { "--socket PATH" } else { "-o json|list" }
+                                if which == "socket" { "--socket PATH" } else { "-o json|list|all" }
                             )
                         })?
                     }

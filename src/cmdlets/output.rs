@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use crate::control::objects::format_list;
+use crate::control::objects::{format_list, format_list_all};
 use crate::control::protocol::Output;
 
 /// Output format.
@@ -10,6 +10,9 @@ use crate::control::protocol::Output;
 pub enum Format {
     /// PowerShell's Format-List.
     List,
+    /// Format-List with netnat's extension properties after WinNAT's (PowerShell's
+    /// `Format-List *`).
+    All,
     /// A JSON array of objects with the CIM property names (one object for Get-NetNatGlobal).
     Json,
 }
@@ -19,9 +22,10 @@ impl FromStr for Format {
     fn from_str(s: &str) -> anyhow::Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "list" | "fl" | "format-list" => Ok(Format::List),
+            "all" | "list-all" | "fl*" => Ok(Format::All),
             "json" => Ok(Format::Json),
             _ => anyhow::bail!(
-                "unknown output format {s:?}; use -o list (PowerShell Format-List, the default) or -o json"
+                "unknown output format {s:?}; use -o list (PowerShell Format-List, the default), -o all (with netnat's own properties) or -o json"
             ),
         }
     }
@@ -37,6 +41,11 @@ pub fn render(output: &Output, format: Format) -> anyhow::Result<String> {
         (Output::ExternalAddresses(o), Format::List) => format_list(o),
         (Output::Sessions(o), Format::List) => format_list(o),
         (Output::Global(o), Format::List) => format_list(std::slice::from_ref(o)),
+        (Output::Nats(o), Format::All) => format_list_all(o),
+        (Output::StaticMappings(o), Format::All) => format_list_all(o),
+        (Output::ExternalAddresses(o), Format::All) => format_list_all(o),
+        (Output::Sessions(o), Format::All) => format_list_all(o),
+        (Output::Global(o), Format::All) => format_list_all(std::slice::from_ref(o)),
         (Output::Nats(o), Format::Json) => json(serde_json::to_value(o)?)?,
         (Output::StaticMappings(o), Format::Json) => json(serde_json::to_value(o)?)?,
         (Output::ExternalAddresses(o), Format::Json) => json(serde_json::to_value(o)?)?,

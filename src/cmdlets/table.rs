@@ -9,7 +9,7 @@ use netnat_engine::{FilteringBehavior, HairpinningMode, Protocol};
 
 use super::params::{bind, parse_bool, Bound, Param};
 use crate::control::objects::NULL_ROUTING_DOMAIN;
-use crate::control::protocol::{NatChanges, Request};
+use crate::control::protocol::{NatChanges, PolicyChange, PolicySource, Request, MAX_LINE};
 
 /// One cmdlet.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ const SET_NAT_PARAMS: &[Param] = &[
     Param::value("UdpFilteringBehavior", "FilteringBehaviorType"),
     Param::value("UdpIdleSessionTimeout", "UInt32"),
     Param::value("UdpInboundRefresh", "Boolean"),
+    Param::value("FilterPolicyFile", "String"),
+    Param::switch("RemoveFilterPolicy"),
     Param::switch("PassThru"),
 ];
 
@@ -52,14 +54,19 @@ pub const CMDLETS: &[Cmdlet] = &[
             Param::value("InternalIPInterfaceAddressPrefix", "String"),
             Param::value("ExternalIPInterfaceAddressPrefix", "String"),
             Param::value("InternalRoutingDomainId", "String"),
+            Param::value("FilterPolicyFile", "String"),
         ],
-        synopsis: "Creates a NAT object that translates the internal prefix to the host's (or its external) addresses.",
+        synopsis:
+            "Creates a NAT object that translates the internal prefix to the host's (or its external) addresses. \
+                   netnat's -FilterPolicyFile gives it a filtering policy (TOML rules; see the README).",
     },
     Cmdlet { name: "Get-NetNat", params: &[Param::list("Name", "String[]").at(0)], synopsis: "Gets NAT objects." },
     Cmdlet {
         name: "Set-NetNat",
         params: SET_NAT_PARAMS,
-        synopsis: "Modifies the timeouts, filtering behaviours and UDP inbound refresh of NAT objects.",
+        synopsis: "Modifies the timeouts, filtering behaviours and UDP inbound refresh of NAT objects; netnat's \
+                   -FilterPolicyFile sets a filtering policy (read now, kept in the daemon's state), \
+                   -RemoveFilterPolicy removes it.",
     },
     Cmdlet {
         name: "Remove-NetNat",
@@ -151,7 +158,7 @@ pub fn usage(c: &Cmdlet) -> String {
         s.push(' ');
         s.push_str(&shape);
     }
-    s.push_str(" [-o json|list] [--socket PATH]\n");
+    s.push_str(" [-o json|list|all] [--socket PATH]\n");
     s
 }
 
@@ -204,7 +211,7 @@ pub fn build(c: &Cmdlet, args: &[String]) -> Result<Call, String> {
                     .find(|p| p.to_ascii_lowercase() == n && a.starts_with('-'))
             {
                 return Err(format!(
-                    "-{p} cannot be changed: the prefixes and the name are set by New-NetNat only. Remove the NAT (Remove-NetNat -Name NAME) and create it again with New-NetNat. Set-NetNat changes: -IcmpQueryTimeout, -TcpEstablishedConnectionTimeout, -TcpTransientConnectionTimeout, -TcpFilteringBehavior, -UdpFilteringBehavior, -UdpIdleSessionTimeout, -UdpInboundRefresh."
+                    "-{p} cannot be changed: the prefixes and the name are set by New-NetNat only. Remove the NAT (Remove-NetNat -Name NAME) and create it again with New-NetNat. Set-NetNat changes: -IcmpQueryTimeout, -TcpEstablishedConnectionTimeout, -TcpTransientConnectionTimeout, -TcpFilteringBehavior, -UdpFilteringBehavior, -UdpIdleSessionTimeout, -UdpInboundRefresh (and netnat's -FilterPolicyFile, -RemoveFilterPolicy)."
                 ));
             }
         }
@@ -226,7 +233,8 @@ pub fn build(c: &Cmdlet, args: &[String]) -> Result<Call, String> {
                 .one("ExternalIPInterfaceAddressPrefix")
                 .map(|v| prefix("ExternalIPInterfaceAddressPrefix", v))
                 .transpose()?;
-            call(Request::NewNetNat { name, internal_prefix, external_prefix }, true)
+            let filter_policy = b.one("FilterPolicyFile").map(read_policy).transpose()?;
+            checked_size(Request::NewNetNat { name, internal_prefix, external_prefix, filter_policy }, true)
         }
         "Get-NetNat" => call(Request::GetNetNat { names: b.many("Name") }, true),
         "Set-NetNat" => {
@@ -242,8 +250,18 @@ pub fn build(c: &Cmdlet, args: &[String]) -> Result<Call, String> {
                     .one("UdpInboundRefresh")
                     .map(|v| parse_bool("UdpInboundRefresh", v))
                     .transpose()?,
+                filter_policy: match (b.one("FilterPolicyFile"), b.switch("RemoveFilterPolicy")?) {
+                    (Some(_), true) => {
+                        return Err(
+                            "-FilterPolicyFile and -RemoveFilterPolicy contradict each other; give one of them.".into(),
+                        )
+                    }
+                    (Some(path), false) => Some(PolicyChange::Set(read_policy(path)?)),
+                    (None, true) => Some(PolicyChange::Remove),
+                    (None, false) => None,
+                },
             };
-            call(Request::SetNetNat { names: b.many("Name"), changes }, print_if_passthru)
+            checked_size(Request::SetNetNat { names: b.many("Name"), changes }, print_if_passthru)
         }
         "Remove-NetNat" => call(Request::RemoveNetNat { names: b.many("Name") }, print_if_passthru),
         "Get-NetNatSession" => call(Request::GetNetNatSession, true),
@@ -325,6 +343,26 @@ pub fn build(c: &Cmdlet, args: &[String]) -> Result<Call, String> {
     }
 }
 
+/// Reads and checks a policy file here, with the user's rights, so a bad file is refused with
+/// its line before anything is sent; the daemon checks the text again against the NAT.
+fn read_policy(path: &str) -> Result<PolicySource, String> {
+    let given = std::path::Path::new(path);
+    let (_, text) = crate::policy_file::load(given).map_err(|e| e.to_string())?;
+    let absolute = std::path::absolute(given).unwrap_or_else(|_| given.to_path_buf());
+    Ok(PolicySource { path: absolute.display().to_string(), text })
+}
+
+/// A request that carries a policy file must fit in one control line.
+fn checked_size(request: Request, print: bool) -> Result<Call, String> {
+    let len = serde_json::to_string(&request).map(|s| s.len() + 1).unwrap_or(0);
+    if len > MAX_LINE {
+        return Err(format!(
+            "the request with this filter policy is {len} bytes, more than the control line's {MAX_LINE}; shorten the file (comments count too)."
+        ));
+    }
+    Ok(Call { request, print })
+}
+
 fn ids(b: &Bound, name: &str) -> Result<Option<Vec<u32>>, String> {
     b.many(name).map(|v| v.iter().map(|s| parse(name, s, "an ID number")).collect()).transpose()
 }
@@ -381,6 +419,47 @@ mod tests {
         assert!(e.contains("IPv4 prefix"), "{e}");
         let e = build_line("Set-NetNatGlobal").err().unwrap();
         assert!(e.contains("InterRoutingDomainHairpinningMode"), "{e}");
+    }
+
+    #[test]
+    fn filter_policy_files_are_read_and_checked_by_the_cmdlet() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        let file = path.display().to_string();
+        // Arguments as a list: a temporary path may hold spaces (Windows).
+        let build_args = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            build(find(&args[0]).unwrap(), &args[1..])
+        };
+        std::fs::write(&path, "[[rule]]\naction = \"deny\"\nremote = \"198.51.100.0/24\"\n").unwrap();
+        let c = build_args(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", &file]).unwrap();
+        let Request::SetNetNat { changes, .. } = c.request else { panic!() };
+        let Some(PolicyChange::Set(source)) = changes.filter_policy else { panic!("{changes:?}") };
+        assert_eq!(source.path, file);
+        assert!(source.text.contains("198.51.100.0/24"), "the text travels, not only the path");
+        let c = build_args(&[
+            "New-NetNat",
+            "WinNAT",
+            "-InternalIPInterfaceAddressPrefix",
+            "10.100.0.0/16",
+            "-FilterPolicyFile",
+            &file,
+        ])
+        .unwrap();
+        assert!(matches!(c.request, Request::NewNetNat { filter_policy: Some(_), .. }));
+        let c = build_line("Set-NetNat -Name WinNAT -RemoveFilterPolicy").unwrap();
+        assert!(matches!(
+            c.request,
+            Request::SetNetNat { changes: NatChanges { filter_policy: Some(PolicyChange::Remove), .. }, .. }
+        ));
+
+        std::fs::write(&path, "[[rule]]\naction = \"deny\"\nremote = \"198.51.100.0/33\"\n").unwrap();
+        let e = build_args(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", &file]).err().unwrap();
+        assert!(e.starts_with(&format!("{file}:3: rule 1: \"remote\" is not an IPv4 prefix")), "{e}");
+        let e = build_args(&["Set-NetNat", "-FilterPolicyFile", &file, "-RemoveFilterPolicy"]).err().unwrap();
+        assert!(e.contains("contradict"), "{e}");
+        let e = build_line("Set-NetNat -FilterPolicyFile /nonexistent/policy.toml").err().unwrap();
+        assert!(e.starts_with("/nonexistent/policy.toml: cannot read"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub const NULL_ROUTING_DOMAIN: &str = "{00000000-0000-0000-0000-000000000000}";
 pub trait ListView {
     /// Label and value of each row, in display order.
     fn rows(&self) -> Vec<(&'static str, String)>;
+
+    /// netnat's own rows, after WinNAT's, shown only with `-o all` (PowerShell's
+    /// `Format-List *` shows properties the default view leaves out in the same way).
+    fn extension_rows(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// `MSFT_NetNat`.
@@ -48,6 +54,36 @@ pub struct NetNat {
     pub store: String,
     /// Active.
     pub active: bool,
+    /// netnat's extension, not a WinNAT property: the filter policy, when one is set. Left
+    /// out of the JSON when none is and never in the default list, so WinNAT's layout stays
+    /// as it is; `-o all` lists it after WinNAT's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_policy: Option<FilterPolicyInfo>,
+}
+
+/// What Get-NetNat shows of a filter policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FilterPolicyInfo {
+    /// The file it was read from.
+    pub path: String,
+    /// Its fallback behaviour; empty: the NAT's TcpFilteringBehavior / UdpFilteringBehavior.
+    pub fallback: String,
+    /// How many rules.
+    pub rules: usize,
+    /// How many rate limits.
+    pub limits: usize,
+}
+
+impl std::fmt::Display for FilterPolicyInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        write!(f, "{} ({}, {}", self.path, plural(self.rules, "rule"), plural(self.limits, "limit"))?;
+        match self.fallback.as_str() {
+            "" => write!(f, ", fallback: the NAT's filtering behaviours)"),
+            b => write!(f, ", fallback {b})"),
+        }
+    }
 }
 
 impl ListView for NetNat {
@@ -66,6 +102,10 @@ impl ListView for NetNat {
             ("Store", self.store.clone()),
             ("Active", ps_bool(self.active)),
         ]
+    }
+
+    fn extension_rows(&self) -> Vec<(&'static str, String)> {
+        vec![("FilterPolicy", self.filter_policy.as_ref().map(ToString::to_string).unwrap_or_default())]
     }
 }
 
@@ -222,12 +262,24 @@ pub fn ps_bool(b: bool) -> String {
 /// value; no trailing blank for an empty value) followed by a blank line, and one more blank
 /// line at the end. Nothing at all for no objects.
 pub fn format_list<T: ListView>(objects: &[T]) -> String {
+    format_list_with(objects, false)
+}
+
+/// [`format_list`] with netnat's extension rows after WinNAT's (`-o all`).
+pub fn format_list_all<T: ListView>(objects: &[T]) -> String {
+    format_list_with(objects, true)
+}
+
+fn format_list_with<T: ListView>(objects: &[T], extensions: bool) -> String {
     if objects.is_empty() {
         return String::new();
     }
     let mut out = String::from("\n");
     for object in objects {
-        let rows = object.rows();
+        let mut rows = object.rows();
+        if extensions {
+            rows.extend(object.extension_rows());
+        }
         let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
         for (label, value) in rows {
             let line = format!("{label:<width$} : {value}");
@@ -258,7 +310,30 @@ mod tests {
             udp_inbound_refresh: false,
             store: "Local".into(),
             active: true,
+            filter_policy: None,
         }
+    }
+
+    #[test]
+    fn the_filter_policy_is_an_extension_outside_winnats_layout() {
+        let mut nat = winnat();
+        nat.filter_policy = Some(FilterPolicyInfo {
+            path: "/etc/netnat/policy.toml".into(),
+            fallback: String::new(),
+            rules: 2,
+            limits: 1,
+        });
+        assert_eq!(format_list(std::slice::from_ref(&nat)), format_list(&[winnat()]), "the default list is WinNAT's");
+        let all = format_list_all(std::slice::from_ref(&nat));
+        assert!(
+            all.contains("Active                           : True\nFilterPolicy                     : /etc/netnat/policy.toml (2 rules, 1 limit, fallback: the NAT's filtering behaviours)\n"),
+            "{all}"
+        );
+        let json = serde_json::to_value(&nat).unwrap();
+        assert_eq!(json["FilterPolicy"]["Rules"], 2);
+        assert!(serde_json::to_value(winnat()).unwrap().get("FilterPolicy").is_none(), "no key without a policy");
+        let back: NetNat = serde_json::from_value(json).unwrap();
+        assert_eq!(back, nat);
     }
 
     #[test]

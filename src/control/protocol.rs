@@ -34,6 +34,31 @@ pub struct NatChanges {
     pub udp_idle_session_timeout: Option<u32>,
     /// UdpInboundRefresh.
     pub udp_inbound_refresh: Option<bool>,
+    /// netnat's extension: set (`-FilterPolicyFile`) or remove (`-RemoveFilterPolicy`) the
+    /// filter policy. Not sent when unused, so the request reads as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_policy: Option<PolicyChange>,
+}
+
+/// A filter policy file as the cmdlet read it, with the user's rights: the daemon never opens
+/// a path a client names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySource {
+    /// The file, made absolute.
+    pub path: String,
+    /// Its contents.
+    pub text: String,
+}
+
+/// What Set-NetNat does to the filter policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyChange {
+    /// Use this policy (replacing any other).
+    Set(PolicySource),
+    /// Go back to the plain filtering behaviours.
+    Remove,
 }
 
 impl NatChanges {
@@ -58,6 +83,9 @@ pub enum Request {
         /// ExternalIPInterfaceAddressPrefix.
         #[serde(default)]
         external_prefix: Option<Ipv4Net>,
+        /// netnat's extension: a filter policy (`-FilterPolicyFile`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter_policy: Option<PolicySource>,
     },
     /// Get-NetNat.
     #[serde(rename = "Get-NetNat")]
@@ -329,6 +357,20 @@ mod tests {
                 name: "WinNAT".into(),
                 internal_prefix: "10.100.0.0/16".parse().unwrap(),
                 external_prefix: None,
+                filter_policy: None,
+            },
+            Request::NewNetNat {
+                name: "WinNAT".into(),
+                internal_prefix: "10.100.0.0/16".parse().unwrap(),
+                external_prefix: None,
+                filter_policy: Some(PolicySource {
+                    path: "/p.toml".into(),
+                    text: "[[rule]]\naction = \"deny\"\n".into(),
+                }),
+            },
+            Request::SetNetNat {
+                names: None,
+                changes: NatChanges { filter_policy: Some(PolicyChange::Remove), ..NatChanges::default() },
             },
             Request::GetNetNatSession,
             Request::SetNetNat {

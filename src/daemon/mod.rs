@@ -27,6 +27,8 @@ pub mod dataplane;
 #[cfg(any(windows, test))]
 mod divert;
 #[cfg(target_os = "linux")]
+mod fault;
+#[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
 mod nfqueue;
@@ -249,7 +251,11 @@ mod imp {
         // Until they are bound the kernel drops what it queues for them (fail-closed).
         let tuning =
             nfqueue::Tuning { gso: !args.no_gso, busy_poll: std::time::Duration::from_micros(args.busy_poll_us) };
-        nfqueue::start(queues.first, queues.count, tuning, Arc::clone(&plane), clock, &supervisor)?;
+        let faults = super::fault::Faults::from_env()?;
+        if faults != super::fault::Faults::default() {
+            tracing::warn!(?faults, "fault injection armed by {} (tests only)", super::fault::VAR);
+        }
+        nfqueue::start(queues.first, queues.count, tuning, faults, Arc::clone(&plane), clock, &supervisor)?;
 
         supervisor.spawn("netnat-timer", {
             let plane = Arc::clone(&plane);
@@ -359,6 +365,7 @@ mod imp {
     use super::clock::Clock;
     use super::dataplane::Dataplane;
     use super::service::Service;
+    use super::supervise::{Event, Supervisor};
     use super::windows::{self, FilterSlot};
     use super::{random_seed, server, spawn_watcher, DaemonArgs};
     use crate::control::{self, transport};
@@ -398,13 +405,31 @@ mod imp {
         )
         .with_context(|| format!("loading the configuration from {}", state_dir.display()))?;
         let service = Arc::new(Mutex::new(service));
-        windows::start(&slot, &plane, clock)?;
+        // As on Linux: a thread that ends (the WinDivert threads, the control server) ends
+        // the daemon with exit code 70 and a message naming it, so the service manager
+        // restarts it; Get-NetNatStatistics shows each thread's health.
+        let (supervisor, events) = Supervisor::new();
+        plane.set_supervisor(supervisor.clone());
+        windows::start(&slot, &plane, clock, &supervisor)?;
         spawn_watcher(&plane, &service)?;
+        supervisor.spawn("netnat-control", move || {
+            server::serve(listener, service);
+            anyhow::bail!("the control pipe server stopped")
+        })?;
 
         tracing::info!(pipe = %pipe.display(), state = %state_dir.display(), "netnat daemon ready");
         eprintln!("netnat daemon: listening on {} (Ctrl+C stops it)", pipe.display());
-        server::serve(listener, service);
-        Ok(ExitCode::SUCCESS)
+        match events.recv() {
+            Ok(Event::Died { thread, why }) => {
+                tracing::error!(
+                    thread,
+                    "a daemon thread ended ({why}); exiting so the service manager restarts netnat"
+                );
+                eprintln!("netnat daemon: thread {thread} ended ({why}); exiting");
+                Ok(ExitCode::from(70))
+            }
+            Ok(Event::Signal(_)) | Err(_) => Ok(ExitCode::SUCCESS),
+        }
     }
 }
 

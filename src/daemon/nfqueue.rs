@@ -28,6 +28,7 @@ use netnat_capture::{Action as Verdict, Packet};
 
 use super::clock::Clock;
 use super::dataplane::{Action, CaptureCounters, Dataplane};
+use super::fault::{Faults, PanicAfter};
 use super::supervise::Supervisor;
 use super::worker_loop::{self, BatchSize, Egress};
 use crate::platform::raw::RawSender;
@@ -51,6 +52,7 @@ pub fn start(
     first: u16,
     count: u16,
     tuning: Tuning,
+    faults: Faults,
     plane: Arc<Dataplane>,
     clock: Clock,
     supervisor: &Supervisor,
@@ -62,6 +64,7 @@ pub fn start(
         let name = format!("netnat-queue-{queue}");
         let health = supervisor.clone();
         let thread = name.clone();
+        let panic_after = if queue == first { faults.queue_worker_panic_after } else { None };
         supervisor.spawn(&name, move || {
             // Fail-closed when the queue overflows: an outbound packet accepted
             // untranslated would leak an internal address.
@@ -69,7 +72,11 @@ pub fn start(
             match Nfqueue::open(config) {
                 Ok(q) => {
                     let _ = ready.send(Ok(()));
-                    let seen = |at: f64| health.packet_seen(&thread, at);
+                    let mut fault = PanicAfter::new(panic_after);
+                    let seen = |at: f64| {
+                        fault.batch();
+                        health.packet_seen(&thread, at)
+                    };
                     work(q, &plane, clock, tuning.busy_poll, seen).with_context(|| format!("NFQUEUE worker {queue}"))
                 }
                 Err(e) => {
@@ -93,7 +100,7 @@ fn work(
     plane: &Dataplane,
     clock: Clock,
     busy_poll: Duration,
-    packet_seen: impl Fn(f64),
+    mut packet_seen: impl FnMut(f64),
 ) -> anyhow::Result<()> {
     let mut egress =
         NfqueueEgress { out: Reinjector::open()?, busy_poll, last_packet: Instant::now(), spinning: false };

@@ -17,10 +17,13 @@ use netnat_engine::{
 use super::clock::Clock;
 use super::dataplane::{Addressing, Dataplane, LiveNat, Template};
 use crate::control::objects::{
-    NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping, NULL_ROUTING_DOMAIN,
+    FilterPolicyInfo, NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping,
+    NULL_ROUTING_DOMAIN,
 };
-use crate::control::protocol::{wildcard_match, ControlError, NatChanges, Output, Reply, Request};
-use crate::state::{ExternalAddressRecord, NatRecord, State, StateStore, StaticMappingRecord};
+use crate::control::protocol::{
+    wildcard_match, ControlError, NatChanges, Output, PolicyChange, PolicySource, Reply, Request,
+};
+use crate::state::{ExternalAddressRecord, FilterPolicyRecord, NatRecord, State, StateStore, StaticMappingRecord};
 
 /// Called after every applied change with the new state and NATs (installs kernel rules).
 pub type ChangeHook = Box<dyn FnMut(&State, &[Arc<LiveNat>]) + Send>;
@@ -124,8 +127,8 @@ impl NatOwned for ExternalAddressRecord {
 enum Planned {
     /// Built for the change; not running yet.
     New(Arc<LiveNat>),
-    /// Running; gets this template.
-    Change(Arc<LiveNat>, Template),
+    /// Running; gets this template (boxed: a template with a filter policy is large).
+    Change(Arc<LiveNat>, Box<Template>),
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -150,6 +153,33 @@ fn select<'a>(
         out.extend(hits.into_iter().map(|n| n.to_ascii_lowercase()));
     }
     Ok(out)
+}
+
+fn policy_record(source: PolicySource) -> FilterPolicyRecord {
+    FilterPolicyRecord { path: source.path, text: source.text }
+}
+
+/// The saved policy of `rec`, parsed and checked against its internal prefix. The text is
+/// parsed again on every change and at start-up (it is small), with the parser the cmdlet
+/// used, so what runs is what the cmdlet checked; errors name the file and line.
+fn compile_policy(rec: &NatRecord, p: &FilterPolicyRecord) -> Result<netnat_engine::policy::Policy> {
+    let refuse = |e: crate::policy_file::PolicyFileError| {
+        ControlError::invalid(format!("Filter policy of NAT '{}': {e}.", rec.name))
+    };
+    let parsed = crate::policy_file::parse(&p.text, &p.path).map_err(refuse)?;
+    parsed.check_for(rec.internal_prefix.trunc()).map_err(refuse)?;
+    Ok(parsed.policy().clone())
+}
+
+fn policy_info(p: &FilterPolicyRecord) -> FilterPolicyInfo {
+    let parsed = crate::policy_file::parse(&p.text, &p.path).ok();
+    let policy = parsed.as_ref().map(|x| x.policy());
+    FilterPolicyInfo {
+        path: p.path.clone(),
+        fallback: policy.and_then(|p| p.fallback).map(|b| b.winnat_name().to_owned()).unwrap_or_default(),
+        rules: policy.map_or(0, |p| p.rules.len()),
+        limits: policy.map_or(0, |p| p.limits.len()),
+    }
 }
 
 fn secs(s: u32) -> netnat_engine::Duration {
@@ -206,8 +236,8 @@ impl Service {
 
     fn dispatch(&mut self, request: Request, warnings: &mut Vec<String>) -> Result<Output> {
         match request {
-            Request::NewNetNat { name, internal_prefix, external_prefix } => {
-                self.new_nat(name, internal_prefix, external_prefix)
+            Request::NewNetNat { name, internal_prefix, external_prefix, filter_policy } => {
+                self.new_nat(name, internal_prefix, external_prefix, filter_policy)
             }
             Request::GetNetNat { names } => {
                 let chosen = select(self.state.nats.iter().map(|n| n.name.as_str()), &names, "NetNat", "Name")?;
@@ -290,7 +320,13 @@ impl Service {
         state.nats.iter().find(|n| n.name.eq_ignore_ascii_case(name)).ok_or_else(|| not_found("NetNat", "Name", name))
     }
 
-    fn new_nat(&mut self, name: String, internal_prefix: Ipv4Net, external_prefix: Option<Ipv4Net>) -> Result<Output> {
+    fn new_nat(
+        &mut self,
+        name: String,
+        internal_prefix: Ipv4Net,
+        external_prefix: Option<Ipv4Net>,
+        filter_policy: Option<PolicySource>,
+    ) -> Result<Output> {
         if name.trim().is_empty() {
             return Err(ControlError::invalid("Name is empty; give the NAT a name, e.g. -Name WinNAT."));
         }
@@ -321,7 +357,9 @@ impl Service {
             }
         }
         let mut next = self.state.clone();
-        next.nats.push(NatRecord::new(name.clone(), internal_prefix, external_prefix));
+        let mut record = NatRecord::new(name.clone(), internal_prefix, external_prefix);
+        record.filter_policy = filter_policy.map(policy_record);
+        next.nats.push(record);
         self.commit(next)?;
         let chosen = [name.to_ascii_lowercase()].into_iter().collect();
         Ok(Output::Nats(self.nat_objects(&chosen)))
@@ -330,7 +368,7 @@ impl Service {
     fn set_nat(&mut self, names: Option<Vec<String>>, changes: NatChanges) -> Result<Output> {
         if changes.is_empty() {
             return Err(ControlError::invalid(
-                "Set-NetNat changes nothing: give at least one of -IcmpQueryTimeout, -TcpEstablishedConnectionTimeout, -TcpTransientConnectionTimeout, -TcpFilteringBehavior, -UdpFilteringBehavior, -UdpIdleSessionTimeout, -UdpInboundRefresh.",
+                "Set-NetNat changes nothing: give at least one of -IcmpQueryTimeout, -TcpEstablishedConnectionTimeout, -TcpTransientConnectionTimeout, -TcpFilteringBehavior, -UdpFilteringBehavior, -UdpIdleSessionTimeout, -UdpInboundRefresh (or netnat's -FilterPolicyFile, -RemoveFilterPolicy).",
             ));
         }
         for (label, v) in [
@@ -358,6 +396,11 @@ impl Service {
             nat.udp_filtering_behavior = c.udp_filtering_behavior.unwrap_or(nat.udp_filtering_behavior);
             nat.udp_idle_session_timeout = c.udp_idle_session_timeout.unwrap_or(nat.udp_idle_session_timeout);
             nat.udp_inbound_refresh = c.udp_inbound_refresh.unwrap_or(nat.udp_inbound_refresh);
+            match &c.filter_policy {
+                Some(PolicyChange::Set(source)) => nat.filter_policy = Some(policy_record(source.clone())),
+                Some(PolicyChange::Remove) => nat.filter_policy = None,
+                None => {}
+            }
         }
         self.commit(next)?;
         Ok(Output::Nats(self.nat_objects(&chosen)))
@@ -550,8 +593,13 @@ impl Service {
                 None => Addressing::Explicit,
                 Some(k) => Addressing::Implicit { ports: port_slice(self.engine.host_nat_ports, k, implicit.len()) },
             };
+            let filter_policy = match &rec.filter_policy {
+                None => None,
+                Some(p) => Some(compile_policy(rec, p)?),
+            };
             let config = NatConfig {
                 name: rec.name.clone(),
+                filter_policy,
                 internal_prefix: rec.internal_prefix.trunc(),
                 external_prefix: rec.external_prefix,
                 external_addresses: explicit,
@@ -622,7 +670,7 @@ impl Service {
         templates
             .into_iter()
             .map(|(name, template)| match current.iter().find(|n| n.name == name) {
-                Some(live) => Ok(Planned::Change(Arc::clone(live), template)),
+                Some(live) => Ok(Planned::Change(Arc::clone(live), Box::new(template))),
                 None => LiveNat::new(name, template, &self.host_addresses, &others)
                     .map(|live| Planned::New(Arc::new(live)))
                     .map_err(engine_error),
@@ -642,7 +690,7 @@ impl Service {
             match planned {
                 Planned::New(live) => next.push(live),
                 Planned::Change(live, template) => {
-                    if let Err(e) = live.set_template(template, &self.host_addresses, &others) {
+                    if let Err(e) = live.set_template(*template, &self.host_addresses, &others) {
                         tracing::error!(nat = %live.name, "a checked change was refused by the engine: {e}");
                         failure = Some(engine_error(e));
                     }
@@ -680,6 +728,7 @@ impl Service {
                 udp_inbound_refresh: n.udp_inbound_refresh,
                 store: "Local".to_owned(),
                 active: true,
+                filter_policy: n.filter_policy.as_ref().map(policy_info),
             })
             .collect()
     }
@@ -859,6 +908,7 @@ mod tests {
             name: name.into(),
             internal_prefix: prefix.parse().unwrap(),
             external_prefix: None,
+            filter_policy: None,
         })
     }
 
@@ -920,6 +970,124 @@ mod tests {
         assert_eq!(s.state(), &state, "the configuration in force is unchanged");
         assert!(Arc::ptr_eq(&plane.nats()[0], &running[0]), "the same NAT runs");
         assert_eq!(plane.nats()[0].sessions().len(), 1, "its session is kept");
+    }
+
+    const POLICY: &str =
+        "[[rule]]\naction = \"deny\"\nremote = \"198.51.100.0/24\"\n\n[[limit]]\nnew_inbound_per_second = 5\n";
+
+    fn source(text: &str) -> PolicySource {
+        PolicySource { path: "/etc/netnat/policy.toml".into(), text: text.into() }
+    }
+
+    fn set_policy(s: &mut Service, change: PolicyChange) -> Reply {
+        s.handle(Request::SetNetNat {
+            names: Some(vec!["WinNAT".into()]),
+            changes: NatChanges { filter_policy: Some(change), ..NatChanges::default() },
+        })
+    }
+
+    fn service_at(dir: &std::path::Path, state: State, plane: Arc<Dataplane>) -> Service {
+        let engine = EngineSettings { seed: 7, limits: Limits::default(), host_nat_ports: (1024, 65535) };
+        Service::new(
+            state,
+            Some(StateStore::new(dir)),
+            plane,
+            Clock::start(),
+            engine,
+            vec![Ipv4Addr::new(203, 0, 113, 1)],
+            Box::new(|_, _| {}),
+        )
+        .unwrap()
+    }
+
+    /// The policy each running engine of the NAT has.
+    fn running_policy(plane: &Dataplane) -> Vec<Option<netnat_engine::policy::Policy>> {
+        plane.nats()[0].instances().iter().map(|i| i.nat.config().filter_policy.clone()).collect()
+    }
+
+    /// A bad policy (bad text, or a rule that can never match this NAT) is refused by
+    /// Set-NetNat and New-NetNat with the file and line; the state file, the state and the
+    /// running NAT stay as they were.
+    #[test]
+    fn a_bad_filter_policy_is_refused_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let plane = Arc::new(Dataplane::new());
+        let mut s = service_at(dir.path(), State::default(), Arc::clone(&plane));
+        assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
+        assert!(matches!(set_policy(&mut s, PolicyChange::Set(source(POLICY))), Reply::Ok { .. }));
+        let store = StateStore::new(dir.path());
+        let (saved, state, running) = (std::fs::read(store.path()).unwrap(), s.state().clone(), plane.nats());
+
+        for (text, expect) in [
+            ("[[rule]]\naction = \"deny\"\nremote = \"198.51.100.0/33\"\n", "/etc/netnat/policy.toml:3: rule 1: \"remote\" is not an IPv4 prefix"),
+            ("[[rule]]\naction = \"deny\"\ninternal = \"10.200.0.5\"\n", "/etc/netnat/policy.toml:3: rule 1: \"internal\" 10.200.0.5/32 lies outside the NAT's internal prefix 10.100.0.0/16"),
+            ("[[rule]]\nactoin = \"deny\"\n", "/etc/netnat/policy.toml:2:1: rule 1: unknown field `actoin`"),
+        ] {
+            let e = err(set_policy(&mut s, PolicyChange::Set(source(text))));
+            assert_eq!(e.kind, ErrorKind::InvalidParameter, "{e}");
+            assert!(e.to_string().contains(expect), "expected {expect:?} in: {e}");
+            assert_eq!(std::fs::read(store.path()).unwrap(), saved, "the state file is untouched");
+            assert_eq!(s.state(), &state, "the configuration in force is unchanged");
+            assert!(Arc::ptr_eq(&plane.nats()[0], &running[0]), "the same NAT runs");
+            assert_eq!(running_policy(&plane), vec![Some(crate::policy_file::parse(POLICY, "p").unwrap().policy().clone())]);
+        }
+        let e = err(s.handle(Request::NewNetNat {
+            name: "Other".into(),
+            internal_prefix: "10.101.0.0/16".parse().unwrap(),
+            external_prefix: None,
+            filter_policy: Some(source("[[rule]]\naction = \"deny\"\ninternal = \"10.100.0.5\"\n")),
+        }));
+        assert!(e.to_string().contains("Filter policy of NAT 'Other'"), "{e}");
+        assert_eq!(s.state(), &state, "no NAT was created");
+        assert_eq!(std::fs::read(store.path()).unwrap(), saved);
+    }
+
+    /// A valid policy is saved with its text (not only its path), shown by Get-NetNat only
+    /// as the extension field, runs in the engine, and survives a restart from the state
+    /// file; -RemoveFilterPolicy removes it.
+    #[test]
+    fn a_filter_policy_persists_with_its_text_and_survives_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let plane = Arc::new(Dataplane::new());
+        let mut s = service_at(dir.path(), State::default(), Arc::clone(&plane));
+        let reply = s.handle(Request::NewNetNat {
+            name: "WinNAT".into(),
+            internal_prefix: "10.100.0.0/16".parse().unwrap(),
+            external_prefix: None,
+            filter_policy: Some(source(POLICY)),
+        });
+        let Reply::Ok { output: Output::Nats(nats), .. } = reply else { panic!("{reply:?}") };
+        let info = nats[0].filter_policy.clone().expect("shown by New-NetNat");
+        assert_eq!((info.path.as_str(), info.rules, info.limits), ("/etc/netnat/policy.toml", 1, 1));
+        let expected = crate::policy_file::parse(POLICY, "p").unwrap().policy().clone();
+        assert_eq!(running_policy(&plane), vec![Some(expected.clone())]);
+        let saved = std::fs::read_to_string(StateStore::new(dir.path()).path()).unwrap();
+        assert!(saved.contains("new_inbound_per_second = 5"), "the text is saved: {saved}");
+
+        // A restart: a new service over the state loaded from the file (no policy file exists
+        // anywhere: the daemon never needed one).
+        drop(s);
+        let plane = Arc::new(Dataplane::new());
+        let loaded = StateStore::new(dir.path()).load().unwrap();
+        let mut s = service_at(dir.path(), loaded, Arc::clone(&plane));
+        assert_eq!(s.state().nats[0].filter_policy.as_ref().map(|p| p.text.as_str()), Some(POLICY));
+        assert_eq!(running_policy(&plane), vec![Some(expected)]);
+        let Reply::Ok { output: Output::Nats(nats), .. } = s.handle(Request::GetNetNat { names: None }) else {
+            panic!()
+        };
+        assert_eq!(nats[0].filter_policy.as_ref().map(|p| p.rules), Some(1));
+
+        // Another setting leaves the policy alone; removing it goes back to the behaviours.
+        let reply = s.handle(Request::SetNetNat {
+            names: None,
+            changes: NatChanges { udp_idle_session_timeout: Some(60), ..NatChanges::default() },
+        });
+        assert!(matches!(reply, Reply::Ok { .. }));
+        assert!(s.state().nats[0].filter_policy.is_some());
+        assert!(matches!(set_policy(&mut s, PolicyChange::Remove), Reply::Ok { .. }));
+        assert_eq!(running_policy(&plane), vec![None]);
+        let saved = std::fs::read_to_string(StateStore::new(dir.path()).path()).unwrap();
+        assert!(!saved.contains("filter_policy"), "no key without a policy: {saved}");
     }
 
     #[test]

@@ -6,9 +6,8 @@
 //! it. Meanwhile the kernel rules stay in place: the NATs' traffic fails closed instead of a
 //! dead queue silently black-holing its share of flows while the cmdlets still answer.
 
-// Only the Linux daemon supervises its threads yet; the Windows daemon's WinDivert threads
-// end it through their own error path (`windows.rs`).
-#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+// The Linux and Windows daemons supervise their threads; elsewhere there is no daemon.
+#![cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;

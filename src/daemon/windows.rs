@@ -32,6 +32,7 @@ use parking_lot::Mutex;
 use super::clock::Clock;
 use super::dataplane::{Action, Dataplane, LiveNat};
 use super::divert::{self, Filters};
+use super::supervise::Supervisor;
 use super::worker_loop::{self, BatchSize, Egress};
 
 /// Packets per receive.
@@ -92,7 +93,12 @@ fn open(filter: &str, forward: bool) -> anyhow::Result<WinDivert> {
 
 /// Opens the handles for the filters in force (so a missing driver, DLL or elevation stops
 /// the daemon at once, with WinDivert's hint) and starts both threads.
-pub fn start(slot: &Arc<FilterSlot>, plane: &Arc<Dataplane>, clock: Clock) -> anyhow::Result<()> {
+pub fn start(
+    slot: &Arc<FilterSlot>,
+    plane: &Arc<Dataplane>,
+    clock: Clock,
+    supervisor: &Supervisor,
+) -> anyhow::Result<()> {
     let (generation, filters) = slot.current();
     let forward = open(&filters.forward, true)?;
     let sender = open("false", false)?;
@@ -102,17 +108,13 @@ pub fn start(slot: &Arc<FilterSlot>, plane: &Arc<Dataplane>, clock: Clock) -> an
         ("netnat-divert-net", network, Role::Network { next_expiry: clock.now() }),
     ];
     for (name, handle, role) in threads {
-        let (slot, plane) = (Arc::clone(slot), Arc::clone(plane));
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                if let Err(e) = work(role, handle, generation, &slot, &plane, clock) {
-                    tracing::error!("{name} stopped: {e:#}");
-                    eprintln!("netnat daemon: {name} stopped: {e:#}; exiting");
-                    std::process::exit(1);
-                }
-            })
-            .with_context(|| format!("starting thread {name}"))?;
+        let (slot, plane, health) = (Arc::clone(slot), Arc::clone(plane), supervisor.clone());
+        // A thread that ends ends the daemon (the Supervisor tells the main thread).
+        supervisor.spawn(name, move || {
+            let seen = |at: f64| health.packet_seen(name, at);
+            work(role, handle, generation, &slot, &plane, clock, seen)
+                .with_context(|| format!("WinDivert thread {name}"))
+        })?;
     }
     Ok(())
 }
@@ -191,10 +193,11 @@ fn work(
     slot: &FilterSlot,
     plane: &Dataplane,
     clock: Clock,
+    packet_seen: impl Fn(f64),
 ) -> anyhow::Result<()> {
     let mut egress = DivertEgress { role, seen, slot };
     let size = BatchSize { packets: BATCH + SPARE, max_len: MAX_PACKET };
-    worker_loop::run(&mut handle, &mut egress, plane, clock, size, |_| {})?;
+    worker_loop::run(&mut handle, &mut egress, plane, clock, size, |now| packet_seen(now.as_micros() as f64 / 1e6))?;
     anyhow::bail!("the WinDivert handle was closed")
 }
 

@@ -3,7 +3,8 @@
 //! own addresses ([`addrs`]), a watcher that tells when those change ([`watch`]), and the
 //! packet-diversion rules for NFQUEUE ([`rules`], Linux) and the events that tell when
 //! someone else changes the ruleset (`ruleset_events`, Linux), the kernel's counters of those
-//! queues (`nfqueue_stats`, Linux), a raw socket to send packets
+//! queues (`nfqueue_stats`, Linux), the tc egress filter that keeps internal sources in when
+//! netfilter is flushed (`leak_guard`, Linux), a raw socket to send packets
 //! from the host (`raw`, Linux), and security descriptors for what the daemon creates
 //! (`sddl`, pure; `win_security`, Windows), and the ownership and mode checks of the daemon's
 //! own directories (`private_dir`, Unix).
@@ -13,6 +14,8 @@
 #![cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code, unused_imports))]
 
 pub mod addrs;
+#[cfg(target_os = "linux")]
+pub mod leak_guard;
 #[cfg(target_os = "linux")]
 pub mod nfqueue_stats;
 pub mod ports;

@@ -32,6 +32,9 @@
 //!   packets routed toward an internal prefix from outside it (inbound packets after
 //!   translation). (iptables cannot do the second: a packet accepted from a queue leaves the
 //!   `raw` table, so the notrack must come from a later base chain.)
+//! - the leak guard ([`super::leak_guard`]): a tc egress filter on every interface, outside
+//!   netfilter, that drops internal sources leaving for outside; it holds while someone has
+//!   flushed the rules above and the daemon has not yet put them back.
 //!
 //! The rules stay in place while any NAT is configured, also when the daemon stops or dies:
 //! outbound traffic then fails closed. Only removing the last NAT (or `netnat daemon
@@ -45,6 +48,8 @@ use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 use netnat_engine::Protocol;
+
+use super::leak_guard;
 
 /// The chain in `raw` (PREROUTING).
 pub const PRE_CHAIN: &str = "NETNAT-PRE";
@@ -121,6 +126,24 @@ pub fn render(spec: &RuleSpec) -> String {
     }
     for q in &spec.internal_prefixes {
         raw.push(format!("-A {PRE_CHAIN} -d {} -m addrtype ! --dst-type LOCAL -j DROP", q.trunc()));
+    }
+    // Every fragment of a datagram to a NAT's destinations is queued, whatever its ports
+    // (`u32`: the flags and fragment offset word, MF or a non-zero offset): the port rules
+    // below see a first fragment's ports, but a later fragment has none (its payload bytes
+    // are read as ports, so it may or may not match). A datagram split between netnat and the
+    // host is lost either way: netnat holds later fragments waiting for a first fragment the
+    // host got, or the host waits for fragments netnat translated. netnat hands the
+    // fragments of a datagram that is no NAT's to the host whole.
+    let mut fragment_destinations: Vec<String> = Vec::new();
+    for m in &spec.inbound {
+        let dst = match m.destination {
+            Some(a) => format!("-d {a}/32"),
+            None => "-m addrtype --dst-type LOCAL".to_owned(),
+        };
+        if !fragment_destinations.contains(&dst) {
+            raw.push(format!("-A {PRE_CHAIN} {dst} -m u32 --u32 \"4&0x3fff=0x1:0x3fff\" -j {bypass}"));
+            fragment_destinations.push(dst);
+        }
     }
     for m in &spec.inbound {
         let dst = match m.destination {
@@ -203,7 +226,7 @@ pub fn apply(spec: &RuleSpec) -> Result<(), RulesError> {
             run(&["iptables", "-w", "-t", table, "-I", builtin, "1", "-j", chain], None)?;
         }
     }
-    Ok(())
+    leak_guard::apply(&spec.internal_prefixes)
 }
 
 /// The rules as the kernel holds them, read back after [`apply`]: what [`Installed::intact`]
@@ -231,6 +254,7 @@ fn read_back() -> String {
         text.push_str(&format!("{table} {builtin} jumps to {chain}: {n}\n"));
     }
     text.push_str(&capture(&["nft", "list", "table", "ip", NFT_TABLE]));
+    text.push_str(&leak_guard::read_back());
     text
 }
 
@@ -260,6 +284,7 @@ pub fn remove() -> Result<(), RulesError> {
         let _ = run(&["iptables", "-w", "-t", table, "-X", chain], None);
     }
     let _ = run(&["nft", "delete", "table", "ip", NFT_TABLE], None);
+    leak_guard::remove();
     Ok(())
 }
 
@@ -290,6 +315,11 @@ mod tests {
         let nft = render_nft(&spec);
         assert!(nft.contains("priority -250"), "{nft}");
         assert!(nft.contains("ip daddr { 10.100.0.0/16 } ip saddr != { 10.100.0.0/16 } notrack"), "{nft}");
+        // Every fragment to a NAT destination is queued, ports or not; once per destination.
+        let frag = "-m u32 --u32 \"4&0x3fff=0x1:0x3fff\" -j NFQUEUE --queue-balance 0:1 --queue-bypass";
+        assert!(text.contains(&format!("-A NETNAT-PRE -m addrtype --dst-type LOCAL {frag}\n")), "{text}");
+        assert!(text.contains(&format!("-A NETNAT-PRE -d 203.0.113.1/32 {frag}\n")), "{text}");
+        assert_eq!(text.matches("--u32").count(), 2, "{text}");
         assert!(text.contains("-A NETNAT-POST -s 10.100.0.0/16 -j NFQUEUE --queue-balance 0:1\n"));
         assert!(!text.lines().filter(|l| l.starts_with("-A NETNAT-POST")).any(|l| l.contains("bypass")));
         assert!(text.contains("--icmp-type echo-reply"));

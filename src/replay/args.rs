@@ -143,6 +143,11 @@ pub struct NatSettings {
     #[arg(long, value_name = "NAME")]
     pub nat_name: Option<String>,
 
+    /// A filtering policy file (TOML: ordered allow/deny rules, a fallback behaviour, per-host
+    /// inbound rate limits; see the README's "Custom filtering").
+    #[arg(long, value_name = "FILE")]
+    pub filter_policy: Option<PathBuf>,
+
     /// Hairpinning mode (Set-NetNatGlobal): External or Local [default: External].
     #[arg(long, value_name = "MODE")]
     pub hairpinning: Option<HairpinningMode>,
@@ -192,6 +197,7 @@ impl NatSettings {
             max_sessions_per_host: self.max_sessions_per_host.or(lower.max_sessions_per_host),
             seed: self.seed.or(lower.seed),
             nat_name: self.nat_name.or(lower.nat_name),
+            filter_policy: self.filter_policy.or(lower.filter_policy),
             hairpinning: self.hairpinning.or(lower.hairpinning),
             drops: self.drops.or(lower.drops),
             sessions_json: self.sessions_json.or(lower.sessions_json),

@@ -5,8 +5,9 @@
 //! "EndpointIndependentFiltering"`, `port_range = "1024-65535"`), except that timeouts,
 //! limits and the seed are TOML integers and `udp_inbound_refresh` is a TOML boolean.
 //! `external_address` and `static_mapping` take a list (or a single string). Relative paths
-//! (`output`, `drops`, `expect`, `sessions_json`, `stats_json`) are relative to the file's
-//! directory. `ignore` takes a list (or one comma-separated string) of `--ignore` items.
+//! (`output`, `drops`, `expect`, `sessions_json`, `stats_json`, `filter_policy`) are relative
+//! to the file's directory. `ignore` takes a list (or one comma-separated string) of
+//! `--ignore` items.
 //! An unknown key is an error, so a misspelt setting is never silently ignored.
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,7 @@ struct RawConfig {
     seed: Option<u64>,
     nat_name: Option<String>,
     hairpinning: Option<String>,
+    filter_policy: Option<PathBuf>,
     drops: Option<PathBuf>,
     sessions_json: Option<PathBuf>,
     stats_json: Option<PathBuf>,
@@ -135,6 +137,7 @@ pub fn parse(text: &str, path: &Path) -> anyhow::Result<NatSettings> {
         seed: raw.seed,
         nat_name: raw.nat_name,
         hairpinning: named(path, "hairpinning", raw.hairpinning)?,
+        filter_policy: relative(raw.filter_policy),
         drops: relative(raw.drops),
         sessions_json: relative(raw.sessions_json),
         stats_json: relative(raw.stats_json),
@@ -189,6 +192,7 @@ mod tests {
             max_sessions = 10
             seed = 42
             stats_json = "/tmp/stats.json"
+            filter_policy = "policy.toml"
             format = "PcapNG"
             expect = "golden.pcap"
             ignore = ["ttl,ip-checksum", "external-port"]
@@ -203,6 +207,7 @@ mod tests {
         assert!(parse_at("format = \"pcap2\"").unwrap_err().to_string().contains("pcap or pcapng"));
         assert_eq!(s.output, Some(PathBuf::from("/etc/netnat/out.pcap")), "relative to the file");
         assert_eq!(s.stats_json, Some(PathBuf::from("/tmp/stats.json")));
+        assert_eq!(s.filter_policy, Some(PathBuf::from("/etc/netnat/policy.toml")), "relative to the file");
         assert_eq!(s.external_address.len(), 2);
         assert_eq!(s.port_range.map(|r| (r.start, r.end)), Some((2000, 3000)));
         assert_eq!(s.port_allocation, Some(PortAllocation::Preserve));

@@ -85,8 +85,17 @@ impl Plan {
         if name.trim().is_empty() {
             bail!("the NAT name is empty; give --nat-name NAME, e.g. --nat-name WinNAT");
         }
+        let filter_policy = match &settings.filter_policy {
+            None => None,
+            Some(path) => {
+                let (parsed, _) = crate::policy_file::load(path)?;
+                parsed.check_for(internal_prefix)?;
+                Some(parsed.policy().clone())
+            }
+        };
         let nat = NatConfig {
             name,
+            filter_policy,
             external_addresses,
             timeouts,
             tcp_filtering: settings.tcp_filtering.unwrap_or(defaults.tcp_filtering),

@@ -91,6 +91,23 @@ pub struct NatRecord {
     pub udp_idle_session_timeout: u32,
     /// UdpInboundRefresh.
     pub udp_inbound_refresh: bool,
+    /// netnat's extension: the filter policy given with `-FilterPolicyFile`. Absent from the
+    /// file when none is set, so a state without policies reads as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_policy: Option<FilterPolicyRecord>,
+}
+
+/// A filter policy as the cmdlet read it. The text is kept, not only the path: the daemon runs
+/// (and after a restart keeps running) exactly what was checked when the cmdlet ran, whether
+/// or not the file is still there or has been edited since, and it never opens a path a
+/// client names. The path is shown by Get-NetNat and names the file in errors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterPolicyRecord {
+    /// The file it was read from, made absolute by the cmdlet.
+    pub path: String,
+    /// Its contents (TOML, `policy_file`'s format).
+    pub text: String,
 }
 
 impl NatRecord {
@@ -108,6 +125,7 @@ impl NatRecord {
             udp_filtering_behavior: FilteringBehavior::default(),
             udp_idle_session_timeout: secs(t.udp_idle),
             udp_inbound_refresh: false,
+            filter_policy: None,
         }
     }
 }

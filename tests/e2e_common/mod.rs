@@ -42,7 +42,7 @@ pub fn root_or_skip(test: &str) -> bool {
         skip::record_skip(test, "needs root: builds network namespaces and runs the NAT daemon");
         return false;
     }
-    for tool in ["ip", "iptables", "nft", "python3", "curl", "ping", "tcpdump"] {
+    for tool in ["ip", "iptables", "nft", "tc", "python3", "curl", "ping", "tcpdump"] {
         if which(tool).is_none() {
             panic!("{test}: `{tool}` is missing; install the packages in .ci/apt-packages.txt");
         }
@@ -102,6 +102,8 @@ pub struct Topology {
     pub dir: tempfile::TempDir,
     /// Extra arguments for `netnat daemon` (e.g. session limits), set before starting it.
     pub daemon_args: Vec<String>,
+    /// Extra environment for `netnat daemon` (e.g. `NETNAT_FAULT`), set before starting it.
+    pub daemon_env: Vec<(String, String)>,
     daemon: Option<Child>,
     children: Vec<Child>,
 }
@@ -122,6 +124,7 @@ impl Topology {
             wan_if: format!("w{tag}"),
             dir: tempfile::Builder::new().prefix("netnat-e2e-").tempdir().expect("temp dir"),
             daemon_args: Vec::new(),
+            daemon_env: Vec::new(),
             daemon: None,
             children: Vec::new(),
         };
@@ -204,6 +207,7 @@ impl Topology {
             .arg(self.state_dir())
             .args(&self.daemon_args)
             .env("NETNAT_LOG", "info")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -229,6 +233,21 @@ impl Topology {
     /// The daemon's exit status, if it has exited.
     pub fn daemon_exit(&mut self) -> Option<ExitStatus> {
         self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits (bounded) for a daemon that is expected to end by itself; its exit status, or
+    /// `None` if it still runs after `timeout`. An ended daemon is forgotten, so the next
+    /// [`Topology::start_daemon`] can start another.
+    pub fn wait_for_daemon_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.daemon_exit();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.daemon = None;
+        }
+        status
     }
 
     /// Sends `signal` to the daemon and waits (bounded) for it to exit.
@@ -398,6 +417,13 @@ impl Topology {
         let mangle = run(&mut self.cmd(&self.nat, &["iptables", "-t", "mangle", "-S", "NETNAT-POST"])).status.success();
         let nft = run(&mut self.cmd(&self.nat, &["nft", "list", "table", "ip", "netnat"])).status.success();
         raw || mangle || nft
+    }
+
+    /// Whether netnat's leak guard (a tc egress filter at preference 20033) is on the nat
+    /// host's outside interface.
+    pub fn leak_guard_present(&self) -> bool {
+        let out = run(&mut self.cmd(&self.nat, &["tc", "filter", "show", "dev", &self.nat_out, "egress"]));
+        String::from_utf8_lossy(&out.stdout).contains("pref 20033")
     }
 }
 

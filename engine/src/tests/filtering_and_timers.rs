@@ -265,3 +265,114 @@ fn reconfigure_changes_filtering_and_keeps_sessions() {
     assert_eq!(nat.session_count(), 2, "Set-NetNat keeps sessions");
     forward(&nat, 3.0, udp(WAN2, 53, EXT, u), Direction::Inbound);
 }
+
+mod filter_policy {
+    use super::*;
+    use crate::policy::{InboundLimit, Policy, Rule, RuleAction};
+
+    fn deny_wan2_with_eif() -> Policy {
+        Policy {
+            fallback: Some(FilteringBehavior::EndpointIndependent),
+            rules: vec![Rule {
+                action: RuleAction::Deny,
+                remote: Ipv4Net::from(Ipv4Addr::from(WAN2)),
+                remote_ports: None,
+                protocol: None,
+                internal: Ipv4Net::default(),
+            }],
+            limits: vec![],
+        }
+    }
+
+    fn with_policy(policy: Policy) -> Nat {
+        let mut c = config();
+        c.filter_policy = Some(policy);
+        Nat::new(c).unwrap()
+    }
+
+    use ipnet::Ipv4Net;
+
+    #[test]
+    fn a_deny_rule_is_counted_as_its_own_reason_and_the_fallback_admits_the_rest() {
+        let nat = with_policy(deny_wan2_with_eif());
+        let (u, t) = open(&nat);
+        assert_eq!(dropped(&nat, 2.0, udp(WAN2, 53, EXT, u)), DropReason::PolicyDenied);
+        assert_eq!(dropped(&nat, 2.0, tcp(WAN2, 80, EXT, t, "S")), DropReason::PolicyDenied);
+        // EIF fallback: a remote nobody contacted gets in.
+        forward(&nat, 2.0, udp(FAR, 9, EXT, u), Direction::Inbound);
+        assert_eq!(nat.stats().dropped(DropReason::PolicyDenied), 2);
+        assert_eq!(nat.stats().dropped(DropReason::Filtered), 0);
+    }
+
+    #[test]
+    fn a_policy_never_creates_mappings_nor_cuts_live_sessions() {
+        let mut p = deny_wan2_with_eif();
+        p.rules[0].action = RuleAction::Allow;
+        p.fallback = Some(FilteringBehavior::AddressAndPortDependent);
+        let nat = with_policy(p);
+        // Allowed remote, but nobody holds the port: no mapping.
+        assert_eq!(dropped(&nat, 1.0, udp(WAN2, 53, EXT, 40000)), DropReason::NoMapping);
+        // A session the host opened to a denied remote keeps answering.
+        let nat = with_policy(deny_wan2_with_eif());
+        let u = forward(&nat, 1.0, udp(INSIDE_A, 5000, WAN2, 53), Direction::Outbound).sport;
+        forward(&nat, 2.0, udp(WAN2, 53, EXT, u), Direction::Inbound);
+        assert_eq!(dropped(&nat, 2.0, udp(WAN2, 54, EXT, u)), DropReason::PolicyDenied, "another port of it");
+    }
+
+    #[test]
+    fn rate_limit_uses_packet_time_and_survives_an_unrelated_reconfiguration() {
+        let mut p = deny_wan2_with_eif();
+        p.rules.clear();
+        p.limits = vec![InboundLimit { internal: Ipv4Net::default(), new_inbound_per_second: 2 }];
+        let mut c = config();
+        c.filter_policy = Some(p.clone());
+        let nat = Nat::new(c.clone()).unwrap();
+        let (u, _) = open(&nat);
+        forward(&nat, 2.0, udp(FAR, 1, EXT, u), Direction::Inbound);
+        forward(&nat, 2.1, udp(FAR, 2, EXT, u), Direction::Inbound);
+        assert_eq!(dropped(&nat, 2.2, udp(FAR, 3, EXT, u)), DropReason::PolicyRateLimited);
+        // Same policy, another timeout: the window stays used up.
+        c.timeouts.udp_idle = Duration::from_secs(300);
+        nat.reconfigure(c.clone()).unwrap();
+        assert_eq!(dropped(&nat, 2.3, udp(FAR, 4, EXT, u)), DropReason::PolicyRateLimited);
+        // One second after the window opened, by packet time.
+        forward(&nat, 3.0, udp(FAR, 5, EXT, u), Direction::Inbound);
+        // A changed policy starts afresh.
+        p.limits[0].new_inbound_per_second = 3;
+        c.filter_policy = Some(p);
+        nat.reconfigure(c.clone()).unwrap();
+        forward(&nat, 3.1, udp(FAR, 6, EXT, u), Direction::Inbound);
+        forward(&nat, 3.2, udp(FAR, 7, EXT, u), Direction::Inbound);
+        forward(&nat, 3.3, udp(FAR, 8, EXT, u), Direction::Inbound);
+        assert_eq!(dropped(&nat, 3.4, udp(FAR, 9, EXT, u)), DropReason::PolicyRateLimited);
+        // No policy: the plain behaviour (ADF; FAR was never contacted).
+        c.filter_policy = None;
+        nat.reconfigure(c).unwrap();
+        assert_eq!(dropped(&nat, 3.5, udp(FAR, 10, EXT, u)), DropReason::Filtered);
+    }
+
+    #[test]
+    fn without_a_fallback_the_nats_behaviour_applies_per_protocol() {
+        let mut p = deny_wan2_with_eif();
+        p.fallback = None;
+        let mut c = config();
+        c.udp_filtering = FilteringBehavior::EndpointIndependent;
+        c.tcp_filtering = FilteringBehavior::AddressDependent;
+        c.filter_policy = Some(p);
+        let nat = Nat::new(c).unwrap();
+        let (u, t) = open(&nat);
+        forward(&nat, 2.0, udp(FAR, 9, EXT, u), Direction::Inbound);
+        assert_eq!(dropped(&nat, 2.0, tcp(FAR, 9, EXT, t, "S")), DropReason::Filtered);
+    }
+
+    #[test]
+    fn a_policy_rule_outside_the_internal_prefix_is_refused() {
+        let mut p = deny_wan2_with_eif();
+        p.rules[0].internal = "10.200.0.0/16".parse().unwrap();
+        let mut c = config();
+        c.filter_policy = Some(p);
+        let e = Nat::new(c).unwrap_err();
+        assert!(matches!(e, crate::ConfigError::FilterPolicy(_)), "{e}");
+        assert!(e.to_string().contains("rule 1"), "{e}");
+    }
+}
