@@ -92,13 +92,15 @@ pub fn bytecode(program: &[Insn]) -> String {
     text
 }
 
-/// The interfaces that get the filter: every one but loopback.
+/// The interfaces that get the filter: every network device but loopback (not the other
+/// entries `/sys/class/net` may hold, such as the bonding driver's `bonding_masters` file).
 fn interfaces() -> Result<Vec<String>, RulesError> {
     let fail = |e: std::io::Error| RulesError::Command { command: "ls /sys/class/net".into(), detail: e.to_string() };
     let mut names = Vec::new();
     for entry in std::fs::read_dir("/sys/class/net").map_err(fail)? {
-        let name = entry.map_err(fail)?.file_name().to_string_lossy().into_owned();
-        if name != "lo" {
+        let entry = entry.map_err(fail)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != "lo" && entry.path().join("ifindex").exists() {
             names.push(name);
         }
     }
@@ -121,23 +123,29 @@ fn tc(args: &[&str]) -> Result<String, RulesError> {
     }
 }
 
-/// Installs or replaces the filter for `prefixes` on every interface but `lo`.
+/// Installs or replaces the filter for `prefixes` on every interface but `lo`. An interface
+/// that refuses it (a device without qdiscs) is logged and left out: the NFQUEUE rules
+/// still fail closed there, and [`read_back`] shows it as missing, so it is tried again
+/// only when something changes.
 pub fn apply(prefixes: &[Ipv4Net]) -> Result<(), RulesError> {
     let code = bytecode(&program(prefixes));
     let pref = TC_PREF.to_string();
     for dev in interfaces()? {
-        if !tc(&["qdisc", "show", "dev", &dev])?.contains("clsact") {
-            tc(&["qdisc", "add", "dev", &dev, "clsact"])?;
+        let attach = || -> Result<(), RulesError> {
+            if !tc(&["qdisc", "show", "dev", &dev])?.contains("clsact") {
+                tc(&["qdisc", "add", "dev", &dev, "clsact"])?;
+            }
+            let filter = ["filter", "replace", "dev", &dev, "egress", "pref", &pref, "handle", "1", "protocol", "ip"];
+            let mut args = filter.to_vec();
+            args.extend(["bpf", "direct-action", "bytecode", &code]);
+            tc(&args).map(|_| ())
+        };
+        if let Err(e) = attach() {
+            tracing::warn!(
+                interface = %dev,
+                "cannot attach the leak guard (needs the clsact qdisc and cls_bpf): {e}; the NFQUEUE rules alone keep internal sources in there"
+            );
         }
-        let filter = ["filter", "replace", "dev", &dev, "egress", "pref", &pref, "handle", "1", "protocol", "ip"];
-        let mut args = filter.to_vec();
-        args.extend(["bpf", "direct-action", "bytecode", &code]);
-        tc(&args).map_err(|e| match e {
-            RulesError::Command { command, detail } => RulesError::Command {
-                command,
-                detail: format!("{detail}; the leak guard needs the kernel's clsact qdisc and cls_bpf classifier"),
-            },
-        })?;
     }
     Ok(())
 }
