@@ -31,6 +31,23 @@ fn vm_listener(t: &mut Topology) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The vm's listener on port 40000 after its first datagram to a UDP echo server on WAN1:7000
+/// came back: its lines (the echo among them) and the external port of its mapping.
+fn open_vm_mapping(t: &mut Topology) -> (mpsc::Receiver<String>, Vec<String>, u16) {
+    let wan = t.wan.clone();
+    t.udp_echo(&wan, WAN1, 7000);
+    let rx = vm_listener(t);
+    let mut seen = Vec::new();
+    assert!(expect_line(&rx, "echo", Duration::from_secs(10), &mut seen), "no echo reached vm: {seen:?}\n{}", t.log());
+    let session = t
+        .sessions()
+        .into_iter()
+        .find(|s| s["Protocol"] == 17 && s["InternalSourcePort"] == 40000)
+        .expect("UDP session for vm:40000");
+    let ext_port = u16::try_from(session["ExternalSourcePort"].as_u64().unwrap()).unwrap();
+    (rx, seen, ext_port)
+}
+
 /// Sends one datagram from `src` (a wan address, source port `sport`) to `dst:port`.
 fn send_from_wan(t: &Topology, src: &str, sport: u16, dst: &str, port: u16, payload: &str) {
     let script = format!(
@@ -65,18 +82,7 @@ fn address_dependent_filtering_then_endpoint_independent_after_set_netnat() {
     let mut t = Topology::new();
     t.start_daemon();
     t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
-    let wan = t.wan.clone();
-    t.udp_echo(&wan, WAN1, 7000);
-    let rx = vm_listener(&mut t);
-    let mut seen = Vec::new();
-    assert!(expect_line(&rx, "echo", Duration::from_secs(10), &mut seen), "no echo reached vm: {seen:?}\n{}", t.log());
-
-    let session = t
-        .sessions()
-        .into_iter()
-        .find(|s| s["Protocol"] == 17 && s["InternalSourcePort"] == 40000)
-        .expect("UDP session for vm:40000");
-    let ext_port = u16::try_from(session["ExternalSourcePort"].as_u64().unwrap()).unwrap();
+    let (rx, mut seen, ext_port) = open_vm_mapping(&mut t);
 
     // 203.0.113.11 was never contacted: filtered (AddressDependentFiltering, the default).
     let filtered_before = t.counter(&["dropped", "filtered"]);
@@ -276,17 +282,7 @@ fn a_filter_policy_file_keeps_a_denied_remote_out_and_lets_the_others_in() {
     .unwrap();
     let policy = policy.to_str().unwrap().to_owned();
     assert_eq!(t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", &policy]), "");
-    let wan = t.wan.clone();
-    t.udp_echo(&wan, WAN1, 7000);
-    let rx = vm_listener(&mut t);
-    let mut seen = Vec::new();
-    assert!(expect_line(&rx, "echo", Duration::from_secs(10), &mut seen), "no echo reached vm: {seen:?}\n{}", t.log());
-    let session = t
-        .sessions()
-        .into_iter()
-        .find(|s| s["Protocol"] == 17 && s["InternalSourcePort"] == 40000)
-        .expect("UDP session for vm:40000");
-    let ext_port = u16::try_from(session["ExternalSourcePort"].as_u64().unwrap()).unwrap();
+    let (rx, mut seen, ext_port) = open_vm_mapping(&mut t);
 
     let denied_before = t.counter(&["dropped", "policy_denied"]);
     send_from_wan(&t, WAN2, 7001, EXTERNAL, ext_port, "from-11-denied");
