@@ -7,7 +7,8 @@
 use core::fmt::Debug;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::config::{FilteringBehavior, Protocol};
+use crate::config::{FilteringBehavior, Protocol, Timeouts};
+use crate::table::{Session, Sessions};
 use crate::time::Instant;
 use crate::verdict::DropReason;
 
@@ -29,24 +30,62 @@ pub struct InboundContext<'a> {
     pub new_session: bool,
     /// TCP flags of the packet (0 for UDP).
     pub tcp_flags: u8,
-    /// Remote endpoints the internal endpoint has live outbound sessions with.
-    pub(crate) contacted: &'a [SocketAddrV4],
+    /// The mapping's sessions, asked about the remotes the internal endpoint has sent to.
+    pub(crate) contacted: Contacted<'a>,
 }
 
 impl InboundContext<'_> {
     /// Whether the internal endpoint has sent to this address (any port) in a live session.
+    /// Costs the sessions with remotes at that address, not a walk of the mapping.
     pub fn has_sent_to_address(&self, address: Ipv4Addr) -> bool {
-        self.contacted.iter().any(|r| *r.ip() == address)
+        let c = &self.contacted;
+        c.sessions.at_address(address.into()).any(|s| c.counts(s))
     }
 
     /// Whether the internal endpoint has sent to exactly this (address, port) in a live session.
     pub fn has_sent_to_endpoint(&self, endpoint: SocketAddrV4) -> bool {
-        self.contacted.contains(&endpoint)
+        let c = &self.contacted;
+        c.sessions.find((*endpoint.ip()).into(), endpoint.port()).is_some_and(|s| c.counts(s))
     }
 
-    /// The remote endpoints the internal endpoint has live outbound sessions with.
-    pub fn contacted(&self) -> &[SocketAddrV4] {
-        self.contacted
+    /// The remote endpoints the internal endpoint has live outbound sessions with. A walk of
+    /// the mapping's sessions (up to the per-host cap): a policy that calls it on every
+    /// packet lets one outside sender make every packet cost that walk.
+    pub fn contacted(&self) -> impl Iterator<Item = SocketAddrV4> + '_ {
+        let c = &self.contacted;
+        c.sessions.iter().filter(|s| c.counts(s)).map(|s| SocketAddrV4::new(s.remote_addr.into(), s.remote_port))
+    }
+}
+
+/// The sessions of the mapping an inbound packet is addressed to, with what tells a live
+/// outbound one (the internal endpoint sent on it, and it has not expired).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Contacted<'a> {
+    pub(crate) sessions: &'a Sessions,
+    pub(crate) protocol: Protocol,
+    pub(crate) now: Instant,
+    pub(crate) timeouts: Timeouts,
+}
+
+impl Contacted<'_> {
+    fn counts(&self, s: &Session) -> bool {
+        s.outbound_seen() && s.is_alive(self.protocol, self.now, &self.timeouts)
+    }
+
+    /// A mapping that has sent to `remotes` (at time zero), for tests of policies.
+    #[cfg(test)]
+    pub(crate) fn sent_to(remotes: &[SocketAddrV4]) -> Contacted<'static> {
+        let mut sessions = Sessions::empty();
+        let h = ahash::RandomState::with_seeds(1, 2, 3, 4);
+        for r in remotes {
+            sessions.insert(Session::new((*r.ip()).into(), r.port(), true, Instant::ZERO), &h);
+        }
+        Contacted {
+            sessions: Box::leak(Box::new(sessions)),
+            protocol: Protocol::Udp,
+            now: Instant::ZERO,
+            timeouts: Timeouts::default(),
+        }
     }
 }
 
@@ -145,7 +184,7 @@ mod tests {
             external: "203.0.113.1:40000".parse().unwrap(),
             new_session: true,
             tcp_flags: 0,
-            contacted,
+            contacted: Contacted::sent_to(contacted),
         }
     }
 

@@ -55,6 +55,7 @@ pub use worker::{Worker, FLUSH_EVERY};
 mod alloc;
 mod fragments;
 mod icmp_error;
+mod mapping_sessions;
 mod ports;
 mod rewrite;
 mod settings;

@@ -416,7 +416,7 @@ mod tests {
             external: "203.0.113.1:40000".parse().unwrap(),
             new_session: true,
             tcp_flags: 0,
-            contacted,
+            contacted: crate::filter::Contacted::sent_to(contacted),
         }
     }
 

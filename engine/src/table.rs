@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use smallvec::SmallVec;
 
 use crate::config::{Limits, Protocol, Timeouts};
+pub(crate) use crate::mapping_sessions::Sessions;
 use crate::ports::ExternalIndex;
 use crate::shard_lock::{ReadGuard, ShardedLock, Slot, WriteGuard, SHARDS};
 use crate::tcp_state::{self, TcpSegment, TcpSeqs, TcpTrack};
@@ -142,132 +142,6 @@ impl Session {
     }
 }
 
-/// Sessions of a mapping holding at most this many are kept in a list and found by a scan:
-/// one or a few remotes per internal endpoint is the common case, and a scan of a few
-/// 24-byte entries costs less than hashing. Beyond it they move to a hash map keyed by
-/// remote, so a mapping with 10 K remotes costs a packet what a mapping with one does
-/// (BENCHMARKS.md, "One crowded mapping").
-pub(crate) const LINEAR_SESSIONS: usize = 8;
-
-/// A remote endpoint as a hash key.
-fn remote_key(addr: u32, port: u16) -> u64 {
-    (u64::from(addr) << 16) | u64::from(port)
-}
-
-/// A mapping's sessions, one per remote endpoint: a short list, or a map keyed by remote
-/// (see `LINEAR_SESSIONS`).
-#[derive(Debug)]
-pub(crate) enum Sessions {
-    Few(SmallVec<[Session; 1]>),
-    /// Boxed: a map with its hasher is 64 bytes, which every mapping would carry inline.
-    #[allow(clippy::box_collection)]
-    Many(Box<HashMap<u64, Session, Hasher>>),
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Counts the work of this thread's session lookups in tests: entries compared, or one
-    /// per hash lookup.
-    pub(crate) static LOOKUP_STEPS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
-}
-
-#[inline(always)]
-fn count_step(_n: usize) {
-    #[cfg(test)]
-    LOOKUP_STEPS.with(|c| c.set(c.get() + _n));
-}
-
-impl Sessions {
-    fn one(first: Session) -> Sessions {
-        Sessions::Few(smallvec::smallvec![first])
-    }
-
-    #[inline(always)]
-    pub(crate) fn find(&self, addr: u32, port: u16) -> Option<&Session> {
-        match self {
-            Sessions::Few(v) => {
-                let found = v.iter().position(|s| s.remote_addr == addr && s.remote_port == port);
-                count_step(found.map_or(v.len(), |i| i + 1));
-                found.map(|i| &v[i])
-            }
-            Sessions::Many(m) => {
-                count_step(1);
-                m.get(&remote_key(addr, port))
-            }
-        }
-    }
-
-    pub(crate) fn find_mut(&mut self, addr: u32, port: u16) -> Option<&mut Session> {
-        match self {
-            Sessions::Few(v) => {
-                let found = v.iter().position(|s| s.remote_addr == addr && s.remote_port == port);
-                count_step(found.map_or(v.len(), |i| i + 1));
-                found.map(|i| &mut v[i])
-            }
-            Sessions::Many(m) => {
-                count_step(1);
-                m.get_mut(&remote_key(addr, port))
-            }
-        }
-    }
-
-    /// Adds a session for a remote that has none here; moves to a map past `LINEAR_SESSIONS`
-    /// (seeded with `hasher`, which an outside sender cannot predict).
-    pub(crate) fn insert(&mut self, session: Session, hasher: &Hasher) -> &mut Session {
-        if let Sessions::Few(v) = self {
-            if v.len() >= LINEAR_SESSIONS {
-                let mut m = HashMap::with_capacity_and_hasher(2 * LINEAR_SESSIONS, hasher.clone());
-                m.extend(v.drain(..).map(|s| (remote_key(s.remote_addr, s.remote_port), s)));
-                *self = Sessions::Many(Box::new(m));
-            }
-        }
-        match self {
-            Sessions::Few(v) => {
-                v.push(session);
-                let last = v.len() - 1;
-                &mut v[last]
-            }
-            Sessions::Many(m) => {
-                let k = remote_key(session.remote_addr, session.remote_port);
-                m.entry(k).insert_entry(session).into_mut()
-            }
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Sessions::Few(v) => v.len(),
-            Sessions::Many(m) => m.len(),
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Session> {
-        let (few, many) = match self {
-            Sessions::Few(v) => (Some(v.iter()), None),
-            Sessions::Many(m) => (None, Some(m.values())),
-        };
-        few.into_iter().flatten().chain(many.into_iter().flatten())
-    }
-
-    /// Keeps the sessions for which `keep` says so; a map that shrank back to a few goes back
-    /// to a list (half the threshold, so a mapping at the edge does not flip every sweep).
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&Session) -> bool) {
-        match self {
-            Sessions::Few(v) => v.retain(|s| keep(s)),
-            Sessions::Many(m) => {
-                m.retain(|_, s| keep(s));
-                if m.len() <= LINEAR_SESSIONS / 2 {
-                    *self = Sessions::Few(m.drain().map(|(_, s)| s).collect());
-                }
-            }
-        }
-    }
-}
-
 /// One endpoint-independent mapping and its sessions.
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -317,7 +191,7 @@ impl Mapping {
     /// Removes the sessions for which `expire` says so; returns how many.
     pub(crate) fn expire_sessions(&mut self, mut expire: impl FnMut(&Mapping, &Session) -> bool) -> usize {
         let before = self.sessions.len();
-        let mut sessions = core::mem::replace(&mut self.sessions, Sessions::Few(SmallVec::new()));
+        let mut sessions = core::mem::replace(&mut self.sessions, Sessions::empty());
         let mut inbound_gone = 0;
         sessions.retain(|s| {
             let gone = expire(self, s);
@@ -576,64 +450,5 @@ impl Table {
     /// Hash of a key with the table's hasher (used to decorrelate port draws).
     pub(crate) fn hash_key(&self, k: u64) -> u64 {
         self.by_internal.hasher.hash_one(k)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn hasher() -> Hasher {
-        ahash::RandomState::with_seeds(1, 2, 3, 4)
-    }
-
-    proptest! {
-        /// The list-or-map container against a plain map of remotes, across the threshold
-        /// both ways.
-        #[test]
-        fn sessions_behave_as_a_map_of_remotes(ops in proptest::collection::vec((0u8..3, 0u32..40), 1..300)) {
-            let h = hasher();
-            let mut sessions = Sessions::Few(SmallVec::new());
-            let mut model = std::collections::BTreeSet::new();
-            for (op, r) in ops {
-                let (addr, port) = (0xc633_6400 + r / 4, (r % 4) as u16);
-                match op {
-                    0 if !model.contains(&r) => {
-                        sessions.insert(Session::new(addr, port, true, Instant::ZERO), &h);
-                        model.insert(r);
-                    }
-                    1 => {
-                        // Removes the remotes of one residue class.
-                        sessions.retain(|s| (s.remote_addr + u32::from(s.remote_port)) % 3 != r % 3);
-                        model.retain(|&m| (0xc633_6400 + m / 4 + m % 4) % 3 != r % 3);
-                    }
-                    _ => {}
-                }
-                prop_assert_eq!(sessions.len(), model.len());
-                prop_assert_eq!(sessions.find(addr, port).is_some(), model.contains(&r));
-                prop_assert_eq!(sessions.iter().count(), model.len());
-                let many = matches!(sessions, Sessions::Many(_));
-                prop_assert!(!many || sessions.len() > LINEAR_SESSIONS / 2, "a small map goes back to a list");
-                prop_assert!(many || sessions.len() <= LINEAR_SESSIONS, "a long list becomes a map");
-            }
-        }
-    }
-
-    #[test]
-    fn a_lookup_in_a_crowded_mapping_costs_one_step() {
-        let h = hasher();
-        let mut sessions = Sessions::Few(SmallVec::new());
-        let n = 20_000u32;
-        for i in 0..n {
-            sessions.insert(Session::new(0x0a00_0000 + i, 53, true, Instant::ZERO), &h);
-        }
-        let before = LOOKUP_STEPS.with(|c| c.get());
-        for i in (0..n).step_by(7) {
-            assert!(sessions.find(0x0a00_0000 + i, 53).is_some());
-            assert!(sessions.find(0x0a00_0000 + i, 54).is_none());
-        }
-        let lookups = 2 * n.div_ceil(7) as usize;
-        assert_eq!(LOOKUP_STEPS.with(|c| c.get()) - before, lookups);
     }
 }

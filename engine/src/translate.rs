@@ -4,12 +4,11 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use smallvec::SmallVec;
 use std::collections::hash_map::{Entry, VacantEntry};
 
 use crate::alloc;
 use crate::config::{PortAllocation, Protocol, StaticMapping};
-use crate::filter::InboundContext;
+use crate::filter::{Contacted, InboundContext};
 use crate::nat::Nat;
 use crate::settings::Settings;
 use crate::stats::bump;
@@ -296,12 +295,6 @@ impl Nat {
                 _ => return Err(DropReason::NoMapping),
             }
         } else {
-            let contacted: SmallVec<[SocketAddrV4; 4]> = m
-                .sessions
-                .iter()
-                .filter(|x| x.outbound_seen() && x.is_alive(proto, now, t))
-                .map(|x| SocketAddrV4::new(x.remote_addr.into(), x.remote_port))
-                .collect();
             let ctx = InboundContext {
                 now,
                 protocol: proto,
@@ -310,7 +303,7 @@ impl Nat {
                 external: SocketAddrV4::new(m.external_addr.into(), m.external_port),
                 new_session: true,
                 tcp_flags: seg.flags,
-                contacted: &contacted,
+                contacted: Contacted { sessions: &m.sessions, protocol: proto, now, timeouts: *t },
             };
             s.filter(proto).check(&ctx)?;
         }

@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::mapping_sessions::LOOKUP_STEPS;
 use crate::nat::SWEEP_BUDGET;
-use crate::table::LOOKUP_STEPS;
 use crate::{DropReason, ExternalAddress, FilteringBehavior, Instant};
 
 fn steps() -> usize {
@@ -36,6 +36,30 @@ fn established_packets_in_a_crowded_mapping_do_not_scan_it() {
     }
     let per_packet = (steps() - before) as f64 / (2 * picked.len()) as f64;
     assert!(per_packet <= 2.0, "{per_packet} lookup steps per packet in a mapping of {n} sessions");
+}
+
+#[test]
+fn an_unsolicited_packet_costs_the_senders_address_not_a_walk_of_the_mapping() {
+    // One internal endpoint with 8000 remotes (a busy peer-to-peer or DNS port), under
+    // address-dependent filtering: every outside packet from a new port asks the filter.
+    let n = 8000u32;
+    let mut c = config();
+    c.udp_filtering = FilteringBehavior::AddressDependent;
+    c.limits.max_sessions_per_host = 2 * n as usize;
+    let nat = Nat::new(c).unwrap();
+    let mut ext = 0;
+    for i in 0..n {
+        ext = forward(&nat, 1.0, udp(INSIDE_A, 5000, far(i), 53), Direction::Outbound).sport;
+    }
+    let before = steps();
+    let probes = 200u16;
+    for port in 0..probes {
+        // Never contacted: refused. A contacted address from another port: admitted.
+        assert_eq!(dropped(&nat, 2.0, udp(WAN1, 1000 + port, EXT, ext)), DropReason::Filtered);
+        forward(&nat, 2.0, udp(far(u32::from(port)), 1000 + port, EXT, ext), Direction::Inbound);
+    }
+    let per_packet = (steps() - before) as f64 / f64::from(2 * probes);
+    assert!(per_packet <= 8.0, "{per_packet} session steps per unsolicited packet in a mapping of {n}");
 }
 
 /// A NAT with `hosts` x 10 internal endpoints, each talking to `remotes` remotes, created
