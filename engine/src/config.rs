@@ -296,6 +296,22 @@ pub struct Limits {
     /// per-host cap only. Default [`DEFAULT_MAX_INBOUND_SESSIONS_PER_MAPPING`].
     #[serde(default = "default_max_inbound_sessions_per_mapping")]
     pub max_inbound_sessions_per_mapping: usize,
+    /// Most sessions that inbound packets may open on all the dynamic mappings of one internal
+    /// host together (the same sessions as the per-mapping cap counts), so remotes cannot
+    /// spend a host's quota through its many mappings (40 open ports under
+    /// endpoint-independent filtering would otherwise let them take all 8192) and the host
+    /// keeps the rest for its own flows. `None`: half of `max_sessions_per_host`
+    /// ([`Limits::inbound_sessions_per_host`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inbound_sessions_per_host: Option<usize>,
+}
+
+impl Limits {
+    /// The cap on a host's inbound-opened sessions: `max_inbound_sessions_per_host`, else
+    /// half the per-host cap (at least one).
+    pub fn inbound_sessions_per_host(&self) -> usize {
+        self.max_inbound_sessions_per_host.unwrap_or((self.max_sessions_per_host / 2).max(1))
+    }
 }
 
 /// Default of [`Limits::max_sessions`].
@@ -323,6 +339,7 @@ impl Default for Limits {
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_sessions_per_host: DEFAULT_MAX_SESSIONS_PER_HOST,
             max_inbound_sessions_per_mapping: DEFAULT_MAX_INBOUND_SESSIONS_PER_MAPPING,
+            max_inbound_sessions_per_host: None,
         }
     }
 }
@@ -446,7 +463,11 @@ impl NatConfig {
             }
         }
         let l = &self.limits;
-        if l.max_sessions == 0 || l.max_sessions_per_host == 0 || l.max_inbound_sessions_per_mapping == 0 {
+        if l.max_sessions == 0
+            || l.max_sessions_per_host == 0
+            || l.max_inbound_sessions_per_mapping == 0
+            || l.max_inbound_sessions_per_host == Some(0)
+        {
             return Err(ConfigError::ZeroLimit);
         }
         if let Some(policy) = &self.filter_policy {
@@ -536,6 +557,8 @@ mod tests {
         // Configurations written before the inbound cap existed still parse, with its default.
         let old: Limits = serde_json::from_str(r#"{"max_sessions": 10, "max_sessions_per_host": 5}"#).unwrap();
         assert_eq!(old.max_inbound_sessions_per_mapping, DEFAULT_MAX_INBOUND_SESSIONS_PER_MAPPING);
+        assert_eq!(old.inbound_sessions_per_host(), 2);
+        assert_eq!(l.inbound_sessions_per_host(), DEFAULT_MAX_SESSIONS_PER_HOST / 2);
     }
 
     #[test]

@@ -188,8 +188,24 @@ impl Mapping {
         self.sessions.find(remote_addr, remote_port)
     }
 
-    /// Removes the sessions for which `expire` says so; returns how many.
-    pub(crate) fn expire_sessions(&mut self, mut expire: impl FnMut(&Mapping, &Session) -> bool) -> usize {
+    /// Inbound-opened sessions charged to the host's inbound cap
+    /// ([`Limits::inbound_sessions_per_host`]): those of a dynamic mapping (a static
+    /// mapping's are its server's business, bounded by the per-host cap only).
+    pub(crate) fn charged_inbound(&self) -> usize {
+        if self.from_static {
+            0
+        } else {
+            self.inbound_sessions as usize
+        }
+    }
+
+    /// What removing the whole mapping gives back.
+    pub(crate) fn all_released(&self) -> Released {
+        Released { sessions: self.sessions.len(), opened_inbound: self.charged_inbound() }
+    }
+
+    /// Removes the sessions for which `expire` says so; returns what to give back.
+    pub(crate) fn expire_sessions(&mut self, mut expire: impl FnMut(&Mapping, &Session) -> bool) -> Released {
         let before = self.sessions.len();
         let mut sessions = core::mem::replace(&mut self.sessions, Sessions::empty());
         let mut inbound_gone = 0;
@@ -200,7 +216,8 @@ impl Mapping {
         });
         self.sessions = sessions;
         self.inbound_sessions -= inbound_gone;
-        before - self.sessions.len()
+        let opened_inbound = if self.from_static { 0 } else { inbound_gone as usize };
+        Released { sessions: before - self.sessions.len(), opened_inbound }
     }
 }
 
@@ -292,13 +309,38 @@ pub(crate) struct SweepStep {
     pub round_done: bool,
 }
 
+/// One internal host's share of the table.
+#[derive(Clone, Copy, Debug, Default)]
+struct HostSessions {
+    /// Its sessions ([`Limits::max_sessions_per_host`]).
+    all: usize,
+    /// Those of them inbound packets opened on its dynamic mappings
+    /// ([`Limits::inbound_sessions_per_host`], [`Mapping::charged_inbound`]).
+    opened_inbound: usize,
+}
+
+/// Sessions given back to the table: how many, and how many of them inbound packets opened on
+/// a dynamic mapping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Released {
+    pub sessions: usize,
+    pub opened_inbound: usize,
+}
+
+impl Released {
+    /// One session that an inbound packet opened on a dynamic mapping, replaced or refused.
+    pub(crate) const ONE_OPENED_INBOUND: Released = Released { sessions: 0, opened_inbound: 1 };
+    /// One session.
+    pub(crate) const ONE: Released = Released { sessions: 1, opened_inbound: 0 };
+}
+
 #[derive(Debug)]
 pub(crate) struct Table {
     pub by_internal: Mappings,
     /// External endpoint -> internal key.
     pub external: ExternalIndex,
     sessions: AtomicUsize,
-    per_host: DashMap<u32, usize, Hasher>,
+    per_host: DashMap<u32, HostSessions, Hasher>,
     /// Per shard, its mappings' internal keys (tagged, see `KEY_BITS`) in the order the sweep
     /// visits them: visited entries go to the back, so a round visits each mapping once and
     /// no sweep walks more than its budget. Locked after the shard, never before it.
@@ -356,9 +398,9 @@ impl Table {
                     continue; // stale: its mapping is gone or was re-queued under a new tag
                 };
                 step.work += m.sessions.len();
-                let n = m.expire_sessions(&mut expire);
-                step.expired += n as u64;
-                self.release_sessions(m.internal_addr, n);
+                let released = m.expire_sessions(&mut expire);
+                step.expired += released.sessions as u64;
+                self.release_sessions(m.internal_addr, released);
                 if m.sessions.is_empty() {
                     if let Some(t) = port_tables.iter().find(|t| t.addr == m.external_addr) {
                         t.release(m.protocol, m.external_port, ik);
@@ -394,26 +436,47 @@ impl Table {
         self.sessions
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| (n < limits.max_sessions).then_some(n + 1))
             .map_err(|_| DropReason::SessionLimit)?;
-        let mut count = self.per_host.entry(host).or_insert(0);
-        if *count >= limits.max_sessions_per_host {
+        let mut count = self.per_host.entry(host).or_default();
+        if count.all >= limits.max_sessions_per_host {
             drop(count);
             self.sessions.fetch_sub(1, Ordering::AcqRel);
+            self.per_host.remove_if(&host, |_, c| c.all == 0 && c.opened_inbound == 0);
             return Err(DropReason::HostSessionLimit);
         }
-        *count += 1;
+        count.all += 1;
         Ok(())
     }
 
-    /// Gives back room for `n` sessions of `host`.
-    pub(crate) fn release_sessions(&self, host: u32, n: usize) {
-        if n == 0 {
+    /// Claims room for one more inbound-opened session on a dynamic mapping of `host` (on top
+    /// of [`Table::reserve_session`]), or refuses it with `InboundSessionLimit`.
+    pub(crate) fn reserve_opened_inbound(&self, host: u32, limits: &Limits) -> Result<(), DropReason> {
+        let mut count = self.per_host.entry(host).or_default();
+        if count.opened_inbound >= limits.inbound_sessions_per_host() {
+            drop(count);
+            self.per_host.remove_if(&host, |_, c| c.all == 0 && c.opened_inbound == 0);
+            return Err(DropReason::InboundSessionLimit);
+        }
+        count.opened_inbound += 1;
+        Ok(())
+    }
+
+    /// Gives back what `host`'s sessions held.
+    pub(crate) fn release_sessions(&self, host: u32, released: Released) {
+        if released == Released::default() {
             return;
         }
-        self.sessions.fetch_sub(n, Ordering::AcqRel);
+        self.sessions.fetch_sub(released.sessions, Ordering::AcqRel);
         if let Some(mut count) = self.per_host.get_mut(&host) {
-            *count = count.saturating_sub(n);
+            count.all = count.all.saturating_sub(released.sessions);
+            count.opened_inbound = count.opened_inbound.saturating_sub(released.opened_inbound);
         }
-        self.per_host.remove_if(&host, |_, c| *c == 0);
+        self.per_host.remove_if(&host, |_, c| c.all == 0 && c.opened_inbound == 0);
+    }
+
+    /// `host`'s (sessions, inbound-opened sessions on dynamic mappings), for tests.
+    #[cfg(test)]
+    pub(crate) fn host_counts(&self, host: u32) -> (usize, usize) {
+        self.per_host.get(&host).map_or((0, 0), |c| (c.all, c.opened_inbound))
     }
 
     /// Removes sessions and mappings: every session for which `expire` says so, then every
@@ -426,12 +489,18 @@ impl Table {
         let (mut expired, mut removed) = (0u64, 0u64);
         let port_tables = self.external.all();
         self.by_internal.retain(|ik, m| {
-            let n_expired = m.expire_sessions(&mut expire);
+            let expired_here = m.expire_sessions(&mut expire);
             let gone = m.sessions.is_empty() || remove(m);
-            let n_removed = if gone { m.sessions.len() } else { 0 };
-            self.release_sessions(m.internal_addr, n_expired + n_removed);
-            expired += n_expired as u64;
-            removed += n_removed as u64;
+            let removed_here = if gone { m.all_released() } else { Released::default() };
+            self.release_sessions(
+                m.internal_addr,
+                Released {
+                    sessions: expired_here.sessions + removed_here.sessions,
+                    opened_inbound: expired_here.opened_inbound + removed_here.opened_inbound,
+                },
+            );
+            expired += expired_here.sessions as u64;
+            removed += removed_here.sessions as u64;
             if gone {
                 if let Some(t) = port_tables.iter().find(|t| t.addr == m.external_addr) {
                     t.release(m.protocol, m.external_port, *ik);

@@ -7,12 +7,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::hash_map::{Entry, VacantEntry};
 
 use crate::alloc;
-use crate::config::{PortAllocation, Protocol, StaticMapping};
+use crate::config::{Limits, PortAllocation, Protocol, StaticMapping};
 use crate::filter::{Contacted, InboundContext};
 use crate::nat::Nat;
 use crate::settings::Settings;
 use crate::stats::bump;
-use crate::table::{key, Mapping, Session};
+use crate::table::{key, Mapping, Released, Session, Table};
 use crate::tcp_state::{self, TcpSegment};
 use crate::time::Instant;
 use crate::verdict::{DropReason, Endpoint};
@@ -115,11 +115,14 @@ impl Nat {
                 let was_inbound = sess.opened_inbound();
                 *sess = Session::new(remote.0, remote.1, true, now);
                 m.inbound_sessions -= u32::from(was_inbound);
+                if was_inbound && !m.from_static {
+                    self.table.release_sessions(m.internal_addr, Released::ONE_OPENED_INBOUND);
+                }
                 bump(&self.counters.sessions_expired);
                 bump(&self.counters.sessions_created);
             }
         } else {
-            self.reserve_in(s, now, m)?;
+            self.reserve_in(s, now, m, Table::reserve_session)?;
             bump(&self.counters.sessions_created);
             m.sessions.insert(Session::new(remote.0, remote.1, true, now), self.table.hasher());
         }
@@ -131,17 +134,24 @@ impl Nat {
         }
     }
 
-    /// Claims room for one more session of `m`'s host. At a limit, first frees the expired
-    /// sessions of `m` itself (bounded by the per-host cap, and the likely culprit: one port
-    /// talking to many remotes); the rest of the table is the sweep's (`Nat::forced_sweep`).
-    fn reserve_in(&self, s: &Settings, now: Instant, m: &mut Mapping) -> Result<(), DropReason> {
+    /// Claims room for one more session of `m`'s host with `reserve` (a session, or an
+    /// inbound-opened one). At a limit, first frees the expired sessions of `m` itself
+    /// (bounded by the per-host cap, and the likely culprit: one port talking to many
+    /// remotes); the rest of the table is the sweep's (`Nat::forced_sweep`).
+    fn reserve_in(
+        &self,
+        s: &Settings,
+        now: Instant,
+        m: &mut Mapping,
+        reserve: fn(&Table, u32, &Limits) -> Result<(), DropReason>,
+    ) -> Result<(), DropReason> {
         let limits = &s.config.limits;
-        match self.table.reserve_session(m.internal_addr, limits) {
-            Err(e @ (DropReason::HostSessionLimit | DropReason::SessionLimit)) => {
+        match reserve(&self.table, m.internal_addr, limits) {
+            Err(e @ (DropReason::HostSessionLimit | DropReason::SessionLimit | DropReason::InboundSessionLimit)) => {
                 if self.reclaim_expired(s, now, m) == 0 {
                     return Err(e);
                 }
-                self.table.reserve_session(m.internal_addr, limits)
+                reserve(&self.table, m.internal_addr, limits)
             }
             other => other,
         }
@@ -180,7 +190,7 @@ impl Nat {
                 Ok(ext)
             }
             None => {
-                self.table.release_sessions(internal.0, 1);
+                self.table.release_sessions(internal.0, Released::ONE);
                 Err(DropReason::PortsExhausted)
             }
         }
@@ -318,6 +328,14 @@ impl Nat {
         }
         let session = Session::new(remote.0, remote.1, false, now);
         session.on_packet(proto, false, seg, now)?;
+        // The host's inbound cap counts a dynamic mapping's inbound-opened sessions, so
+        // remotes cannot take its quota through many mappings; replacing one such session
+        // (expired) costs nothing.
+        let replaces_opened_inbound = m.session(remote.0, remote.1).is_some_and(|x| x.opened_inbound());
+        let charged = !m.from_static && !replaces_opened_inbound;
+        if charged {
+            self.reserve_in(s, now, m, Table::reserve_opened_inbound)?;
+        }
         // Any session of this remote left here has expired (a live one returned above).
         if let Some(old) = m.sessions.find_mut(remote.0, remote.1) {
             let was_inbound = old.opened_inbound();
@@ -325,7 +343,12 @@ impl Nat {
             m.inbound_sessions -= u32::from(was_inbound);
             bump(&self.counters.sessions_expired);
         } else {
-            self.reserve_in(s, now, m)?;
+            if let Err(e) = self.reserve_in(s, now, m, Table::reserve_session) {
+                if charged {
+                    self.table.release_sessions(m.internal_addr, Released::ONE_OPENED_INBOUND);
+                }
+                return Err(e);
+            }
             m.sessions.insert(session, self.table.hasher());
         }
         m.inbound_sessions += 1;
@@ -336,10 +359,10 @@ impl Nat {
     /// Removes `m`'s expired sessions (bounded by the per-host cap); returns how many.
     fn reclaim_expired(&self, s: &Settings, now: Instant, m: &mut Mapping) -> usize {
         let t = s.config.timeouts;
-        let n = m.expire_sessions(|m, sess| !sess.is_alive(m.protocol, now, &t));
-        self.table.release_sessions(m.internal_addr, n);
-        self.counters.sessions_expired.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        n
+        let released = m.expire_sessions(|m, sess| !sess.is_alive(m.protocol, now, &t));
+        self.table.release_sessions(m.internal_addr, released);
+        self.counters.sessions_expired.fetch_add(released.sessions as u64, std::sync::atomic::Ordering::Relaxed);
+        released.sessions
     }
 
     /// An inbound packet to a static mapping's port with no mapping yet: creates it.
@@ -385,7 +408,7 @@ impl Nat {
             }
         };
         if !matches!(result, Ok(Some(_))) {
-            self.table.release_sessions(internal.0, 1);
+            self.table.release_sessions(internal.0, Released::ONE);
         }
         result
     }

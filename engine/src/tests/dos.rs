@@ -152,6 +152,9 @@ fn a_remote_spraying_ports_cannot_exhaust_its_victims_quota() {
         let mut c = config();
         c.udp_filtering = filtering;
         c.limits.max_sessions_per_host = 300;
+        // The host's inbound cap (half its quota by default) out of the way: this is the
+        // mapping's.
+        c.limits.max_inbound_sessions_per_host = Some(cap);
         let nat = Nat::new(c).unwrap();
         let ext = victim(&nat, 1.0);
         let mut admitted = 0;
@@ -181,6 +184,43 @@ fn a_remote_spraying_ports_cannot_exhaust_its_victims_quota() {
 }
 
 #[test]
+fn remotes_cannot_take_a_hosts_quota_through_its_many_mappings() {
+    // A host with 40 open UDP ports under endpoint-independent filtering; a sender spoofing
+    // 10 240 sources fills every mapping to its own cap (256).
+    let mut c = config();
+    c.udp_filtering = FilteringBehavior::EndpointIndependent;
+    let nat = Nat::new(c).unwrap();
+    let limits = crate::Limits::default();
+    let share = limits.inbound_sessions_per_host();
+    let exts: Vec<u16> =
+        (0..40).map(|m| forward(&nat, 1.0, udp(INSIDE_A, 5000 + m, FAR, 53), Direction::Outbound).sport).collect();
+    let mut admitted = 0;
+    for (m, &ext) in exts.iter().enumerate() {
+        for k in 0..limits.max_inbound_sessions_per_mapping as u32 {
+            let mut p = udp(far(m as u32 * 256 + k), 999, EXT, ext);
+            match run(&nat, 2.0, &mut p) {
+                Verdict::Forward { .. } => admitted += 1,
+                v => assert_eq!(v, Verdict::Drop(DropReason::InboundSessionLimit)),
+            }
+        }
+    }
+    assert_eq!(admitted, share, "remotes open at most the host's inbound share");
+    assert_eq!(nat.table.host_counts(u32::from_be_bytes(INSIDE_A)), (40 + share, share));
+    // The host keeps the rest of its quota for its own flows.
+    for port in 0..1000 {
+        forward(&nat, 3.0, udp(INSIDE_A, 7000 + port, FAR, 53), Direction::Outbound);
+    }
+    // Once the remotes' sessions expire and are swept, they are given back.
+    for ext_port in 0..40 {
+        forward(&nat, 100.0, udp(INSIDE_A, 5000 + ext_port, FAR, 53), Direction::Outbound);
+    }
+    for _ in 0..10 {
+        nat.handle_timeout(Instant::from_secs(125));
+    }
+    assert_eq!(nat.table.host_counts(u32::from_be_bytes(INSIDE_A)), (40, 0));
+}
+
+#[test]
 fn static_mappings_are_not_capped_per_mapping() {
     let mut c = config();
     c.static_mappings.push(crate::StaticMapping {
@@ -198,17 +238,25 @@ fn static_mappings_are_not_capped_per_mapping() {
     }
 }
 
-/// Every mapping's inbound-opened count matches its sessions and stays within the cap.
-fn check_inbound_counts(nat: &Nat, cap: usize) -> Result<(), TestCaseError> {
+/// Every mapping's inbound-opened count matches its sessions and stays within the cap; the
+/// host's counts are the sums over its mappings, within the host's inbound cap.
+fn check_inbound_counts(nat: &Nat, cap: usize, host_cap: usize) -> Result<(), TestCaseError> {
     let mut result = Ok(());
+    let (mut all, mut charged) = (0, 0);
     nat.table.by_internal.for_each(|m| {
         let opened = m.sessions.iter().filter(|s| s.opened_inbound()).count();
+        all += m.sessions.len();
+        charged += m.charged_inbound();
         if result.is_ok() && (opened != m.inbound_sessions as usize || (!m.from_static && opened > cap)) {
             result =
                 Err(TestCaseError::fail(format!("{} counted, {opened} opened inbound, cap {cap}", m.inbound_sessions)));
         }
     });
-    result
+    result?;
+    let host = nat.table.host_counts(u32::from_be_bytes(INSIDE_A));
+    prop_assert_eq!(host, (all, charged), "the host's (sessions, inbound-opened) against its mappings");
+    prop_assert!(charged <= host_cap, "{} inbound-opened over the host's cap {}", charged, host_cap);
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -232,11 +280,13 @@ proptest! {
         ], 1..80),
         eif: bool,
         cap in 1usize..4,
+        host_cap in 1usize..6,
     ) {
         let mut c = config();
         c.udp_filtering = if eif { FilteringBehavior::EndpointIndependent } else { FilteringBehavior::AddressDependent };
         c.limits.max_inbound_sessions_per_mapping = cap;
         c.limits.max_sessions_per_host = 8;
+        c.limits.max_inbound_sessions_per_host = Some(host_cap);
         let nat = Nat::new(c).unwrap();
         let remotes = [WAN1, WAN2, FAR];
         let mut now = 1.0;
@@ -258,7 +308,7 @@ proptest! {
                 Op::Advance(s) => now += f64::from(s),
                 Op::Timeout => nat.handle_timeout(Instant::from_micros((now * 1e6) as u64)),
             }
-            check_inbound_counts(&nat, cap)?;
+            check_inbound_counts(&nat, cap, host_cap)?;
         }
     }
 }
