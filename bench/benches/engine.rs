@@ -289,11 +289,21 @@ fn expiry(c: &mut Criterion) {
 /// Sessions in the crowded mapping of the `one_mapping` group.
 const CROWDED: usize = 10_000;
 
+/// The packets of the `one_mapping` group: established both ways, and unsolicited (from
+/// addresses the internal endpoint never sent to, which address-dependent filtering refuses).
+struct Crowded {
+    out: Vec<Packet>,
+    inb: Vec<Packet>,
+    unsolicited: Vec<Packet>,
+}
+
 /// One internal endpoint talking to `n` remotes (198.51.100.7 + i, port 53): `n` sessions in
-/// one mapping. The per-host cap is raised so it never binds.
-fn crowded_nat(n: usize) -> (Nat, Vec<Packet>, Vec<Packet>) {
+/// one mapping, under address-dependent filtering. The per-host cap is raised so it never
+/// binds.
+fn crowded_nat(n: usize) -> (Nat, Crowded) {
     let mut cfg = config(1, n);
     cfg.limits.max_sessions_per_host = cfg.limits.max_sessions_per_host.max(n);
+    cfg.udp_filtering = netnat_engine::FilteringBehavior::AddressDependent;
     let nat = Nat::new(cfg).expect("valid config");
     let int = internal_endpoint(0);
     let remote = |i: usize| (std::net::Ipv4Addr::from(u32::from(REMOTE) + i as u32), REMOTE_PORT);
@@ -308,22 +318,29 @@ fn crowded_nat(n: usize) -> (Nat, Vec<Packet>, Vec<Packet>) {
     let picked: Vec<usize> = if n == 1 { vec![0; BATCH] } else { sample(n) };
     let out = picked.iter().map(|&i| udp(int, remote(i))).collect();
     let inb = picked.iter().map(|&i| udp(remote(i), ext)).collect();
-    (nat, out, inb)
+    let unsolicited = picked.iter().map(|&i| udp(remote(n + i), ext)).collect();
+    (nat, Crowded { out, inb, unsolicited })
 }
 
 /// An established UDP packet through a `Worker` when its mapping holds one session and when
 /// it holds 10 K (one internal port talking to many remotes): the session lookup must not
-/// grow with the mapping.
+/// grow with the mapping. Nor must the filtering of an unsolicited packet (`udp_unsolicited`,
+/// refused by address-dependent filtering), which once walked the mapping's sessions.
 fn one_mapping(c: &mut Criterion) {
     let mut g = c.benchmark_group("one_mapping");
     g.throughput(Throughput::Elements(BATCH as u64));
     let mut bufs = vec![[0u8; 64]; BATCH];
     for (label, n) in [("1", 1), ("10k", CROWDED)] {
-        let (nat, out, inb) = crowded_nat(n);
-        check_templates(&nat, &out, label);
-        check_templates(&nat, &inb, label);
+        let (nat, p) = crowded_nat(n);
+        check_templates(&nat, &p.out, label);
+        check_templates(&nat, &p.inb, label);
+        for t in &p.unsolicited {
+            let mut probe = *t;
+            let v = nat.handle_packet(NOW, &mut probe);
+            assert_eq!(v, Verdict::Drop(netnat_engine::DropReason::Filtered), "unsolicited {label}");
+        }
         let mut worker = nat.worker();
-        for (dir, t) in [("udp_out", &out), ("udp_in", &inb)] {
+        for (dir, t) in [("udp_out", &p.out), ("udp_in", &p.inb), ("udp_unsolicited", &p.unsolicited)] {
             g.bench_function(format!("{dir}_{label}_worker"), |b| {
                 b.iter(|| {
                     pass(t, &mut bufs, |p| {
