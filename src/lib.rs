@@ -7,6 +7,7 @@ mod control;
 mod daemon;
 mod platform;
 mod policy_file;
+mod policy_module;
 mod replay;
 mod state;
 

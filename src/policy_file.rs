@@ -17,6 +17,15 @@
 //! new_inbound_per_second = 10  # per internal host
 //! ```
 //!
+//! Or, instead of rules, limits and fallback, a WASM policy module (`src/policy_module.rs`):
+//!
+//! ```toml
+//! [module]
+//! path = "allowlist-rate.wat"  # .wasm or .wat, relative to this file
+//! on_error = "fallback"        # optional: deny (default) | fallback
+//! fuel_per_call = 100000       # optional: the budget of one decision
+//! ```
+//!
 //! Unknown keys are errors (a misspelt key is never silently ignored). Errors read
 //! `policy.toml:7: rule 2: "remote" is not an IPv4 prefix: "198.51.100.0/33" ...`: the file
 //! as it was named, the line (and the column where the TOML parser gives one), the rule or
@@ -32,6 +41,8 @@ use netnat_engine::{FilteringBehavior, Protocol};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::policy_module::{OnError, DEFAULT_FUEL_PER_CALL};
 
 /// Largest policy file accepted: the cmdlets send it in one control request line (64 KiB,
 /// with JSON's escaping), and 32 KiB holds several hundred rules.
@@ -89,14 +100,31 @@ impl ItemLines {
 pub struct Parsed {
     file: String,
     policy: Policy,
+    module: Option<ModuleRef>,
     rules: Vec<ItemLines>,
     limits: Vec<ItemLines>,
 }
 
+/// A policy file's `[module]`: which module to run, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleRef {
+    /// As written: relative paths are relative to the policy file.
+    pub path: std::path::PathBuf,
+    /// What a failed decision turns into.
+    pub on_error: OnError,
+    /// Fuel per decision.
+    pub fuel_per_call: u64,
+}
+
 impl Parsed {
-    /// The policy.
+    /// The policy (empty when the file names a module).
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The module the file names, if it names one instead of rules.
+    pub fn module(&self) -> Option<&ModuleRef> {
+        self.module.as_ref()
     }
 
     /// Checks the policy against the NAT it is for: every rule and limit must be able to
@@ -115,6 +143,33 @@ impl Parsed {
         };
         PolicyFileError { file: self.file.clone(), line, column: None, item: e.item, message: e.problem.to_string() }
     }
+}
+
+/// What `--filter-policy FILE` names: a policy file of rules, or a WASM module (a `.wasm` or
+/// `.wat` file, or a policy file whose `[module]` names one).
+#[derive(Debug)]
+pub enum FilterPolicySource {
+    /// Rules, limits and a fallback, for the engine.
+    Rules(Parsed),
+    /// A module, to load with `ModulePolicy::load`.
+    Module(crate::policy_module::ModuleSpec),
+}
+
+/// Reads `--filter-policy FILE`: a module by its extension, else a policy file (which may
+/// name a module, relative to itself).
+pub fn load_source(path: &Path) -> anyhow::Result<FilterPolicySource> {
+    use crate::policy_module::ModuleSpec;
+    if ModuleSpec::is_module_path(path) {
+        return Ok(FilterPolicySource::Module(ModuleSpec::read(path, OnError::default(), DEFAULT_FUEL_PER_CALL)?));
+    }
+    let (parsed, _) = load(path)?;
+    Ok(match parsed.module() {
+        None => FilterPolicySource::Rules(parsed),
+        Some(m) => {
+            let module_path = path.parent().unwrap_or(Path::new(".")).join(&m.path);
+            FilterPolicySource::Module(ModuleSpec::read(&module_path, m.on_error, m.fuel_per_call)?)
+        }
+    })
 }
 
 /// Reads and parses the policy file at `path`.
@@ -144,6 +199,15 @@ struct RawPolicy {
     rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
     limit: Vec<Spanned<RawLimit>>,
+    module: Option<Spanned<RawModule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    path: Spanned<String>,
+    on_error: Option<Spanned<String>>,
+    fuel_per_call: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,9 +377,43 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, PolicyFileError> {
         limit_lines.push(lines);
     }
 
+    let module = match &raw.module {
+        None => None,
+        Some(m) => {
+            if fallback.is_some() || !rules.is_empty() || !limits.is_empty() {
+                return Err(fail(
+                    None,
+                    m.span(),
+                    "[module] and rules, limits or fallback in one file: the module decides alone (its answer 0 \
+                     falls back to the NAT's filtering behaviour); keep one of them"
+                        .to_owned(),
+                ));
+            }
+            let m = m.get_ref();
+            let on_error = match &m.on_error {
+                None => OnError::default(),
+                Some(o) => o.get_ref().parse().map_err(|msg| fail(None, o.span(), msg))?,
+            };
+            let fuel_per_call = match &m.fuel_per_call {
+                None => DEFAULT_FUEL_PER_CALL,
+                Some(f) => u64::try_from(*f.get_ref()).ok().filter(|&n| n > 0).ok_or_else(|| {
+                    fail(
+                        None,
+                        f.span(),
+                        format!(
+                            "\"fuel_per_call\" is {}; give a positive budget, e.g. {DEFAULT_FUEL_PER_CALL}",
+                            f.get_ref()
+                        ),
+                    )
+                })?,
+            };
+            Some(ModuleRef { path: m.path.get_ref().into(), on_error, fuel_per_call })
+        }
+    };
     let parsed = Parsed {
         file: file.to_owned(),
         policy: Policy { fallback, rules, limits },
+        module,
         rules: rule_lines,
         limits: limit_lines,
     };

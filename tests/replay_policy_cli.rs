@@ -127,3 +127,45 @@ fn a_config_file_names_the_policy_relative_to_itself() {
     let path = dir.path().join("conf").join("policy.toml").display().to_string();
     assert!(o.stderr.contains(&format!("{path}:2: rule 1: \"action\" must be allow or deny")), "{}", o.stderr);
 }
+
+#[test]
+fn a_policy_module_that_cannot_run_is_refused_before_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| fs::write(dir.path().join(name), text).unwrap();
+    write(
+        "io.wat",
+        r#"(module (import "env" "log" (func)) (func (export "netnat_abi_version") (result i32) (i32.const 1)))"#,
+    );
+    assert_eq!(
+        error_of(dir.path(), &replay(dir.path(), &["--filter-policy", "io.wat"])),
+        "io.wat: the module imports env.log; a policy module runs without I/O and may import nothing"
+    );
+    write("mixed.toml", "[[rule]]\naction = \"deny\"\n\n[module]\npath = \"io.wat\"\n");
+    assert_eq!(
+        error_of(dir.path(), &replay(dir.path(), &["--filter-policy", "mixed.toml"])),
+        "mixed.toml:4: [module] and rules, limits or fallback in one file: the module decides alone (its answer 0 \
+         falls back to the NAT's filtering behaviour); keep one of them"
+    );
+    write("missing.toml", "[module]\npath = \"nowhere.wasm\"\n");
+    // The OS's wording of "not found" differs (Windows runs this under Wine).
+    let e = error_of(dir.path(), &replay(dir.path(), &["--filter-policy", "missing.toml"]));
+    assert!(
+        e.starts_with("nowhere.wasm: cannot read the policy module: ") && e.ends_with("(os error 2); check the path"),
+        "{e}"
+    );
+    write("fuel.toml", "[module]\npath = \"io.wat\"\nfuel_per_call = 0\n");
+    assert_eq!(
+        error_of(dir.path(), &replay(dir.path(), &["--filter-policy", "fuel.toml"])),
+        "fuel.toml:3: \"fuel_per_call\" is 0; give a positive budget, e.g. 100000"
+    );
+}
+
+#[test]
+fn the_example_modules_run_on_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["allowlist-rate.wat", "full-cone-3478.wat"] {
+        let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy-modules").join(name);
+        let o = replay(dir.path(), &["--filter-policy", module.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}

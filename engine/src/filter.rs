@@ -99,6 +99,8 @@ pub enum Refusal {
     Denied,
     /// The internal host used up its inbound rate ([`DropReason::PolicyRateLimited`]).
     RateLimited,
+    /// The policy could not decide and refuses then ([`DropReason::PolicyFailed`]).
+    Failed,
 }
 
 impl From<Refusal> for DropReason {
@@ -107,6 +109,7 @@ impl From<Refusal> for DropReason {
             Refusal::Filtered => DropReason::Filtered,
             Refusal::Denied => DropReason::PolicyDenied,
             Refusal::RateLimited => DropReason::PolicyRateLimited,
+            Refusal::Failed => DropReason::PolicyFailed,
         }
     }
 }

@@ -138,6 +138,9 @@ drop_reasons! {
     PolicyDenied => "policy_denied",
     /// The filtering policy's rate limit for the internal host was used up.
     PolicyRateLimited => "policy_rate_limited",
+    /// The filtering policy could not decide (a policy module trapped, ran out of fuel or
+    /// answered nonsense) and is set to deny then.
+    PolicyFailed => "policy_failed",
 }
 
 #[cfg(test)]

@@ -347,6 +347,9 @@ pub fn build(c: &Cmdlet, args: &[String]) -> Result<Call, String> {
 /// its line before anything is sent; the daemon checks the text again against the NAT.
 fn read_policy(path: &str) -> Result<PolicySource, String> {
     let given = std::path::Path::new(path);
+    if crate::policy_module::ModuleSpec::is_module_path(given) {
+        return Err(format!("{path}: {}", crate::policy_module::NOT_IN_THE_DAEMON_YET));
+    }
     let (_, text) = crate::policy_file::load(given).map_err(|e| e.to_string())?;
     let absolute = std::path::absolute(given).unwrap_or_else(|_| given.to_path_buf());
     Ok(PolicySource { path: absolute.display().to_string(), text })

@@ -167,6 +167,14 @@ fn compile_policy(rec: &NatRecord, p: &FilterPolicyRecord) -> Result<netnat_engi
         ControlError::invalid(format!("Filter policy of NAT '{}': {e}.", rec.name))
     };
     let parsed = crate::policy_file::parse(&p.text, &p.path).map_err(refuse)?;
+    if parsed.module().is_some() {
+        return Err(ControlError::invalid(format!(
+            "Filter policy of NAT '{}': {}: {}",
+            rec.name,
+            p.path,
+            crate::policy_module::NOT_IN_THE_DAEMON_YET
+        )));
+    }
     parsed.check_for(rec.internal_prefix.trunc()).map_err(refuse)?;
     Ok(parsed.policy().clone())
 }

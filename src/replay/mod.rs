@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use netnat_capture::pcap::{LinkType, PcapNgWriter, PcapReader, PcapWriter};
-use netnat_engine::Nat;
+use netnat_engine::{Nat, Protocol};
 
 pub mod args;
 pub mod config_file;
@@ -55,6 +55,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let plan = Plan::from_settings(args.settings.or(file_settings))?;
     let nat = Nat::new(plan.nat.clone()).context("invalid NAT settings")?;
+    if let Some(module) = &plan.policy_module {
+        for protocol in [Protocol::Tcp, Protocol::Udp] {
+            nat.set_filtering_policy(protocol, Some(module.clone()));
+        }
+    }
 
     let mut reader = PcapReader::open(&args.input)?;
     let link_type = reader.link_type();
@@ -105,6 +110,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             fragments_released: counts.released,
             timestamps_out_of_order: counts.timestamps_out_of_order,
             engine: &stats,
+            policy_module_errors: plan.policy_module.as_ref().map(|m| m.errors()),
         };
         output::write_json(path, &report)?;
     }
@@ -116,6 +122,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             None => "no file (no -o; compared with --expect)".to_owned(),
         };
         eprintln!("{}", summary::paragraph(&input, &out, &counts, &stats));
+        if let Some(m) = plan.policy_module.as_ref().filter(|m| m.errors() > 0) {
+            eprintln!(
+                "policy module {}: {} decisions failed, handled as its on_error says; the last: {}",
+                m.file(),
+                m.errors(),
+                m.last_error().unwrap_or_default()
+            );
+        }
     }
     let (Some((path, ignore)), Some((expected_link, expected))) = (&plan.expect, expected) else {
         return Ok(ExitCode::SUCCESS);

@@ -2,6 +2,7 @@
 //! paths, checking that the required ones are there and that the settings fit together.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::bail;
 use netnat_engine::config::{ExternalAddress, Limits, Timeouts};
@@ -9,6 +10,8 @@ use netnat_engine::{Duration, NatConfig};
 
 use super::args::{CaptureFormat, NatSettings};
 use super::expect::Ignore;
+use crate::policy_file::FilterPolicySource;
+use crate::policy_module::ModulePolicy;
 
 /// The NAT name when none is given, as in the article's `New-NetNat -Name WinNAT`.
 pub const DEFAULT_NAT_NAME: &str = "WinNAT";
@@ -28,6 +31,8 @@ pub struct Plan {
     pub sessions_json: Option<PathBuf>,
     /// The counters as JSON, if wanted.
     pub stats_json: Option<PathBuf>,
+    /// A WASM filtering policy module, loaded, for TCP and UDP.
+    pub policy_module: Option<Arc<ModulePolicy>>,
 }
 
 impl Plan {
@@ -85,13 +90,15 @@ impl Plan {
         if name.trim().is_empty() {
             bail!("the NAT name is empty; give --nat-name NAME, e.g. --nat-name WinNAT");
         }
-        let filter_policy = match &settings.filter_policy {
-            None => None,
-            Some(path) => {
-                let (parsed, _) = crate::policy_file::load(path)?;
-                parsed.check_for(internal_prefix)?;
-                Some(parsed.policy().clone())
-            }
+        let (filter_policy, policy_module) = match &settings.filter_policy {
+            None => (None, None),
+            Some(path) => match crate::policy_file::load_source(path)? {
+                FilterPolicySource::Rules(parsed) => {
+                    parsed.check_for(internal_prefix)?;
+                    (Some(parsed.policy().clone()), None)
+                }
+                FilterPolicySource::Module(spec) => (None, Some(spec)),
+            },
         };
         let nat = NatConfig {
             name,
@@ -111,6 +118,10 @@ impl Plan {
         if let Err(e) = nat.validate() {
             bail!("invalid NAT settings: {e}");
         }
+        // Loaded here, so a bad module fails before any output is created.
+        let policy_module = policy_module
+            .map(|spec| ModulePolicy::load(&spec, nat.tcp_filtering, nat.udp_filtering).map(Arc::new))
+            .transpose()?;
         let format = settings.format;
         let with_format = |p: PathBuf| {
             let f = CaptureFormat::for_path(&p, format);
@@ -123,6 +134,7 @@ impl Plan {
             expect: settings.expect.map(|p| (p, settings.ignore)),
             sessions_json: settings.sessions_json,
             stats_json: settings.stats_json,
+            policy_module,
         };
         plan.check_distinct_outputs()?;
         Ok(plan)

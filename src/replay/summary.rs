@@ -51,6 +51,10 @@ pub struct StatsReport<'a> {
     pub fragments_released: u64,
     /// Frames whose timestamp went backwards.
     pub timestamps_out_of_order: u64,
+    /// Decisions of the `--filter-policy` module that failed (trapped, ran out of fuel,
+    /// answered nonsense); absent without a module.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_module_errors: Option<u64>,
     /// The engine's counters.
     #[serde(flatten)]
     pub engine: &'a Stats,
@@ -128,6 +132,7 @@ mod tests {
             fragments_released: 0,
             timestamps_out_of_order: 0,
             engine: &stats,
+            policy_module_errors: None,
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["translated_out"], 5);
