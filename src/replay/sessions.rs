@@ -129,6 +129,10 @@ mod tests {
             external_source_port: port,
             external_destination_address: Ipv4Addr::new(203, 0, 113, 10),
             external_destination_port: 53,
+            last_seen: Instant::from_micros(t),
+            timeout: netnat_engine::Duration::from_secs(120),
+            tcp_state: None,
+            opened_inbound: false,
         };
         let rows = rows(&[session(2_000_000, 2), session(1_000_000, 1)]);
         assert_eq!(rows[0].internal_source_port, 1);
