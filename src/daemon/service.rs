@@ -17,7 +17,7 @@ use netnat_engine::{
 use super::clock::Clock;
 use super::dataplane::{Addressing, Dataplane, LiveNat, Template};
 use crate::control::objects::{
-    FilterPolicyInfo, NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping,
+    FilterPolicyInfo, NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping, SessionDetail,
     NULL_ROUTING_DOMAIN,
 };
 use crate::control::protocol::{
@@ -245,7 +245,7 @@ impl Service {
             }
             Request::SetNetNat { names, changes } => self.set_nat(names, changes),
             Request::RemoveNetNat { names } => self.remove_nats(names),
-            Request::GetNetNatSession => Ok(Output::Sessions(self.sessions())),
+            Request::GetNetNatSession { detailed } => Ok(Output::Sessions(self.sessions(detailed))),
             Request::AddNetNatStaticMapping {
                 nat_name,
                 protocol,
@@ -733,11 +733,13 @@ impl Service {
             .collect()
     }
 
-    fn sessions(&self) -> Vec<NetNatSession> {
+    fn sessions(&self, detailed: bool) -> Vec<NetNatSession> {
+        let now = self.clock.now();
         let mut rows: Vec<_> = self.plane.nats().iter().flat_map(|n| n.sessions()).collect();
         rows.sort_by_key(|s| (s.creation_time, s.internal_source_address, s.internal_source_port));
         rows.into_iter()
             .map(|s| NetNatSession {
+                detail: detailed.then(|| SessionDetail::of(&s, now)),
                 nat_name: s.nat_name,
                 internal_routing_domain_id: NULL_ROUTING_DOMAIN.to_owned(),
                 creation_time: self.clock.format_local(s.creation_time),
@@ -1088,6 +1090,51 @@ mod tests {
         assert_eq!(running_policy(&plane), vec![None]);
         let saved = std::fs::read_to_string(StateStore::new(dir.path()).path()).unwrap();
         assert!(!saved.contains("filter_policy"), "no key without a policy: {saved}");
+    }
+
+    /// Get-NetNatSession lists WinNAT's properties only; with -Detailed each row also has the
+    /// session's timer and TCP state, read from the engine at the daemon's clock.
+    #[test]
+    fn get_session_detailed_adds_timer_and_tcp_state() {
+        let plane = Arc::new(Dataplane::new());
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = service_at(dir.path(), State::default(), Arc::clone(&plane));
+        assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
+        let add_address = Request::AddNetNatExternalAddress {
+            nat_name: "WinNAT".into(),
+            address: Ipv4Addr::new(203, 0, 113, 1),
+            port_start: None,
+            port_end: None,
+        };
+        assert!(matches!(s.handle(add_address), Reply::Ok { .. }));
+        let now = s.clock.now();
+        // A TCP SYN from 10.100.10.11:5000 to 198.51.100.10:80.
+        let mut syn = vec![0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 100, 10, 11, 198, 51, 100, 10];
+        syn.extend_from_slice(&[0x13, 0x88, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        netnat_engine::wire::ipv4::fill_checksum(&mut syn);
+        let action = plane.process(now, &mut syn);
+        assert!(matches!(action, crate::daemon::dataplane::Action::Translated { .. }), "{action:?}");
+
+        let Reply::Ok { output: Output::Sessions(plain), .. } = s.handle(Request::GetNetNatSession { detailed: false })
+        else {
+            panic!("no sessions")
+        };
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].detail, None, "the default rows are WinNAT's");
+        let Reply::Ok { output: Output::Sessions(rows), .. } = s.handle(Request::GetNetNatSession { detailed: true })
+        else {
+            panic!("no sessions")
+        };
+        let d = rows[0].detail.clone().expect("detail with -Detailed");
+        assert_eq!(
+            (d.tcp_state.as_deref(), d.timeout_seconds, d.opened_direction.as_str()),
+            (Some("Opening"), 120, "Outbound")
+        );
+        assert!(d.idle_seconds < 10.0 && d.idle_seconds >= 0.0, "{d:?}");
+        assert!((d.idle_seconds + d.time_left_seconds - 120.0).abs() < 0.002, "{d:?}");
+        let mut without = rows[0].clone();
+        without.detail = None;
+        assert_eq!(without, plain[0], "the WinNAT properties are the same");
     }
 
     #[test]
