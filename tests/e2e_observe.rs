@@ -6,9 +6,6 @@
 
 mod e2e_common;
 
-#[path = "common/skip.rs"]
-mod skip;
-
 use std::io::Write;
 use std::process::Stdio;
 
@@ -78,7 +75,7 @@ fn metrics_move_with_traffic_and_promtool_accepts_them_and_sessions_have_details
         .stderr(Stdio::piped())
         .spawn()
     {
-        Err(_) => skip::record_skip("metrics_move_with_traffic: promtool check", "promtool missing"),
+        Err(_) => e2e_common::skip::record_skip("metrics_move_with_traffic: promtool check", "promtool missing"),
         Ok(mut child) => {
             child.stdin.take().unwrap().write_all(after.as_bytes()).unwrap();
             let o = child.wait_with_output().unwrap();
