@@ -981,3 +981,77 @@ fn expect_maps_external_ports_consistently_per_flow() {
         stderr(&o)
     );
 }
+
+/// `--sessions-detailed` adds netnat's fields to each `--sessions-json` row, at the capture's
+/// last timestamp; without it the rows keep Get-NetNatSession's eleven properties.
+#[test]
+fn sessions_detailed_adds_idle_time_left_tcp_state_and_direction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, sample) = read_pcap(&sample_input());
+    let link = &sample[0].data[..ETH];
+    let t0 = 1_795_773_867_000_000u64;
+    let mut syn = link.to_vec();
+    etherparse::PacketBuilder::ipv4([10, 100, 10, 12], [198, 51, 100, 7], 64)
+        .tcp(6000, 80, 1, 65535)
+        .syn()
+        .write(&mut syn, &[])
+        .unwrap();
+    let input = dir.path().join("in.pcap");
+    let at = |s: f64, data| Record { micros: t0 + (s * 1e6) as u64, data };
+    write_pcap(
+        &input,
+        DataLink::ETHERNET,
+        &[
+            at(0.0, udp_frame(link, [10, 100, 10, 11], 5000, [198, 51, 100, 7], 53)),
+            // The reply does not restart the idle timer (UdpInboundRefresh is False).
+            at(3.0, udp_frame(link, [198, 51, 100, 7], 53, [203, 0, 113, 1], 5000)),
+            at(5.0, syn),
+            // Opens a session inbound, through the static mapping.
+            at(6.0, udp_frame(link, [198, 51, 100, 9], 4444, [203, 0, 113, 1], 8080)),
+            at(8.5, udp_frame(link, [10, 100, 10, 13], 7000, [198, 51, 100, 8], 123)),
+        ],
+    );
+    let sessions = dir.path().join("sessions.json");
+    let run = |extra: &[&str]| {
+        let args = ["--static-mapping", "udp:0.0.0.0:8080=10.100.10.14", "--sessions-json", sessions.to_str().unwrap()];
+        replay(dir.path(), &input, &args.iter().chain(extra).copied().collect::<Vec<_>>());
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&fs::read_to_string(&sessions).unwrap()).unwrap();
+        rows
+    };
+    let plain = run(&[]);
+    assert_eq!(plain.len(), 4);
+    assert!(plain.iter().all(|r| r.as_object().unwrap().len() == 11), "{plain:?}");
+
+    let rows = run(&["--sessions-detailed"]);
+    let by_port =
+        |port: u64| rows.iter().find(|r| r["InternalSourcePort"] == port).unwrap_or_else(|| panic!("{rows:?}"));
+    let detail = |port| {
+        let r = by_port(port);
+        (
+            r["IdleSeconds"].as_f64().unwrap(),
+            r["TimeLeftSeconds"].as_f64().unwrap(),
+            r["TimeoutSeconds"].as_u64().unwrap(),
+            r["TcpState"].as_str().map(str::to_owned),
+            r["OpenedDirection"].as_str().unwrap().to_owned(),
+        )
+    };
+    let out = "Outbound".to_owned();
+    assert_eq!(detail(5000), (8.5, 111.5, 120, None, out.clone()));
+    assert_eq!(detail(6000), (3.5, 116.5, 120, Some("Opening".into()), out.clone()));
+    assert_eq!(detail(8080), (2.5, 117.5, 120, None, "Inbound".into()));
+    assert_eq!(detail(7000), (0.0, 120.0, 120, None, out));
+    for (p, d) in plain.iter().zip(&rows) {
+        let mut d = d.as_object().unwrap().clone();
+        for k in ["IdleSeconds", "TimeLeftSeconds", "TimeoutSeconds", "TcpState", "OpenedDirection"] {
+            d.remove(k).unwrap();
+        }
+        assert_eq!(p.as_object().unwrap(), &d, "the WinNAT properties are unchanged");
+    }
+
+    let o = netnat(
+        [input.as_os_str(), "-o".as_ref(), dir.path().join("x.pcap").as_os_str(), "--sessions-detailed".as_ref()]
+            .into_iter()
+            .chain(NAT_FLAGS.iter().map(|s| s.as_ref())),
+    );
+    assert_fails_with(&o, &["--sessions-detailed", "--sessions-json FILE"]);
+}

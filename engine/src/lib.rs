@@ -46,7 +46,7 @@ pub use config::{
 };
 pub use filter::{FilteringPolicy, InboundContext, Refusal};
 pub use nat::Nat;
-pub use session::SessionInfo;
+pub use session::{MappingInfo, SessionInfo, TcpState};
 pub use stats::Stats;
 pub use time::{Duration, Instant};
 pub use verdict::{Direction, DropReason, HeldId, ReleasedPacket, Verdict};

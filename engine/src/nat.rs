@@ -10,7 +10,7 @@ use crate::config::{ConfigError, HairpinningMode, NatConfig, Protocol, Unmatched
 use crate::filter::FilteringPolicy;
 use crate::fragments::{FragKey, Fragments, Hold, Outcome, Side as FragSide};
 use crate::rewrite::{rewrite_checked, Side};
-use crate::session::SessionInfo;
+use crate::session::{MappingInfo, SessionInfo};
 use crate::settings::{Filters, Settings};
 use crate::stats::{bump, Counters, Stats};
 use crate::table::Table;
@@ -431,10 +431,12 @@ impl Nat {
     /// The session table, one row per session (Get-NetNatSession), sorted by internal
     /// endpoint then remote. Idle sessions not yet swept are included.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        let name = self.settings.load().config.name.clone();
+        let config = self.settings.load().config.clone();
+        let (name, timeouts) = (config.name.clone(), config.timeouts);
         let mut rows = Vec::with_capacity(self.session_count());
         self.table.by_internal.for_each(|m| {
             for sess in m.sessions.iter() {
+                let tcp = (m.protocol == Protocol::Tcp).then(|| sess.tcp().state());
                 rows.push(SessionInfo {
                     nat_name: name.clone(),
                     protocol: m.protocol.number(),
@@ -447,6 +449,10 @@ impl Nat {
                     external_source_port: m.external_port,
                     external_destination_address: sess.remote_addr.into(),
                     external_destination_port: sess.remote_port,
+                    last_seen: sess.last_seen(),
+                    timeout: sess.timeout(m.protocol, &timeouts),
+                    tcp_state: tcp,
+                    opened_inbound: sess.opened_inbound(),
                 });
             }
         });
@@ -460,6 +466,23 @@ impl Nat {
             )
         });
         rows
+    }
+
+    /// Calls `f` with every mapping (external port in use) and its session count, one table
+    /// shard read-locked at a time: what a port-use summary needs, without building a row per
+    /// session. `f` must not call back into this NAT.
+    pub fn for_each_mapping(&self, mut f: impl FnMut(&MappingInfo)) {
+        self.table.by_internal.for_each(|m| {
+            f(&MappingInfo {
+                protocol: m.protocol,
+                internal_address: m.internal_addr.into(),
+                internal_port: m.internal_port,
+                external_address: m.external_addr.into(),
+                external_port: m.external_port,
+                sessions: m.sessions.len(),
+                from_static: m.from_static,
+            })
+        });
     }
 
     /// Number of live sessions (idle ones not yet swept included).

@@ -409,6 +409,22 @@ impl TcpTrack {
     pub(crate) fn is_established(self) -> bool {
         self.0 & ESTABLISHED != 0 && !self.is_closed()
     }
+
+    /// The state as the session listing names it.
+    pub(crate) fn state(self) -> crate::session::TcpState {
+        use crate::session::TcpState;
+        if self.0 & RESET != 0 {
+            TcpState::Reset
+        } else if self.is_closed() {
+            TcpState::Closed
+        } else if self.0 & ESTABLISHED == 0 {
+            TcpState::Opening
+        } else if self.0 & (FIN_OUT | FIN_IN) != 0 {
+            TcpState::Closing
+        } else {
+            TcpState::Established
+        }
+    }
 }
 
 #[cfg(test)]

@@ -73,7 +73,12 @@ pub const CMDLETS: &[Cmdlet] = &[
         params: &[Param::list("Name", "String[]").at(0), Param::switch("PassThru")],
         synopsis: "Removes NAT objects (all of them without -Name) and drops their connections.",
     },
-    Cmdlet { name: "Get-NetNatSession", params: &[], synopsis: "Gets all active NAT sessions." },
+    Cmdlet {
+        name: "Get-NetNatSession",
+        params: &[Param::switch("Detailed")],
+        synopsis: "Gets all active NAT sessions. netnat's -Detailed adds each session's IdleSeconds, \
+                   TimeLeftSeconds, TimeoutSeconds, TcpState and OpenedDirection after WinNAT's properties.",
+    },
     Cmdlet {
         name: "Add-NetNatStaticMapping",
         params: &[
@@ -264,7 +269,7 @@ pub fn build(c: &Cmdlet, args: &[String]) -> Result<Call, String> {
             checked_size(Request::SetNetNat { names: b.many("Name"), changes }, print_if_passthru)
         }
         "Remove-NetNat" => call(Request::RemoveNetNat { names: b.many("Name") }, print_if_passthru),
-        "Get-NetNatSession" => call(Request::GetNetNatSession, true),
+        "Get-NetNatSession" => call(Request::GetNetNatSession { detailed: b.switch("Detailed")? }, true),
         "Add-NetNatStaticMapping" => {
             routing_domain(&b)?;
             let nat_name = required(&b, "NatName", "the NAT to add the mapping to, e.g. -NatName WinNAT")?.to_owned();
@@ -395,6 +400,14 @@ mod tests {
         assert!(matches!(build_line("Get-NetNat WinNAT").unwrap().request, Request::GetNetNat { names: Some(_) }));
         assert!(matches!(build_line("Remove-NetNat").unwrap().request, Request::RemoveNetNat { names: None }));
         assert!(!build_line("Remove-NetNat").unwrap().print);
+    }
+
+    #[test]
+    fn get_session_takes_netnats_detailed_switch() {
+        let r = |line| build_line(line).unwrap().request;
+        assert_eq!(r("Get-NetNatSession"), Request::GetNetNatSession { detailed: false });
+        assert_eq!(r("Get-NetNatSession -Detailed"), Request::GetNetNatSession { detailed: true });
+        assert_eq!(r("Get-NetNatSession --detailed"), Request::GetNetNatSession { detailed: true });
     }
 
     #[test]

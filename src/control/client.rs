@@ -110,7 +110,7 @@ mod tests {
             let reply = Reply::Ok { output: Output::Nothing, warnings: vec![] };
             daemon.write_all(format!("{}\n", serde_json::to_string(&reply).unwrap()).as_bytes()).unwrap();
         });
-        let got = exchange(client, &Request::GetNetNatSession, "test.sock").unwrap();
+        let got = exchange(client, &Request::GetNetNatSession { detailed: false }, "test.sock").unwrap();
         assert_eq!(got, Reply::Ok { output: Output::Nothing, warnings: vec![] });
         server.join().unwrap();
     }

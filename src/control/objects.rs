@@ -190,7 +190,7 @@ impl ListView for NetNatExternalAddress {
 }
 
 /// `MSFT_NetNatSession`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NetNatSession {
     /// NatName.
@@ -217,6 +217,62 @@ pub struct NetNatSession {
     pub external_destination_address: String,
     /// ExternalDestinationPort.
     pub external_destination_port: u16,
+    /// netnat's extension (`Get-NetNatSession -Detailed`), after WinNAT's properties; absent
+    /// (no keys, no rows) otherwise, so the default output stays WinNAT's.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<SessionDetail>,
+}
+
+/// What netnat adds to a session row on request (`Get-NetNatSession -Detailed`, `netnat
+/// replay --sessions-detailed`): read from the engine's session table, which keeps a
+/// session's last packet time and TCP state for its timers. Per-session packet and byte
+/// counters are not here: the engine does not keep them, and counting would add writes to
+/// every packet of the fast path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SessionDetail {
+    /// Seconds since a packet last restarted its idle timer (millisecond resolution).
+    pub idle_seconds: f64,
+    /// Seconds until it expires if no packet comes; 0 once expired (an expired session is
+    /// listed until the sweep removes it).
+    pub time_left_seconds: f64,
+    /// The idle timeout in force for it: UdpIdleSessionTimeout, IcmpQueryTimeout, or for TCP
+    /// TcpEstablishedConnectionTimeout or TcpTransientConnectionTimeout by its state.
+    pub timeout_seconds: u64,
+    /// TCP only: `Opening` (no completed handshake seen), `Established`, `Closing` (FIN one
+    /// way), `Closed` (FIN both ways), `Reset`; `null` for UDP and ICMP.
+    pub tcp_state: Option<String>,
+    /// `Outbound` (the internal host's first packet opened it) or `Inbound` (a remote's, through
+    /// a static mapping or a mapping the filtering admitted it to).
+    pub opened_direction: String,
+}
+
+impl SessionDetail {
+    /// The detail of `s` at `now` (on the engine's clock).
+    pub fn of(s: &netnat_engine::SessionInfo, now: netnat_engine::Instant) -> SessionDetail {
+        // Milliseconds, the idle time rounded and the time left derived from it, so the two
+        // add up to the timeout exactly (the idle timer itself is up to 1 ms stale).
+        let idle_ms = (s.idle(now).as_micros() + 500) / 1000;
+        let timeout_ms = s.timeout.as_millis();
+        SessionDetail {
+            idle_seconds: idle_ms as f64 / 1000.0,
+            time_left_seconds: timeout_ms.saturating_sub(idle_ms) as f64 / 1000.0,
+            timeout_seconds: s.timeout.as_secs(),
+            tcp_state: s.tcp_state.map(|t| t.name().to_owned()),
+            opened_direction: if s.opened_inbound { "Inbound" } else { "Outbound" }.to_owned(),
+        }
+    }
+
+    /// Its Format-List rows.
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("IdleSeconds", self.idle_seconds.to_string()),
+            ("TimeLeftSeconds", self.time_left_seconds.to_string()),
+            ("TimeoutSeconds", self.timeout_seconds.to_string()),
+            ("TcpState", self.tcp_state.clone().unwrap_or_default()),
+            ("OpenedDirection", self.opened_direction.clone()),
+        ]
+    }
 }
 
 impl ListView for NetNatSession {
@@ -235,6 +291,9 @@ impl ListView for NetNatSession {
             ("ExternalDestinationAddress", self.external_destination_address.clone()),
             ("ExternalDestinationPort", self.external_destination_port.to_string()),
         ]
+        .into_iter()
+        .chain(self.detail.iter().flat_map(SessionDetail::rows))
+        .collect()
     }
 }
 
@@ -394,6 +453,56 @@ Active                        : True
         assert!(two.contains("Active                           : True\n\nName"));
         assert!(two.ends_with("True\n\n\n"));
         assert_eq!(format_list::<NetNat>(&[]), "");
+    }
+
+    fn session(detail: Option<SessionDetail>) -> NetNatSession {
+        NetNatSession {
+            nat_name: "WinNAT".into(),
+            internal_routing_domain_id: NULL_ROUTING_DOMAIN.into(),
+            creation_time: "2026/11/27 10:04:27".into(),
+            protocol: 17,
+            internal_source_address: "10.100.10.11".into(),
+            internal_source_port: 5000,
+            internal_destination_address: "203.0.113.10".into(),
+            internal_destination_port: 53,
+            external_source_address: "203.0.113.1".into(),
+            external_source_port: 5000,
+            external_destination_address: "203.0.113.10".into(),
+            external_destination_port: 53,
+            detail,
+        }
+    }
+
+    /// Without -Detailed the rows and the JSON are WinNAT's; with it, five rows follow and the
+    /// JSON has five more keys, which read back.
+    #[test]
+    fn session_detail_is_only_there_when_asked_for() {
+        let plain = format_list(&[session(None)]);
+        assert!(plain.ends_with("ExternalDestinationPort    : 53\n\n\n"), "{plain}");
+        assert_eq!(format_list_all(&[session(None)]), plain);
+        let json = serde_json::to_value(session(None)).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), 12);
+        let detail = SessionDetail {
+            idle_seconds: 3.5,
+            time_left_seconds: 116.5,
+            timeout_seconds: 120,
+            tcp_state: None,
+            opened_direction: "Outbound".into(),
+        };
+        let detailed = format_list(&[session(Some(detail.clone()))]);
+        assert!(
+            detailed.ends_with(
+                "ExternalDestinationPort    : 53\nIdleSeconds                : 3.5\nTimeLeftSeconds            : 116.5\n\
+                 TimeoutSeconds             : 120\nTcpState                   :\nOpenedDirection            : Outbound\n\n\n"
+            ),
+            "{detailed}"
+        );
+        let json = serde_json::to_value(session(Some(detail))).unwrap();
+        assert_eq!((json["IdleSeconds"].as_f64(), json["TcpState"].is_null()), (Some(3.5), true));
+        let back: NetNatSession = serde_json::from_value(json).unwrap();
+        assert_eq!(back.detail.map(|d| d.timeout_seconds), Some(120));
+        let back: NetNatSession = serde_json::from_value(serde_json::to_value(session(None)).unwrap()).unwrap();
+        assert_eq!(back.detail, None);
     }
 
     #[test]

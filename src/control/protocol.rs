@@ -112,7 +112,14 @@ pub enum Request {
     },
     /// Get-NetNatSession.
     #[serde(rename = "Get-NetNatSession")]
-    GetNetNatSession,
+    GetNetNatSession {
+        /// netnat's `-Detailed`: add each session's idle time, time left, timeout, TCP state
+        /// and opening direction. Left out of the line when false, so the default request is
+        /// WinNAT's `{"cmdlet":"Get-NetNatSession"}` (an older daemon refuses the field rather
+        /// than answering without the details).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        detailed: bool,
+    },
     /// Add-NetNatStaticMapping.
     #[serde(rename = "Add-NetNatStaticMapping")]
     AddNetNatStaticMapping {
@@ -372,7 +379,8 @@ mod tests {
                 names: None,
                 changes: NatChanges { filter_policy: Some(PolicyChange::Remove), ..NatChanges::default() },
             },
-            Request::GetNetNatSession,
+            Request::GetNetNatSession { detailed: false },
+            Request::GetNetNatSession { detailed: true },
             Request::SetNetNat {
                 names: Some(vec!["WinNAT".into()]),
                 changes: NatChanges {
@@ -386,8 +394,10 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
         }
-        let s = serde_json::to_string(&Request::GetNetNatSession).unwrap();
+        let s = serde_json::to_string(&Request::GetNetNatSession { detailed: false }).unwrap();
         assert_eq!(s, r#"{"cmdlet":"Get-NetNatSession"}"#);
+        let s = serde_json::to_string(&Request::GetNetNatSession { detailed: true }).unwrap();
+        assert_eq!(s, r#"{"cmdlet":"Get-NetNatSession","detailed":true}"#);
     }
 
     #[test]

@@ -30,10 +30,13 @@ mod divert;
 mod fault;
 #[cfg(target_os = "linux")]
 mod linux;
+pub mod metrics;
+mod metrics_http;
 #[cfg(target_os = "linux")]
 mod nfqueue;
 pub mod server;
 pub mod service;
+pub mod statistics;
 pub mod supervise;
 #[cfg(windows)]
 mod windows;
@@ -91,6 +94,14 @@ pub struct DaemonArgs {
     /// all others.
     #[arg(long, value_name = "N", default_value_t = netnat_engine::Limits::default().max_sessions_per_host)]
     pub max_sessions_per_host: usize,
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR:PORT/metrics (off by default). Only
+    /// loopback addresses unless --metrics-allow-remote is given.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Allow --metrics-listen on an address other than loopback (the endpoint has no
+    /// authentication and its labels name internal hosts: firewall it).
+    #[arg(long, requires = "metrics_listen")]
+    pub metrics_allow_remote: bool,
     /// Remove netnat's kernel rules and exit (Linux). The rules stay when the daemon stops,
     /// so the NATs' traffic fails closed; this is for taking netnat off the host.
     #[arg(long)]
@@ -135,6 +146,40 @@ fn spawn_watcher(plane: &Arc<Dataplane>, service: &Arc<Mutex<Service>>) -> anyho
             tracing::error!("route/address watcher stopped: {e}; route changes will not be followed");
         }
     })
+}
+
+/// Binds `--metrics-listen` when given (before the daemon says it is ready, so a refused or
+/// busy address fails the start with the reason).
+fn bind_metrics(args: &DaemonArgs) -> anyhow::Result<Option<std::net::TcpListener>> {
+    args.metrics_listen.map(|addr| metrics_http::bind(addr, args.metrics_allow_remote)).transpose()
+}
+
+/// Serves the metrics endpoint on a supervised thread: the statistics of `plane` at the
+/// daemon's clock, and each NAT's port use.
+fn start_metrics(
+    listener: std::net::TcpListener,
+    plane: &Arc<Dataplane>,
+    clock: clock::Clock,
+    supervisor: &supervise::Supervisor,
+) -> anyhow::Result<()> {
+    let plane = Arc::clone(plane);
+    let addr = listener.local_addr().ok();
+    supervisor.spawn("netnat-metrics", move || {
+        metrics_http::serve(listener, |format| {
+            let snapshot = statistics::collect(&plane, clock.now());
+            let usage: Vec<_> = snapshot
+                .nats
+                .iter()
+                .filter_map(|n| statistics::usage(&plane, &n.name).map(|u| (n.name.clone(), u)))
+                .collect();
+            metrics::render(&snapshot, &usage, format)
+        });
+        anyhow::bail!("the metrics listener stopped")
+    })?;
+    if let Some(addr) = addr {
+        tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+    }
+    Ok(())
 }
 
 /// A seed for port choice that differs between runs.
@@ -190,6 +235,7 @@ mod imp {
         }
         let socket = control::socket_path(args.socket.clone());
         let state_dir = args.state_dir();
+        let metrics = super::bind_metrics(&args)?;
         // Whoever can write into either directory can replace the configuration or the
         // socket: refuse to start unless both are root's and closed to others.
         let euid = transport::own_uid().unwrap_or(0);
@@ -269,6 +315,9 @@ mod imp {
             move || linux::keep_rules(&keeper)
         })?;
         super::spawn_watcher(&plane, &service)?;
+        if let Some(metrics) = metrics {
+            super::start_metrics(metrics, &plane, clock, &supervisor)?;
+        }
 
         let listener =
             transport::listen(&socket).with_context(|| format!("creating the control socket {}", socket.display()))?;
@@ -375,6 +424,7 @@ mod imp {
     pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         let pipe = control::socket_path(args.socket.clone());
         let state_dir = args.state_dir();
+        let metrics = super::bind_metrics(&args)?;
         if args.queues.is_some() || args.queue_num != 0 || args.no_gso || args.busy_poll_us != 0 {
             tracing::warn!(
                 "--queue-num, --queues, --no-gso and --busy-poll-us are NFQUEUE settings (Linux); ignored on Windows"
@@ -412,6 +462,9 @@ mod imp {
         plane.set_supervisor(supervisor.clone());
         windows::start(&slot, &plane, clock, &supervisor)?;
         spawn_watcher(&plane, &service)?;
+        if let Some(metrics) = metrics {
+            super::start_metrics(metrics, &plane, clock, &supervisor)?;
+        }
         supervisor.spawn("netnat-control", move || {
             server::serve(listener, service);
             anyhow::bail!("the control pipe server stopped")

@@ -17,7 +17,7 @@ use netnat_engine::{
 use super::clock::Clock;
 use super::dataplane::{Addressing, Dataplane, LiveNat, Template};
 use crate::control::objects::{
-    FilterPolicyInfo, NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping,
+    FilterPolicyInfo, NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping, SessionDetail,
     NULL_ROUTING_DOMAIN,
 };
 use crate::control::protocol::{
@@ -253,7 +253,7 @@ impl Service {
             }
             Request::SetNetNat { names, changes } => self.set_nat(names, changes),
             Request::RemoveNetNat { names } => self.remove_nats(names),
-            Request::GetNetNatSession => Ok(Output::Sessions(self.sessions())),
+            Request::GetNetNatSession { detailed } => Ok(Output::Sessions(self.sessions(detailed))),
             Request::AddNetNatStaticMapping {
                 nat_name,
                 protocol,
@@ -741,11 +741,13 @@ impl Service {
             .collect()
     }
 
-    fn sessions(&self) -> Vec<NetNatSession> {
+    fn sessions(&self, detailed: bool) -> Vec<NetNatSession> {
+        let now = self.clock.now();
         let mut rows: Vec<_> = self.plane.nats().iter().flat_map(|n| n.sessions()).collect();
         rows.sort_by_key(|s| (s.creation_time, s.internal_source_address, s.internal_source_port));
         rows.into_iter()
             .map(|s| NetNatSession {
+                detail: detailed.then(|| SessionDetail::of(&s, now)),
                 nat_name: s.nat_name,
                 internal_routing_domain_id: NULL_ROUTING_DOMAIN.to_owned(),
                 creation_time: self.clock.format_local(s.creation_time),
@@ -762,94 +764,10 @@ impl Service {
             .collect()
     }
 
-    /// The engines' counters by NAT name (an array of `{addresses, stats}` per NAT) and, on
-    /// Linux, under [`KERNEL_QUEUES`], the counters of the daemon's NFQUEUE queues in the same
-    /// shape: the kernel's (packets it dropped before netnat could see them) and the capture
-    /// workers' (packets received, GSO super-packets, checksums completed, ...).
+    /// Get-NetNatStatistics: the snapshot of `statistics::collect` as JSON.
     fn statistics(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut out = serde_json::Map::new();
-        for nat in self.plane.nats().iter() {
-            let per: Vec<serde_json::Value> = nat
-                .instances()
-                .iter()
-                .map(|i| serde_json::json!({ "addresses": i.addresses, "stats": i.nat.stats() }))
-                .collect();
-            out.insert(nat.name.clone(), serde_json::Value::Array(per));
-        }
-        #[cfg(target_os = "linux")]
-        {
-            let kernel = crate::platform::nfqueue_stats::own_queues();
-            let mut value =
-                serde_json::to_value(kernel).unwrap_or_else(|e| serde_json::json!({ "note": e.to_string() }));
-            add_capture_counters(&mut value, &self.plane.capture_counters());
-            insert_unclaimed(&mut out, KERNEL_QUEUES, serde_json::Value::Array(vec![value]));
-        }
-        let threads = self.plane.thread_health();
-        if !threads.is_empty() {
-            let rows: Vec<serde_json::Value> = threads
-                .into_iter()
-                .map(|(name, h)| serde_json::json!({ "thread": name, "alive": h.alive, "last_packet_s": h.last_packet_s }))
-                .collect();
-            insert_unclaimed(&mut out, DAEMON_THREADS, serde_json::Value::Array(rows));
-        }
-        out
+        super::statistics::collect(&self.plane, self.clock.now()).to_json()
     }
-}
-
-/// The statistics key of the daemon's threads (alive, last packet).
-const DAEMON_THREADS: &str = "threads";
-
-/// The statistics key of the kernel's NFQUEUE counters. A NAT named so keeps its entry; the
-/// counters then go under the first free `nfqueue (kernel)`, `nfqueue (kernel) 2`, ...
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-const KERNEL_QUEUES: &str = "nfqueue";
-
-/// Adds the capture workers' counters to the kernel's queue entry (`{stats, queues, note}`):
-/// their sums to `stats` (zeros when no worker has published yet), each queue's own to the
-/// row of the same `queue_number` under `queues`.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn add_capture_counters(entry: &mut serde_json::Value, counters: &[(u16, super::dataplane::CaptureCounters)]) {
-    fn add(into: &mut serde_json::Map<String, serde_json::Value>, c: &super::dataplane::CaptureCounters) {
-        let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(c) else { return };
-        for (k, v) in fields {
-            let sum = into.get(&k).and_then(|x| x.as_u64()).unwrap_or(0) + v.as_u64().unwrap_or(0);
-            into.insert(k, sum.into());
-        }
-    }
-    let mut sums = serde_json::Map::new();
-    add(&mut sums, &Default::default());
-    for (queue, c) in counters {
-        add(&mut sums, c);
-        let row = entry
-            .get_mut("queues")
-            .and_then(|q| q.as_array_mut())
-            .and_then(|rows| rows.iter_mut().find(|r| r["queue_number"] == *queue))
-            .and_then(|r| r.as_object_mut());
-        if let Some(row) = row {
-            add(row, c);
-        }
-    }
-    match entry.get_mut("stats").and_then(|s| s.as_object_mut()) {
-        Some(stats) => stats.extend(sums),
-        None => {
-            if let Some(e) = entry.as_object_mut() {
-                e.insert("stats".into(), serde_json::Value::Object(sums));
-            }
-        }
-    }
-}
-
-/// Inserts `value` under `key`, or under the first of `key (kernel)`, `key (kernel) 2`, ...
-/// that no entry holds yet.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn insert_unclaimed(map: &mut serde_json::Map<String, serde_json::Value>, key: &str, value: serde_json::Value) {
-    let mut candidate = key.to_owned();
-    let mut n = 1;
-    while map.contains_key(&candidate) {
-        candidate = if n == 1 { format!("{key} (kernel)") } else { format!("{key} (kernel) {n}") };
-        n += 1;
-    }
-    map.insert(candidate, value);
 }
 
 /// The `k`-th of `n` equal slices of `range` (NATs sharing the host's addresses).
@@ -1098,6 +1016,51 @@ mod tests {
         assert!(!saved.contains("filter_policy"), "no key without a policy: {saved}");
     }
 
+    /// Get-NetNatSession lists WinNAT's properties only; with -Detailed each row also has the
+    /// session's timer and TCP state, read from the engine at the daemon's clock.
+    #[test]
+    fn get_session_detailed_adds_timer_and_tcp_state() {
+        let plane = Arc::new(Dataplane::new());
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = service_at(dir.path(), State::default(), Arc::clone(&plane));
+        assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
+        let add_address = Request::AddNetNatExternalAddress {
+            nat_name: "WinNAT".into(),
+            address: Ipv4Addr::new(203, 0, 113, 1),
+            port_start: None,
+            port_end: None,
+        };
+        assert!(matches!(s.handle(add_address), Reply::Ok { .. }));
+        let now = s.clock.now();
+        // A TCP SYN from 10.100.10.11:5000 to 198.51.100.10:80.
+        let mut syn = vec![0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 100, 10, 11, 198, 51, 100, 10];
+        syn.extend_from_slice(&[0x13, 0x88, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        netnat_engine::wire::ipv4::fill_checksum(&mut syn);
+        let action = plane.process(now, &mut syn);
+        assert!(matches!(action, crate::daemon::dataplane::Action::Translated { .. }), "{action:?}");
+
+        let Reply::Ok { output: Output::Sessions(plain), .. } = s.handle(Request::GetNetNatSession { detailed: false })
+        else {
+            panic!("no sessions")
+        };
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].detail, None, "the default rows are WinNAT's");
+        let Reply::Ok { output: Output::Sessions(rows), .. } = s.handle(Request::GetNetNatSession { detailed: true })
+        else {
+            panic!("no sessions")
+        };
+        let d = rows[0].detail.clone().expect("detail with -Detailed");
+        assert_eq!(
+            (d.tcp_state.as_deref(), d.timeout_seconds, d.opened_direction.as_str()),
+            (Some("Opening"), 120, "Outbound")
+        );
+        assert!(d.idle_seconds < 10.0 && d.idle_seconds >= 0.0, "{d:?}");
+        assert!((d.idle_seconds + d.time_left_seconds - 120.0).abs() < 0.002, "{d:?}");
+        let mut without = rows[0].clone();
+        without.detail = None;
+        assert_eq!(without, plain[0], "the WinNAT properties are the same");
+    }
+
     #[test]
     fn port_slices_cover_the_range_without_overlap() {
         const ALL: (u16, u16) = (1024, 65535);
@@ -1200,19 +1163,6 @@ mod tests {
         assert!(e.to_string().contains("No MSFT_NetNat objects found with property 'Name' equal to 'Nope'"));
         assert!(matches!(s.handle(Request::GetNetNat { names: Some(vec!["No*".into()]) }), Reply::Ok { .. }));
     }
-    #[test]
-    fn statistics_key_of_the_kernel_counters_never_hides_a_nat() {
-        let mut map = serde_json::Map::new();
-        insert_unclaimed(&mut map, "nfqueue", serde_json::json!(1));
-        assert_eq!(map["nfqueue"], 1);
-        insert_unclaimed(&mut map, "nfqueue", serde_json::json!(2));
-        insert_unclaimed(&mut map, "nfqueue", serde_json::json!(3));
-        assert_eq!(
-            (&map["nfqueue"], &map["nfqueue (kernel)"], &map["nfqueue (kernel) 2"]),
-            (&1.into(), &2.into(), &3.into())
-        );
-    }
-
     #[cfg(target_os = "linux")]
     #[test]
     fn statistics_include_the_kernel_queue_counters_beside_the_nats() {
@@ -1236,29 +1186,5 @@ mod tests {
         // The capture workers' counters are there too, zero before any worker published.
         assert_eq!(kernel["stats"]["gso_packets"], 0, "{kernel}");
         assert_eq!(kernel["stats"]["checksums_completed"], 0, "{kernel}");
-    }
-
-    #[test]
-    fn capture_counters_are_summed_into_stats_and_added_to_their_queue_rows() {
-        use super::super::dataplane::CaptureCounters;
-        let mut entry = serde_json::json!({
-            "stats": { "queue_dropped": 3, "user_dropped": 0, "dropped": 3 },
-            "queues": [
-                { "queue_number": 0, "peer_portid": 7, "waiting": 0, "queue_dropped": 3, "user_dropped": 0 },
-                { "queue_number": 1, "peer_portid": 8, "waiting": 0, "queue_dropped": 0, "user_dropped": 0 }
-            ]
-        });
-        let q0 = CaptureCounters { received: 10, gso_packets: 4, checksums_completed: 9, ..Default::default() };
-        let q1 = CaptureCounters { received: 5, gso_packets: 1, too_long: 2, ..Default::default() };
-        // Queue 9 is not in the kernel's file: it counts in the sums only.
-        let q9 = CaptureCounters { received: 1, ..Default::default() };
-        add_capture_counters(&mut entry, &[(0, q0), (1, q1), (9, q9)]);
-        let stats = &entry["stats"];
-        assert_eq!((&stats["received"], &stats["gso_packets"], &stats["too_long"]), (&16.into(), &5.into(), &2.into()));
-        assert_eq!((&stats["dropped"], &stats["checksum_not_ready"]), (&3.into(), &0.into()), "{stats}");
-        let rows = entry["queues"].as_array().unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!((&rows[0]["received"], &rows[0]["gso_packets"]), (&10.into(), &4.into()));
-        assert_eq!((&rows[1]["received"], &rows[1]["queue_dropped"]), (&5.into(), &0.into()));
     }
 }

@@ -16,7 +16,6 @@
 pub mod addrs;
 #[cfg(target_os = "linux")]
 pub mod leak_guard;
-#[cfg(target_os = "linux")]
 pub mod nfqueue_stats;
 pub mod ports;
 #[cfg(unix)]

@@ -11,7 +11,10 @@
 //! per binding: they start at 0 when the daemon binds the queue and wrap at 2^32.
 //!
 //! The parsers are pure; [`own_queues`] does the reading. An absent queue file (the
-//! `nfnetlink_queue` module not loaded) gives zeros and a note, not an error.
+//! `nfnetlink_queue` module not loaded) gives zeros and a note, not an error. The types and
+//! parsers compile everywhere (the daemon's statistics carry them); only Linux reads the files.
+
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -119,6 +122,7 @@ pub fn summarise(rows: &[QueueRow], own: &HashSet<u32>) -> KernelQueueStats {
 }
 
 /// The kernel's counters for the queues this process has bound.
+#[cfg(target_os = "linux")]
 pub fn own_queues() -> KernelQueueStats {
     let text = match std::fs::read_to_string(QUEUE_FILE) {
         Ok(text) => text,
@@ -226,6 +230,7 @@ mod tests {
         assert!(s.note.as_deref().is_some_and(|n| n.contains("no NFQUEUE")), "{s:?}");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn this_process_has_no_queues() {
         // The test binary binds no NFQUEUE: zeros, and a note whether or not the module is loaded.

@@ -161,6 +161,11 @@ pub struct NatSettings {
     #[arg(long, value_name = "FILE")]
     pub sessions_json: Option<PathBuf>,
 
+    /// Add netnat's fields to each --sessions-json row (Get-NetNatSession -Detailed): IdleSeconds,
+    /// TimeLeftSeconds and TimeoutSeconds at the capture's last timestamp, TcpState, OpenedDirection.
+    #[arg(long)]
+    pub sessions_detailed: bool,
+
     /// Write the counters at the end as JSON.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -201,6 +206,7 @@ impl NatSettings {
             hairpinning: self.hairpinning.or(lower.hairpinning),
             drops: self.drops.or(lower.drops),
             sessions_json: self.sessions_json.or(lower.sessions_json),
+            sessions_detailed: self.sessions_detailed || lower.sessions_detailed,
             stats_json: self.stats_json.or(lower.stats_json),
         }
     }

@@ -62,6 +62,7 @@ struct RawConfig {
     filter_policy: Option<PathBuf>,
     drops: Option<PathBuf>,
     sessions_json: Option<PathBuf>,
+    sessions_detailed: Option<bool>,
     stats_json: Option<PathBuf>,
 }
 
@@ -140,6 +141,7 @@ pub fn parse(text: &str, path: &Path) -> anyhow::Result<NatSettings> {
         filter_policy: relative(raw.filter_policy),
         drops: relative(raw.drops),
         sessions_json: relative(raw.sessions_json),
+        sessions_detailed: raw.sessions_detailed.unwrap_or(false),
         stats_json: relative(raw.stats_json),
     })
 }

@@ -98,7 +98,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let stats = nat.stats();
     if let Some(path) = &plan.sessions_json {
-        output::write_json(path, &sessions::rows(&nat.sessions()))?;
+        let detailed_at = plan.sessions_detailed.then(|| netnat_engine::Instant::from_micros(counts.clock_end_micros));
+        output::write_json(path, &sessions::rows(&nat.sessions(), detailed_at))?;
     }
     if let Some(path) = &plan.stats_json {
         let report = StatsReport {

@@ -29,6 +29,8 @@ pub struct Plan {
     pub expect: Option<(PathBuf, Vec<Ignore>)>,
     /// The session table as JSON, if wanted.
     pub sessions_json: Option<PathBuf>,
+    /// With netnat's detail fields (`--sessions-detailed`).
+    pub sessions_detailed: bool,
     /// The counters as JSON, if wanted.
     pub stats_json: Option<PathBuf>,
     /// A WASM filtering policy module, loaded, for TCP and UDP.
@@ -43,6 +45,9 @@ impl Plan {
                 "no output file: give -o OUTPUT (or `output = \"...\"` in the --config file); `-o -` writes to stdout \
                  (with --expect EXPECTED, -o is optional)"
             )
+        }
+        if settings.sessions_detailed && settings.sessions_json.is_none() {
+            bail!("--sessions-detailed adds fields to the --sessions-json rows; give --sessions-json FILE too");
         }
         if !settings.ignore.is_empty() && settings.expect.is_none() {
             bail!("--ignore says what --expect does not compare; give --expect EXPECTED too, or leave --ignore out");
@@ -133,6 +138,7 @@ impl Plan {
             drops: settings.drops.map(with_format),
             expect: settings.expect.map(|p| (p, settings.ignore)),
             sessions_json: settings.sessions_json,
+            sessions_detailed: settings.sessions_detailed,
             stats_json: settings.stats_json,
             policy_module,
         };

@@ -1,14 +1,18 @@
 //! `--sessions-json`: the session table as `Get-NetNatSession | ConvertTo-Json` would give it,
 //! with the NetNatSession property names, Protocol as the IP protocol number and CreationTime
 //! as an RFC 3339 UTC time with microseconds (the pcap timestamp of the session's first packet).
+//! With `--sessions-detailed` each row also has netnat's [`SessionDetail`] fields, the same as
+//! `Get-NetNatSession -Detailed`, at the capture's last timestamp.
 
 use std::net::Ipv4Addr;
 
-use netnat_engine::SessionInfo;
+use netnat_engine::{Instant, SessionInfo};
 use serde::Serialize;
 
+use crate::control::objects::SessionDetail;
+
 /// One NetNatSession row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SessionRow {
     /// NatName.
@@ -33,10 +37,14 @@ pub struct SessionRow {
     pub external_destination_address: Ipv4Addr,
     /// ExternalDestinationPort.
     pub external_destination_port: u16,
+    /// netnat's fields (`--sessions-detailed`); no keys without it.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<SessionDetail>,
 }
 
-impl From<&SessionInfo> for SessionRow {
-    fn from(s: &SessionInfo) -> Self {
+impl SessionRow {
+    /// The row of `s`, with its detail at `detailed_at` when given.
+    fn new(s: &SessionInfo, detailed_at: Option<Instant>) -> Self {
         SessionRow {
             nat_name: s.nat_name.clone(),
             protocol: s.protocol,
@@ -49,13 +57,15 @@ impl From<&SessionInfo> for SessionRow {
             external_source_port: s.external_source_port,
             external_destination_address: s.external_destination_address,
             external_destination_port: s.external_destination_port,
+            detail: detailed_at.map(|now| SessionDetail::of(s, now)),
         }
     }
 }
 
 /// The rows of `sessions`, oldest first (ties broken by the other fields), so the file is the
-/// same for the same input whatever order the engine's shards return.
-pub fn rows(sessions: &[SessionInfo]) -> Vec<SessionRow> {
+/// same for the same input whatever order the engine's shards return; with netnat's detail at
+/// `detailed_at` when given.
+pub fn rows(sessions: &[SessionInfo], detailed_at: Option<Instant>) -> Vec<SessionRow> {
     let mut sorted: Vec<&SessionInfo> = sessions.iter().collect();
     sorted.sort_by_key(|s| {
         (
@@ -67,7 +77,7 @@ pub fn rows(sessions: &[SessionInfo]) -> Vec<SessionRow> {
             s.internal_destination_port,
         )
     });
-    sorted.into_iter().map(SessionRow::from).collect()
+    sorted.into_iter().map(|s| SessionRow::new(s, detailed_at)).collect()
 }
 
 /// `micros` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
@@ -129,8 +139,12 @@ mod tests {
             external_source_port: port,
             external_destination_address: Ipv4Addr::new(203, 0, 113, 10),
             external_destination_port: 53,
+            last_seen: Instant::from_micros(t),
+            timeout: netnat_engine::Duration::from_secs(120),
+            tcp_state: None,
+            opened_inbound: false,
         };
-        let rows = rows(&[session(2_000_000, 2), session(1_000_000, 1)]);
+        let rows = rows(&[session(2_000_000, 2), session(1_000_000, 1)], None);
         assert_eq!(rows[0].internal_source_port, 1);
         let json = serde_json::to_value(&rows[0]).unwrap();
         let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
@@ -153,5 +167,34 @@ mod tests {
         assert_eq!(keys, expected);
         assert_eq!(json["InternalSourceAddress"], "10.100.10.11");
         assert_eq!(json["CreationTime"], "1970-01-01T00:00:01.000000Z");
+    }
+
+    #[test]
+    fn detailed_rows_add_netnat_fields_at_the_given_time() {
+        let tcp = SessionInfo {
+            nat_name: "WinNAT".into(),
+            protocol: 6,
+            creation_time: Instant::from_secs(10),
+            internal_source_address: Ipv4Addr::new(10, 100, 10, 11),
+            internal_source_port: 40000,
+            internal_destination_address: Ipv4Addr::new(203, 0, 113, 10),
+            internal_destination_port: 80,
+            external_source_address: Ipv4Addr::new(203, 0, 113, 1),
+            external_source_port: 40000,
+            external_destination_address: Ipv4Addr::new(203, 0, 113, 10),
+            external_destination_port: 80,
+            last_seen: Instant::from_millis(12_250),
+            timeout: netnat_engine::Duration::from_secs(1800),
+            tcp_state: Some(netnat_engine::TcpState::Established),
+            opened_inbound: true,
+        };
+        let rows = rows(std::slice::from_ref(&tcp), Some(Instant::from_secs(20)));
+        let json = serde_json::to_value(&rows[0]).unwrap();
+        assert_eq!(json["IdleSeconds"], 7.75);
+        assert_eq!(json["TimeLeftSeconds"], 1792.25);
+        assert_eq!(json["TimeoutSeconds"], 1800);
+        assert_eq!(json["TcpState"], "Established");
+        assert_eq!(json["OpenedDirection"], "Inbound");
+        assert_eq!(json.as_object().unwrap().len(), 11 + 5);
     }
 }

@@ -32,6 +32,10 @@ pub struct ReplayCounts {
     pub dropped: u64,
     /// Frames whose timestamp went backwards; the clock was held still for them.
     pub timestamps_out_of_order: u64,
+    /// The NAT's clock when the capture ended (its latest timestamp, microseconds since the
+    /// Unix epoch): the "now" of `--sessions-detailed`.
+    #[serde(skip)]
+    pub clock_end_micros: u64,
 }
 
 /// The `--stats-json` document: the engine's counters plus the replay's own.

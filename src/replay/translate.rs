@@ -122,6 +122,7 @@ pub fn replay<O: Sink>(
         }
     }
     progress.set_position(reader.bytes_consumed());
+    counts.clock_end_micros = clock;
     Ok(counts)
 }
 

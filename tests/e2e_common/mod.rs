@@ -30,7 +30,7 @@ pub const WAN1: &str = "203.0.113.10";
 pub const WAN2: &str = "203.0.113.11";
 
 #[path = "../common/skip.rs"]
-mod skip;
+pub mod skip;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
