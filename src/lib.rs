@@ -1,6 +1,7 @@
 //! netnat's program as a library: the `netnat` binary (`src/main.rs`) is its command line,
-//! and the benches drive the daemon's packet path ([`dataplane`]) through the same code the
-//! daemon runs. Everything else is private to the program.
+//! and the benches drive the daemon's packet path ([`dataplane`]) and the WASM policy
+//! modules ([`ModulePolicy`]) through the same code the program runs. Everything else is
+//! private to the program.
 
 mod cmdlets;
 mod control;
@@ -14,4 +15,5 @@ mod state;
 pub use cmdlets::{position_of_cmdlet, run as run_cmdlet};
 pub use daemon::dataplane;
 pub use daemon::{run as run_daemon, DaemonArgs};
+pub use policy_module::{ModulePolicy, ModuleSpec, OnError, DEFAULT_FUEL_PER_CALL};
 pub use replay::{run as run_replay, ReplayArgs};
