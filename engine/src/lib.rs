@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod events;
 pub mod filter;
 mod nat;
 pub mod policy;
@@ -44,6 +45,7 @@ pub use config::{
     ConfigError, ExternalAddress, FilteringBehavior, HairpinningMode, Limits, NatConfig, PortAllocation, Protocol,
     StaticMapping, Timeouts, UnmatchedInbound,
 };
+pub use events::{EndReason, Event, EventKind};
 pub use filter::{FilteringPolicy, InboundContext, Refusal};
 pub use nat::Nat;
 pub use session::{MappingInfo, SessionInfo, TcpState};

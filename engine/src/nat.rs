@@ -381,6 +381,7 @@ impl Nat {
     /// Expires idle sessions (one bounded step of the sweep, see `SWEEP_BUDGET`) and stale
     /// fragments.
     pub fn handle_timeout(&self, now: Instant) {
+        self.table.events.advance(now);
         self.sweep(now, SWEEP_BUDGET);
         let timed_out = self.fragments.lock().expire(now);
         for _ in 0..timed_out {
@@ -392,7 +393,7 @@ impl Nat {
     fn sweep(&self, now: Instant, budget: usize) {
         let s = self.settings.load();
         let t = s.config.timeouts;
-        let step = self.table.sweep_step(budget, |m, sess| !sess.is_alive(m.protocol, now, &t));
+        let step = self.table.sweep_step(now, budget, |m, sess| !sess.is_alive(m.protocol, now, &t));
         self.counters.sessions_expired.fetch_add(step.expired, Ordering::Relaxed);
         if step.round_started {
             self.round_started.store(now.as_micros(), Ordering::Relaxed);
@@ -542,6 +543,26 @@ impl Nat {
         }
         let config = (*self.settings.load().config).clone();
         self.settings.store(Arc::new(Settings::new(config, &mut filters, &self.table.external)));
+    }
+
+    /// Turns session events on or off (off by default): mappings and sessions created and
+    /// deleted, and the limits that refused one, queued for [`Nat::drain_events`]. Off, they
+    /// cost one flag test where a session is created or deleted; on or off, an established
+    /// packet makes none.
+    pub fn set_events(&self, on: bool) {
+        self.table.events.set_enabled(on);
+    }
+
+    /// Moves the queued events into `into`, oldest first (at most
+    /// [`crate::events::MAX_QUEUED_EVENTS`] wait between two drains; more are counted by
+    /// [`Nat::events_lost`]).
+    pub fn drain_events(&self, into: &mut Vec<crate::events::Event>) {
+        self.table.events.drain(into);
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn events_lost(&self) -> u64 {
+        self.table.events.lost()
     }
 
     /// Drops every session (Remove-NetNat drops the NAT's connections).

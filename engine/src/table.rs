@@ -27,6 +27,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::config::{Limits, Protocol, Timeouts};
+use crate::events::{EndReason, Event, EventKind, EventQueue};
 pub(crate) use crate::mapping_sessions::Sessions;
 use crate::ports::ExternalIndex;
 use crate::shard_lock::{ReadGuard, ShardedLock, Slot, WriteGuard, SHARDS};
@@ -136,6 +137,18 @@ impl Session {
         }
     }
 
+    /// Why it ends once it is no longer alive: a TCP connection that closed or reset, or
+    /// plain idleness.
+    pub(crate) fn end_reason(&self, proto: Protocol) -> EndReason {
+        use crate::session::TcpState;
+        let closed = matches!(self.tcp().state(), TcpState::Closing | TcpState::Closed | TcpState::Reset);
+        if proto == Protocol::Tcp && closed {
+            EndReason::TcpClosed
+        } else {
+            EndReason::IdleTimeout
+        }
+    }
+
     /// Alive while idle for no longer than its timeout.
     pub(crate) fn is_alive(&self, proto: Protocol, now: Instant, t: &Timeouts) -> bool {
         now.saturating_duration_since(self.last_seen()) <= self.timeout(proto, t)
@@ -196,6 +209,19 @@ impl Mapping {
             0
         } else {
             self.inbound_sessions as usize
+        }
+    }
+
+    /// An event about this mapping, or (with `remote`) one of its sessions.
+    pub(crate) fn event(&self, time: Instant, kind: EventKind, remote: Option<(u32, u16)>) -> Event {
+        let ep = |(a, p): (u32, u16)| std::net::SocketAddrV4::new(a.into(), p);
+        Event {
+            time,
+            kind,
+            protocol: self.protocol,
+            internal: ep((self.internal_addr, self.internal_port)),
+            external: Some(ep((self.external_addr, self.external_port))),
+            remote: remote.map(ep),
         }
     }
 
@@ -347,6 +373,8 @@ pub(crate) struct Table {
     sweep_queues: Box<[Mutex<VecDeque<u64>>]>,
     /// Held through a sweep step (one sweeper at a time).
     cursor: Mutex<SweepCursor>,
+    /// Session events, when asked for (`Nat::set_events`).
+    pub events: EventQueue,
 }
 
 impl Table {
@@ -362,6 +390,7 @@ impl Table {
             per_host: DashMap::with_hasher_and_shard_amount(h(), 64),
             sweep_queues: (0..SHARDS).map(|_| Mutex::new(VecDeque::new())).collect(),
             cursor: Mutex::new(SweepCursor::default()),
+            events: EventQueue::default(),
         }
     }
 
@@ -380,7 +409,12 @@ impl Table {
     /// One bounded step of the sweep: visits mappings in queue order from where the last
     /// step stopped, removing the sessions `expire` says so and the mappings left empty,
     /// until `budget` mappings and sessions have been looked at or the round is done.
-    pub(crate) fn sweep_step(&self, budget: usize, mut expire: impl FnMut(&Mapping, &Session) -> bool) -> SweepStep {
+    pub(crate) fn sweep_step(
+        &self,
+        now: Instant,
+        budget: usize,
+        mut expire: impl FnMut(&Mapping, &Session) -> bool,
+    ) -> SweepStep {
         let mut cursor = self.cursor.lock();
         let port_tables = self.external.all();
         let mut step = SweepStep { round_started: cursor.shard == 0 && cursor.left.is_none(), ..SweepStep::default() };
@@ -398,13 +432,22 @@ impl Table {
                     continue; // stale: its mapping is gone or was re-queued under a new tag
                 };
                 step.work += m.sessions.len();
-                let released = m.expire_sessions(&mut expire);
+                let mut last_end = EndReason::IdleTimeout;
+                let released = m.expire_sessions(|m, sess| {
+                    let gone = expire(m, sess);
+                    if gone {
+                        last_end = sess.end_reason(m.protocol);
+                        self.session_event(now, EventKind::SessionDeleted(last_end), m, sess);
+                    }
+                    gone
+                });
                 step.expired += released.sessions as u64;
                 self.release_sessions(m.internal_addr, released);
                 if m.sessions.is_empty() {
                     if let Some(t) = port_tables.iter().find(|t| t.addr == m.external_addr) {
                         t.release(m.protocol, m.external_port, ik);
                     }
+                    self.events.emit(|| m.event(now, EventKind::MappingDeleted(last_end), None));
                     shard.remove(&ik);
                 } else {
                     // A new tag, so a duplicate entry of this mapping (left by a removal and
@@ -429,6 +472,17 @@ impl Table {
     /// Live sessions (including idle ones not yet purged).
     pub(crate) fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Queues an event about `m`'s session `sess`.
+    pub(crate) fn session_event(&self, time: Instant, kind: EventKind, m: &Mapping, sess: &Session) {
+        self.events.emit(|| m.event(time, kind, Some((sess.remote_addr, sess.remote_port))));
+    }
+
+    /// Queues the events of a new mapping `m` with its first session (the one with `remote`).
+    pub(crate) fn mapping_created(&self, time: Instant, m: &Mapping, remote: (u32, u16)) {
+        self.events.emit(|| m.event(time, EventKind::MappingCreated, None));
+        self.events.emit(|| m.event(time, EventKind::SessionCreated, Some(remote)));
     }
 
     /// Claims room for one more session of `host`, or says which limit stops it.
@@ -489,9 +543,26 @@ impl Table {
         let (mut expired, mut removed) = (0u64, 0u64);
         let port_tables = self.external.all();
         self.by_internal.retain(|ik, m| {
-            let expired_here = m.expire_sessions(&mut expire);
-            let gone = m.sessions.is_empty() || remove(m);
+            let now = self.events.latest();
+            let expired_here = m.expire_sessions(|m, sess| {
+                let gone = expire(m, sess);
+                if gone {
+                    self.session_event(now, EventKind::SessionDeleted(sess.end_reason(m.protocol)), m, sess);
+                }
+                gone
+            });
+            let empty = m.sessions.is_empty();
+            let gone = empty || remove(m);
             let removed_here = if gone { m.all_released() } else { Released::default() };
+            if gone && self.events.enabled() {
+                for sess in m.sessions.iter() {
+                    self.session_event(now, EventKind::SessionDeleted(EndReason::Removed), m, sess);
+                }
+                // An empty mapping lost its last session to its timer (a reclaim on the packet
+                // path); the others go with the configuration.
+                let end = if empty { EndReason::IdleTimeout } else { EndReason::Removed };
+                self.events.emit(|| m.event(now, EventKind::MappingDeleted(end), None));
+            }
             self.release_sessions(
                 m.internal_addr,
                 Released {

@@ -8,6 +8,7 @@ use std::collections::hash_map::{Entry, VacantEntry};
 
 use crate::alloc;
 use crate::config::{Limits, PortAllocation, Protocol, StaticMapping};
+use crate::events::{Event, EventKind};
 use crate::filter::{Contacted, InboundContext};
 use crate::nat::Nat;
 use crate::settings::Settings;
@@ -77,6 +78,37 @@ impl Nat {
                 Entry::Vacant(v) => self.create_outbound(s, now, v, proto, internal, remote, seg).map(Some),
             }
         })
+        .inspect_err(|&e| self.refused(now, e, proto, internal, None, remote))
+    }
+
+    /// Queues the event of a new session that a limit or the port range refused (after the
+    /// retries: one event per refused packet).
+    #[cold]
+    fn refused(
+        &self,
+        now: Instant,
+        reason: DropReason,
+        proto: Protocol,
+        internal: Endpoint,
+        external: Option<Endpoint>,
+        remote: Endpoint,
+    ) {
+        let kind = match reason {
+            DropReason::PortsExhausted => EventKind::PortsExhausted,
+            DropReason::SessionLimit | DropReason::HostSessionLimit | DropReason::InboundSessionLimit => {
+                EventKind::LimitReached(reason)
+            }
+            _ => return,
+        };
+        let ep = |(a, p): Endpoint| SocketAddrV4::new(a.into(), p);
+        self.table.events.emit(|| Event {
+            time: now,
+            kind,
+            protocol: proto,
+            internal: ep(internal),
+            external: external.map(ep),
+            remote: Some(ep(remote)),
+        });
     }
 
     /// Runs a find-or-create `attempt` until it gives an endpoint (`Ok(None)`: another thread
@@ -113,8 +145,11 @@ impl Nat {
         if let Some(sess) = m.sessions.find_mut(remote.0, remote.1) {
             if !sess.is_alive(proto, now, t) {
                 let was_inbound = sess.opened_inbound();
+                let ended = EventKind::SessionDeleted(sess.end_reason(proto));
                 *sess = Session::new(remote.0, remote.1, true, now);
                 m.inbound_sessions -= u32::from(was_inbound);
+                self.table.events.emit(|| m.event(now, ended, Some(remote)));
+                self.table.events.emit(|| m.event(now, EventKind::SessionCreated, Some(remote)));
                 if was_inbound && !m.from_static {
                     self.table.release_sessions(m.internal_addr, Released::ONE_OPENED_INBOUND);
                 }
@@ -125,6 +160,7 @@ impl Nat {
             self.reserve_in(s, now, m, Table::reserve_session)?;
             bump(&self.counters.sessions_created);
             m.sessions.insert(Session::new(remote.0, remote.1, true, now), self.table.hasher());
+            self.table.events.emit(|| m.event(now, EventKind::SessionCreated, Some(remote)));
         }
         // Found again rather than kept from above: two short borrows instead of one across
         // the reservation (a hash probe, or a scan of at most `LINEAR_SESSIONS`).
@@ -186,6 +222,7 @@ impl Nat {
             Some(ext) => {
                 let m = vacant.insert(Mapping::new(proto, internal, ext, false, session));
                 self.table.enqueue(ik, m);
+                self.table.mapping_created(now, m, remote);
                 bump(&self.counters.sessions_created);
                 Ok(ext)
             }
@@ -266,6 +303,15 @@ impl Nat {
                 }
             }
         })
+        .inspect_err(|&e| {
+            let limit =
+                matches!(e, DropReason::SessionLimit | DropReason::HostSessionLimit | DropReason::InboundSessionLimit);
+            if limit && self.table.events.enabled() {
+                if let Some(internal) = self.local_hairpin_target(s, proto, external) {
+                    self.refused(now, e, proto, internal, Some(external), remote);
+                }
+            }
+        })
     }
 
     fn touch_inbound(
@@ -339,9 +385,11 @@ impl Nat {
         // Any session of this remote left here has expired (a live one returned above).
         if let Some(old) = m.sessions.find_mut(remote.0, remote.1) {
             let was_inbound = old.opened_inbound();
+            let ended = EventKind::SessionDeleted(old.end_reason(proto));
             *old = session;
             m.inbound_sessions -= u32::from(was_inbound);
             bump(&self.counters.sessions_expired);
+            self.table.events.emit(|| m.event(now, ended, Some(remote)));
         } else {
             if let Err(e) = self.reserve_in(s, now, m, Table::reserve_session) {
                 if charged {
@@ -351,6 +399,7 @@ impl Nat {
             }
             m.sessions.insert(session, self.table.hasher());
         }
+        self.table.events.emit(|| m.event(now, EventKind::SessionCreated, Some(remote)));
         m.inbound_sessions += 1;
         bump(&self.counters.sessions_created);
         Ok(internal)
@@ -359,7 +408,13 @@ impl Nat {
     /// Removes `m`'s expired sessions (bounded by the per-host cap); returns how many.
     fn reclaim_expired(&self, s: &Settings, now: Instant, m: &mut Mapping) -> usize {
         let t = s.config.timeouts;
-        let released = m.expire_sessions(|m, sess| !sess.is_alive(m.protocol, now, &t));
+        let released = m.expire_sessions(|m, sess| {
+            let gone = !sess.is_alive(m.protocol, now, &t);
+            if gone {
+                self.table.session_event(now, EventKind::SessionDeleted(sess.end_reason(m.protocol)), m, sess);
+            }
+            gone
+        });
         self.table.release_sessions(m.internal_addr, released);
         self.counters.sessions_expired.fetch_add(released.sessions as u64, std::sync::atomic::Ordering::Relaxed);
         released.sessions
@@ -400,6 +455,7 @@ impl Nat {
                 if claim(s, ik, sm.protocol, external) {
                     let m = vacant.insert(Mapping::new(sm.protocol, internal, external, true, session));
                     self.table.enqueue(ik, m);
+                    self.table.mapping_created(now, m, remote);
                     bump(&self.counters.sessions_created);
                     Ok(Some(internal))
                 } else {

@@ -3,6 +3,7 @@
 
 mod dos;
 mod errors_and_fragments;
+mod events;
 mod filtering_and_timers;
 mod invariants;
 mod mapping;
