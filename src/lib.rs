@@ -6,6 +6,7 @@
 mod cmdlets;
 mod control;
 mod daemon;
+mod event_log;
 mod platform;
 mod policy_file;
 mod policy_module;

@@ -96,6 +96,9 @@ pub fn run(args: &[String], at: usize) -> anyhow::Result<ExitCode> {
     }
     let call = table::build(cmdlet, &rest).map_err(|e| anyhow::anyhow!("{}: {e}", cmdlet.name))?;
     let socket = crate::control::socket_path(socket);
+    if matches!(call.request, crate::control::protocol::Request::GetNetNatSession { watch: true, .. }) {
+        return watch(cmdlet.name, &socket, &call.request, format);
+    }
     let reply = client::call(&socket, &call.request)?;
     match reply {
         Reply::Ok { output, warnings } => {
@@ -111,6 +114,36 @@ pub fn run(args: &[String], at: usize) -> anyhow::Result<ExitCode> {
             eprintln!("{} : {e}", cmdlet.name);
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// `Get-NetNatSession -Watch`: prints each event line as it comes (JSON lines with `-o
+/// json`, one readable line each otherwise) until the daemon stops or the user presses Ctrl+C.
+fn watch(
+    name: &str,
+    socket: &std::path::Path,
+    request: &crate::control::protocol::Request,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let stdout = std::io::stdout();
+    let reply = client::stream(socket, request, |line| {
+        let text = match format {
+            Format::Json => format!("{line}\n"),
+            _ => output::event_line(line),
+        };
+        let mut out = stdout.lock();
+        // A closed stdout (the reader went away) ends the watch with the process.
+        if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
+            std::process::exit(0);
+        }
+    })?;
+    match reply {
+        Reply::Error(e) => {
+            eprintln!("{name} : {e}");
+            Ok(ExitCode::FAILURE)
+        }
+        Reply::Ok { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 

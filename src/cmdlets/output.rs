@@ -54,3 +54,42 @@ pub fn render(output: &Output, format: Format) -> anyhow::Result<String> {
         (Output::Statistics(m), _) => json(serde_json::Value::Object(m.clone()))?,
     })
 }
+
+/// One `Get-NetNatSession -Watch` event (a JSON line from the daemon) as a readable line:
+/// `TIME NAT EVENT [(REASON)] PROTOCOL INTERNAL -> EXTERNAL -> REMOTE`, `-` where an endpoint
+/// does not apply. A line that is not an event is shown as it came.
+pub fn event_line(json: &str) -> String {
+    let Ok(e) = serde_json::from_str::<crate::event_log::EventLine>(json) else {
+        return format!("{json}\n");
+    };
+    let reason = e.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+    let dash = || "-".to_owned();
+    format!(
+        "{} {} {}{reason} {} {} -> {} -> {}\n",
+        e.time,
+        e.nat,
+        e.event,
+        e.protocol,
+        e.internal,
+        e.external.unwrap_or_else(dash),
+        e.remote.unwrap_or_else(dash)
+    )
+}
+
+#[cfg(test)]
+mod event_line_tests {
+    #[test]
+    fn an_event_reads_as_one_line_with_its_reason_and_endpoints() {
+        let json = r#"{"time":"2026-12-03T10:00:01.000000Z","nat":"WinNAT","event":"session_deleted","reason":"idle_timeout","protocol":"udp","internal":"10.100.10.11:5000","external":"203.0.113.1:40123","remote":"198.51.100.7:53"}"#;
+        assert_eq!(
+            super::event_line(json),
+            "2026-12-03T10:00:01.000000Z WinNAT session_deleted (idle_timeout) udp 10.100.10.11:5000 -> 203.0.113.1:40123 -> 198.51.100.7:53\n"
+        );
+        let json = r#"{"time":"t","nat":"WinNAT","event":"mapping_created","protocol":"tcp","internal":"10.100.10.11:6000","external":"203.0.113.1:1025"}"#;
+        assert_eq!(
+            super::event_line(json),
+            "t WinNAT mapping_created tcp 10.100.10.11:6000 -> 203.0.113.1:1025 -> -\n"
+        );
+        assert_eq!(super::event_line("garbage"), "garbage\n");
+    }
+}

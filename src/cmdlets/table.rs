@@ -75,9 +75,11 @@ pub const CMDLETS: &[Cmdlet] = &[
     },
     Cmdlet {
         name: "Get-NetNatSession",
-        params: &[Param::switch("Detailed")],
+        params: &[Param::switch("Detailed"), Param::switch("Watch")],
         synopsis: "Gets all active NAT sessions. netnat's -Detailed adds each session's IdleSeconds, \
-                   TimeLeftSeconds, TimeoutSeconds, TcpState and OpenedDirection after WinNAT's properties.",
+                   TimeLeftSeconds, TimeoutSeconds, TcpState and OpenedDirection after WinNAT's properties; \
+                   netnat's -Watch instead prints each session event as it happens (mappings and sessions \
+                   created and deleted, limits reached), one line each (-o json: JSON lines), until Ctrl+C.",
     },
     Cmdlet {
         name: "Add-NetNatStaticMapping",
@@ -269,7 +271,13 @@ pub fn build(c: &Cmdlet, args: &[String]) -> Result<Call, String> {
             checked_size(Request::SetNetNat { names: b.many("Name"), changes }, print_if_passthru)
         }
         "Remove-NetNat" => call(Request::RemoveNetNat { names: b.many("Name") }, print_if_passthru),
-        "Get-NetNatSession" => call(Request::GetNetNatSession { detailed: b.switch("Detailed")? }, true),
+        "Get-NetNatSession" => {
+            let (detailed, watch) = (b.switch("Detailed")?, b.switch("Watch")?);
+            if detailed && watch {
+                return Err("-Detailed describes the table and -Watch streams events instead; give one of them.".into());
+            }
+            call(Request::GetNetNatSession { detailed, watch }, true)
+        }
         "Add-NetNatStaticMapping" => {
             routing_domain(&b)?;
             let nat_name = required(&b, "NatName", "the NAT to add the mapping to, e.g. -NatName WinNAT")?.to_owned();
@@ -405,9 +413,10 @@ mod tests {
     #[test]
     fn get_session_takes_netnats_detailed_switch() {
         let r = |line| build_line(line).unwrap().request;
-        assert_eq!(r("Get-NetNatSession"), Request::GetNetNatSession { detailed: false });
-        assert_eq!(r("Get-NetNatSession -Detailed"), Request::GetNetNatSession { detailed: true });
-        assert_eq!(r("Get-NetNatSession --detailed"), Request::GetNetNatSession { detailed: true });
+        assert_eq!(r("Get-NetNatSession"), Request::GetNetNatSession { detailed: false, watch: false });
+        assert_eq!(r("Get-NetNatSession -Detailed"), Request::GetNetNatSession { detailed: true, watch: false });
+        assert_eq!(r("Get-NetNatSession --detailed"), Request::GetNetNatSession { detailed: true, watch: false });
+        assert_eq!(r("Get-NetNatSession -Watch"), Request::GetNetNatSession { detailed: false, watch: true });
     }
 
     #[test]

@@ -31,6 +31,33 @@ pub fn call(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
     exchange(stream, request, &socket.display().to_string())
 }
 
+/// Sends a streaming `request` (`Get-NetNatSession -Watch`) and hands every line after the
+/// daemon's first reply to `on_line` until the daemon hangs up. A refusal comes back as the
+/// first reply, and is returned.
+pub fn stream(socket: &Path, request: &Request, mut on_line: impl FnMut(&str)) -> anyhow::Result<Reply> {
+    let stream = transport::connect(socket)
+        .map_err(|e| anyhow::anyhow!("cannot reach the netnat daemon at {}: {e}; {NOT_RUNNING}", socket.display()))?;
+    let mut line = serde_json::to_string(request).context("encoding the request")?;
+    line.push('\n');
+    let mut stream = stream;
+    stream.write_all(line.as_bytes()).and_then(|()| stream.flush()).context("sending the request")?;
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    reader.read_line(&mut first).context("reading the daemon's reply")?;
+    let reply: Reply = serde_json::from_str(&first)
+        .with_context(|| format!("the daemon's reply is not valid: {}", first.trim_end()))?;
+    if matches!(reply, Reply::Error(_)) {
+        return Ok(reply);
+    }
+    for next in reader.lines() {
+        let next = next.context("reading the daemon's events")?;
+        if !next.is_empty() {
+            on_line(&next);
+        }
+    }
+    Ok(reply)
+}
+
 /// Writes `request` on `stream` and reads the reply; `socket` names the daemon in errors.
 ///
 /// A daemon that refuses the peer may answer and hang up before the request is written:
@@ -110,7 +137,7 @@ mod tests {
             let reply = Reply::Ok { output: Output::Nothing, warnings: vec![] };
             daemon.write_all(format!("{}\n", serde_json::to_string(&reply).unwrap()).as_bytes()).unwrap();
         });
-        let got = exchange(client, &Request::GetNetNatSession { detailed: false }, "test.sock").unwrap();
+        let got = exchange(client, &Request::GetNetNatSession { detailed: false, watch: false }, "test.sock").unwrap();
         assert_eq!(got, Reply::Ok { output: Output::Nothing, warnings: vec![] });
         server.join().unwrap();
     }

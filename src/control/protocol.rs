@@ -119,6 +119,11 @@ pub enum Request {
         /// than answering without the details).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         detailed: bool,
+        /// netnat's `-Watch`: instead of the table, stream the session events from now on,
+        /// one JSON line each (`crate::event_log::EventLine`), after a first `Ok` reply, until
+        /// the client hangs up. Left out of the line when false, as `detailed`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        watch: bool,
     },
     /// Add-NetNatStaticMapping.
     #[serde(rename = "Add-NetNatStaticMapping")]
@@ -379,8 +384,9 @@ mod tests {
                 names: None,
                 changes: NatChanges { filter_policy: Some(PolicyChange::Remove), ..NatChanges::default() },
             },
-            Request::GetNetNatSession { detailed: false },
-            Request::GetNetNatSession { detailed: true },
+            Request::GetNetNatSession { detailed: false, watch: false },
+            Request::GetNetNatSession { detailed: true, watch: false },
+            Request::GetNetNatSession { detailed: false, watch: true },
             Request::SetNetNat {
                 names: Some(vec!["WinNAT".into()]),
                 changes: NatChanges {
@@ -394,9 +400,9 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
         }
-        let s = serde_json::to_string(&Request::GetNetNatSession { detailed: false }).unwrap();
+        let s = serde_json::to_string(&Request::GetNetNatSession { detailed: false, watch: false }).unwrap();
         assert_eq!(s, r#"{"cmdlet":"Get-NetNatSession"}"#);
-        let s = serde_json::to_string(&Request::GetNetNatSession { detailed: true }).unwrap();
+        let s = serde_json::to_string(&Request::GetNetNatSession { detailed: true, watch: false }).unwrap();
         assert_eq!(s, r#"{"cmdlet":"Get-NetNatSession","detailed":true}"#);
     }
 

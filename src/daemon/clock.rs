@@ -34,6 +34,13 @@ impl Clock {
         let local: chrono::DateTime<chrono::Local> = wall.into();
         local.format("%Y/%m/%d %H:%M:%S").to_string()
     }
+
+    /// `at` as UTC wall-clock time, RFC 3339 with microseconds (event logs).
+    pub fn format_rfc3339(&self, at: Instant) -> String {
+        let wall = self.wall_origin + Duration::from_micros(at.as_micros());
+        let utc: chrono::DateTime<chrono::Utc> = wall.into();
+        utc.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    }
 }
 
 #[cfg(test)]

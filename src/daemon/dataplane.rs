@@ -35,6 +35,13 @@ pub struct Instance {
     pub nat: Nat,
 }
 
+/// An engine as the daemon runs it: with session events on (`daemon::events` drains them).
+fn engine(config: NatConfig) -> Result<Nat, ConfigError> {
+    let nat = Nat::new(config)?;
+    nat.set_events(true);
+    Ok(nat)
+}
+
 /// How a NAT picks its external addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Addressing {
@@ -177,7 +184,7 @@ impl LiveNat {
                 let addresses: Vec<Ipv4Addr> = template.config.external_addresses.iter().map(|e| e.address).collect();
                 match current.first() {
                     Some(inst) if inst.addresses == addresses => vec![Arc::clone(inst)],
-                    _ => vec![Arc::new(Instance { addresses, nat: Nat::new(template.config_for(None))? })],
+                    _ => vec![Arc::new(Instance { addresses, nat: engine(template.config_for(None))? })],
                 }
             }
             Addressing::Implicit { .. } => {
@@ -190,7 +197,7 @@ impl LiveNat {
                         Some(inst) => next.push(Arc::clone(inst)),
                         None => next.push(Arc::new(Instance {
                             addresses: vec![*a],
-                            nat: Nat::new(template.config_for(Some(*a)))?,
+                            nat: engine(template.config_for(Some(*a)))?,
                         })),
                     }
                 }

@@ -26,6 +26,7 @@ pub mod clock;
 pub mod dataplane;
 #[cfg(any(windows, test))]
 mod divert;
+pub mod events;
 #[cfg(target_os = "linux")]
 mod fault;
 #[cfg(target_os = "linux")]
@@ -102,6 +103,17 @@ pub struct DaemonArgs {
     /// authentication and its labels name internal hosts: firewall it).
     #[arg(long, requires = "metrics_listen")]
     pub metrics_allow_remote: bool,
+    /// Append the NATs' session events to FILE as JSON lines (mappings and sessions created and
+    /// deleted with the reason, ports exhausted, limits reached), rotated by size into FILE.1,
+    /// FILE.2, ...; created 0600.
+    #[arg(long, value_name = "FILE")]
+    pub event_log: Option<PathBuf>,
+    /// Rotate --event-log when it would grow past this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64, requires = "event_log")]
+    pub event_log_max_mib: u64,
+    /// Old --event-log files kept (FILE.1 is the newest).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "event_log")]
+    pub event_log_keep: u32,
     /// Remove netnat's kernel rules and exit (Linux). The rules stay when the daemon stops,
     /// so the NATs' traffic fails closed; this is for taking netnat off the host.
     #[arg(long)]
@@ -145,6 +157,38 @@ fn spawn_watcher(plane: &Arc<Dataplane>, service: &Arc<Mutex<Service>>) -> anyho
         if let Err(e) = result {
             tracing::error!("route/address watcher stopped: {e}; route changes will not be followed");
         }
+    })
+}
+
+/// The event hub, with `--event-log` opened when given (before the daemon says it is ready,
+/// so a path it cannot write fails the start with the reason).
+fn open_event_hub(args: &DaemonArgs) -> anyhow::Result<Arc<events::EventHub>> {
+    let log = args
+        .event_log
+        .as_ref()
+        .map(|path| {
+            crate::event_log::RotatingLog::open(
+                path,
+                args.event_log_max_mib.saturating_mul(1 << 20),
+                args.event_log_keep,
+            )
+            .with_context(|| format!("opening --event-log {}", path.display()))
+        })
+        .transpose()?;
+    Ok(events::EventHub::new(log))
+}
+
+/// Drains the engines' session events into `hub` on a supervised thread.
+fn start_events(
+    hub: &Arc<events::EventHub>,
+    plane: &Arc<Dataplane>,
+    clock: clock::Clock,
+    supervisor: &supervise::Supervisor,
+) -> anyhow::Result<()> {
+    let (hub, plane) = (Arc::clone(hub), Arc::clone(plane));
+    supervisor.spawn("netnat-events", move || {
+        events::pump(&plane, clock, &hub);
+        Ok(())
     })
 }
 
@@ -236,6 +280,7 @@ mod imp {
         let socket = control::socket_path(args.socket.clone());
         let state_dir = args.state_dir();
         let metrics = super::bind_metrics(&args)?;
+        let event_hub = super::open_event_hub(&args)?;
         // Whoever can write into either directory can replace the configuration or the
         // socket: refuse to start unless both are root's and closed to others.
         let euid = transport::own_uid().unwrap_or(0);
@@ -318,13 +363,14 @@ mod imp {
         if let Some(metrics) = metrics {
             super::start_metrics(metrics, &plane, clock, &supervisor)?;
         }
+        super::start_events(&event_hub, &plane, clock, &supervisor)?;
 
         let listener =
             transport::listen(&socket).with_context(|| format!("creating the control socket {}", socket.display()))?;
         supervisor.spawn("netnat-control", {
             let service = Arc::clone(&service);
             move || {
-                server::serve(listener, service);
+                server::serve(listener, service, event_hub);
                 Ok(())
             }
         })?;
@@ -425,6 +471,7 @@ mod imp {
         let pipe = control::socket_path(args.socket.clone());
         let state_dir = args.state_dir();
         let metrics = super::bind_metrics(&args)?;
+        let event_hub = super::open_event_hub(&args)?;
         if args.queues.is_some() || args.queue_num != 0 || args.no_gso || args.busy_poll_us != 0 {
             tracing::warn!(
                 "--queue-num, --queues, --no-gso and --busy-poll-us are NFQUEUE settings (Linux); ignored on Windows"
@@ -465,8 +512,9 @@ mod imp {
         if let Some(metrics) = metrics {
             super::start_metrics(metrics, &plane, clock, &supervisor)?;
         }
+        super::start_events(&event_hub, &plane, clock, &supervisor)?;
         supervisor.spawn("netnat-control", move || {
-            server::serve(listener, service);
+            server::serve(listener, service, event_hub);
             anyhow::bail!("the control pipe server stopped")
         })?;
 

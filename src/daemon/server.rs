@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::events::EventHub;
 use super::service::Service;
 use crate::control::protocol::{ControlError, Reply, Request, MAX_LINE};
 use crate::control::transport::{self, Listener, Peer};
@@ -18,8 +19,8 @@ use crate::control::transport::{self, Listener, Peer};
 #[cfg(unix)]
 const REFUSED_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Serves clients forever (one thread per client).
-pub fn serve(listener: Listener, service: Arc<Mutex<Service>>) {
+/// Serves clients forever (one thread per client); `-Watch` clients get `events`' lines.
+pub fn serve(listener: Listener, service: Arc<Mutex<Service>>, events: Arc<EventHub>) {
     let own = transport::own_uid();
     loop {
         match listener.accept() {
@@ -31,10 +32,10 @@ pub fn serve(listener: Listener, service: Arc<Mutex<Service>>) {
                         tracing::debug!("cannot bound a refused client's read: {e}");
                     }
                 }
-                let service = Arc::clone(&service);
+                let (service, events) = (Arc::clone(&service), Arc::clone(&events));
                 let spawned = std::thread::Builder::new()
                     .name("netnat-control".into())
-                    .spawn(move || serve_client(stream, peer, own, &service));
+                    .spawn(move || serve_client(stream, peer, own, &service, &events));
                 if let Err(e) = spawned {
                     tracing::warn!("cannot start a control thread: {e}");
                 }
@@ -47,7 +48,7 @@ pub fn serve(listener: Listener, service: Arc<Mutex<Service>>) {
     }
 }
 
-fn serve_client<S: Read + Write>(stream: S, peer: Peer, own: Option<u32>, service: &Mutex<Service>) {
+fn serve_client<S: Read + Write>(stream: S, peer: Peer, own: Option<u32>, service: &Mutex<Service>, events: &EventHub) {
     let mut reader = BufReader::new(stream);
     if !peer.is_allowed(own) {
         refuse(&mut reader, &peer);
@@ -68,9 +69,46 @@ fn serve_client<S: Read + Write>(stream: S, peer: Peer, own: Option<u32>, servic
             let _ = write_reply(reader.get_mut(), &reply);
             return;
         }
+        if is_watch(&line) {
+            watch(reader.get_mut(), events);
+            return;
+        }
         let reply = answer(&line, service);
         if write_reply(reader.get_mut(), &reply).is_err() {
             return;
+        }
+    }
+}
+
+/// Whether a request line is `Get-NetNatSession -Watch`.
+fn is_watch(line: &[u8]) -> bool {
+    matches!(serde_json::from_slice::<Request>(line), Ok(Request::GetNetNatSession { watch: true, .. }))
+}
+
+/// Streams every event line from now on to a `-Watch` client, after an `Ok` reply, until
+/// it hangs up (the next write fails). Between events a keep-alive check every few seconds
+/// notices a client that went away.
+fn watch(stream: &mut impl Write, events: &EventHub) {
+    tracing::info!("control request: Get-NetNatSession -Watch");
+    let lines = events.subscribe();
+    if write_reply(stream, &Reply::Ok { output: crate::control::protocol::Output::Nothing, warnings: vec![] }).is_err()
+    {
+        return;
+    }
+    loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(line) => {
+                if stream.write_all(line.as_bytes()).and_then(|()| stream.flush()).is_err() {
+                    return;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // An empty line: clients skip it; a closed connection fails the write.
+                if stream.write_all(b"\n").and_then(|()| stream.flush()).is_err() {
+                    return;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -158,7 +196,8 @@ mod tests {
 
         let (client, daemon) = UnixStream::pair().unwrap();
         let nobody = Peer { uid: Some(65534), administrator: false };
-        let server = std::thread::spawn(move || serve_client(daemon, nobody, Some(0), &service()));
+        let server =
+            std::thread::spawn(move || serve_client(daemon, nobody, Some(0), &service(), &EventHub::default()));
         let mut reader = BufReader::new(client);
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();

@@ -253,7 +253,9 @@ impl Service {
             }
             Request::SetNetNat { names, changes } => self.set_nat(names, changes),
             Request::RemoveNetNat { names } => self.remove_nats(names),
-            Request::GetNetNatSession { detailed } => Ok(Output::Sessions(self.sessions(detailed))),
+            Request::GetNetNatSession { detailed, watch: false } => Ok(Output::Sessions(self.sessions(detailed))),
+            // Served by the control server, which streams (`server::watch`).
+            Request::GetNetNatSession { watch: true, .. } => Ok(Output::Nothing),
             Request::AddNetNatStaticMapping {
                 nat_name,
                 protocol,
@@ -1039,13 +1041,15 @@ mod tests {
         let action = plane.process(now, &mut syn);
         assert!(matches!(action, crate::daemon::dataplane::Action::Translated { .. }), "{action:?}");
 
-        let Reply::Ok { output: Output::Sessions(plain), .. } = s.handle(Request::GetNetNatSession { detailed: false })
+        let Reply::Ok { output: Output::Sessions(plain), .. } =
+            s.handle(Request::GetNetNatSession { detailed: false, watch: false })
         else {
             panic!("no sessions")
         };
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].detail, None, "the default rows are WinNAT's");
-        let Reply::Ok { output: Output::Sessions(rows), .. } = s.handle(Request::GetNetNatSession { detailed: true })
+        let Reply::Ok { output: Output::Sessions(rows), .. } =
+            s.handle(Request::GetNetNatSession { detailed: true, watch: false })
         else {
             panic!("no sessions")
         };

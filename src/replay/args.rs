@@ -166,6 +166,12 @@ pub struct NatSettings {
     #[arg(long)]
     pub sessions_detailed: bool,
 
+    /// Write the NAT's session events as JSON lines, in capture time: mappings and sessions
+    /// created and deleted (with the reason: idle_timeout, tcp_closed, removed), ports exhausted,
+    /// limits reached.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
     /// Write the counters at the end as JSON.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -208,6 +214,7 @@ impl NatSettings {
             sessions_json: self.sessions_json.or(lower.sessions_json),
             sessions_detailed: self.sessions_detailed || lower.sessions_detailed,
             stats_json: self.stats_json.or(lower.stats_json),
+            events: self.events.or(lower.events),
         }
     }
 }

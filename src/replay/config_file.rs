@@ -5,7 +5,7 @@
 //! "EndpointIndependentFiltering"`, `port_range = "1024-65535"`), except that timeouts,
 //! limits and the seed are TOML integers and `udp_inbound_refresh` is a TOML boolean.
 //! `external_address` and `static_mapping` take a list (or a single string). Relative paths
-//! (`output`, `drops`, `expect`, `sessions_json`, `stats_json`, `filter_policy`) are relative
+//! (`output`, `drops`, `expect`, `sessions_json`, `stats_json`, `events`, `filter_policy`) are relative
 //! to the file's directory. `ignore` takes a list (or one comma-separated string) of
 //! `--ignore` items.
 //! An unknown key is an error, so a misspelt setting is never silently ignored.
@@ -64,6 +64,7 @@ struct RawConfig {
     sessions_json: Option<PathBuf>,
     sessions_detailed: Option<bool>,
     stats_json: Option<PathBuf>,
+    events: Option<PathBuf>,
 }
 
 /// Reads and checks the config file at `path`.
@@ -143,6 +144,7 @@ pub fn parse(text: &str, path: &Path) -> anyhow::Result<NatSettings> {
         sessions_json: relative(raw.sessions_json),
         sessions_detailed: raw.sessions_detailed.unwrap_or(false),
         stats_json: relative(raw.stats_json),
+        events: relative(raw.events),
     })
 }
 

@@ -28,6 +28,7 @@ use netnat_engine::{Nat, Protocol};
 pub mod args;
 pub mod config_file;
 pub mod dissect;
+pub mod events;
 pub mod expect;
 pub mod output;
 pub mod plan;
@@ -39,6 +40,7 @@ pub mod translate;
 pub use args::ReplayArgs;
 
 use args::{CaptureFormat, NatSettings};
+use events::EventWriter;
 use output::AtomicFile;
 use plan::Plan;
 use sink::{AnnotatedPcapNg, Fanout, Recorded, Recorder, Sink};
@@ -66,6 +68,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // The expected capture is read first: a missing or broken one fails before any work.
     let expected = plan.expect.as_ref().map(|(path, _)| read_capture(path)).transpose()?;
     let mut drops = plan.drops.as_ref().map(|(path, format)| create(path, *format, link_type)).transpose()?;
+    let mut events = plan.events.as_ref().map(|path| EventWriter::create(path, &plan.nat.name)).transpose()?;
+    nat.set_events(events.is_some());
 
     let progress = progress_bar(&args.input, args.quiet);
     let mut recorded: Vec<Recorded> = Vec::new();
@@ -73,7 +77,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         (Some((path, CaptureFormat::Pcap)), None) => {
             // The plain pcap path, which bench/replay measures: the writer is called directly.
             let mut out = Box::new(PcapWriter::new(AtomicFile::create(path)?, link_type, path)?);
-            let counts = translate::replay(&mut reader, &nat, &mut *out, drops.as_deref_mut(), &progress)?;
+            let counts =
+                translate::replay(&mut reader, &nat, &mut *out, drops.as_deref_mut(), events.as_mut(), &progress)?;
             progress.finish_and_clear();
             out.finish()?;
             counts
@@ -87,7 +92,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 sinks.push(Box::new(Recorder { frames: &mut recorded }));
             }
             let mut out = Box::new(Fanout::new(sinks));
-            let counts = translate::replay(&mut reader, &nat, &mut *out, drops.as_deref_mut(), &progress)?;
+            let counts =
+                translate::replay(&mut reader, &nat, &mut *out, drops.as_deref_mut(), events.as_mut(), &progress)?;
             progress.finish_and_clear();
             out.finish()?;
             counts
@@ -95,6 +101,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(drops) = drops {
         drops.finish()?;
+    }
+    if let Some(events) = events {
+        events.finish(&nat)?;
     }
     let stats = nat.stats();
     if let Some(path) = &plan.sessions_json {

@@ -33,6 +33,8 @@ pub struct Plan {
     pub sessions_detailed: bool,
     /// The counters as JSON, if wanted.
     pub stats_json: Option<PathBuf>,
+    /// The session events as JSON lines, if wanted.
+    pub events: Option<PathBuf>,
     /// A WASM filtering policy module, loaded, for TCP and UDP.
     pub policy_module: Option<Arc<ModulePolicy>>,
 }
@@ -140,6 +142,7 @@ impl Plan {
             sessions_json: settings.sessions_json,
             sessions_detailed: settings.sessions_detailed,
             stats_json: settings.stats_json,
+            events: settings.events,
             policy_module,
         };
         plan.check_distinct_outputs()?;
@@ -154,6 +157,7 @@ impl Plan {
             ("--expect", self.expect.as_ref().map(|(p, _)| p)),
             ("--sessions-json", self.sessions_json.as_ref()),
             ("--stats-json", self.stats_json.as_ref()),
+            ("--events", self.events.as_ref()),
         ];
         for (i, (flag, path)) in named.iter().enumerate() {
             let Some(path) = path else { continue };

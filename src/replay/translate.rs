@@ -10,6 +10,7 @@
 use netnat_capture::pcap::{Frame, LinkType, PcapReader};
 use netnat_engine::{Direction, HeldId, Instant, Nat, Verdict};
 
+use super::events::{EventWriter, DRAIN_EVERY};
 use super::sink::{Note, Sink};
 use super::summary::ReplayCounts;
 
@@ -38,6 +39,7 @@ pub fn replay<O: Sink>(
     nat: &Nat,
     output: &mut O,
     mut drops: Option<&mut (dyn Sink + '_)>,
+    mut events: Option<&mut EventWriter>,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<ReplayCounts> {
     let mut counts = ReplayCounts::default();
@@ -107,6 +109,9 @@ pub fn replay<O: Sink>(
         if !held.is_empty() {
             drain_released(nat, link_type, &mut held, output, &mut counts)?;
         }
+        if let Some(events) = events.as_deref_mut().filter(|_| counts.packets_read % DRAIN_EVERY == 0) {
+            events.drain(nat)?;
+        }
     }
     drop(worker);
     // Expire what the last timestamp expires, so the session table is the one at the end.
@@ -115,6 +120,9 @@ pub fn replay<O: Sink>(
         nat.handle_timeout(now);
     }
     drain_released(nat, link_type, &mut held, output, &mut counts)?;
+    if let Some(events) = events {
+        events.drain(nat)?;
+    }
     // Fragments never released were dropped (their first fragment never came or came too late).
     if let Some(drops) = drops {
         for h in &held {

@@ -1,0 +1,113 @@
+//! The daemon's session events: every engine queues them (`Nat::set_events`, turned on for
+//! every instance the dataplane makes), and one supervised pump thread drains them every
+//! `PUMP_INTERVAL` and hands each, as a JSON line (`crate::event_log`), to the event log
+//! (`--event-log`, rotated by size) and to the `Get-NetNatSession -Watch` clients.
+//!
+//! A NAT removed since the last round is drained once more (its engines live as long as the
+//! pump holds them), so the `removed` events of Remove-NetNat reach the log. A watcher that
+//! does not keep up misses lines (its channel is bounded) rather than slowing the others; the
+//! log gets every line.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use netnat_engine::Event;
+use parking_lot::Mutex;
+
+use super::clock::Clock;
+use super::dataplane::{Dataplane, LiveNat};
+use crate::event_log::{EventLine, RotatingLog};
+
+/// How often the pump drains the engines (an event reaches the log and watchers this late).
+pub const PUMP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Lines a watcher may fall behind by before it misses some.
+const WATCHER_BACKLOG: usize = 4096;
+
+/// Where events go.
+#[derive(Debug, Default)]
+pub struct EventHub {
+    log: Mutex<Option<RotatingLog>>,
+    watchers: Mutex<Vec<SyncSender<Arc<str>>>>,
+}
+
+impl EventHub {
+    /// A hub writing to `log`, if given.
+    pub fn new(log: Option<RotatingLog>) -> Arc<EventHub> {
+        Arc::new(EventHub { log: Mutex::new(log), watchers: Mutex::new(Vec::new()) })
+    }
+
+    /// A new watcher: every line from now on, until the receiver is dropped.
+    pub fn subscribe(&self) -> Receiver<Arc<str>> {
+        let (tx, rx) = sync_channel(WATCHER_BACKLOG);
+        self.watchers.lock().push(tx);
+        rx
+    }
+
+    /// Hands `lines` to the log and the watchers (dropping watchers that went away).
+    pub fn publish(&self, lines: &[String]) {
+        if lines.is_empty() {
+            return;
+        }
+        if let Some(log) = self.log.lock().as_mut() {
+            let written = lines.iter().try_for_each(|l| log.write_line(l)).and_then(|()| log.flush());
+            if let Err(e) = written {
+                tracing::warn!("cannot write the event log: {e}");
+            }
+        }
+        let mut watchers = self.watchers.lock();
+        watchers.retain(|w| {
+            lines.iter().all(|l| match w.try_send(Arc::from(l.as_str())) {
+                Ok(()) | Err(TrySendError::Full(_)) => true,
+                Err(TrySendError::Disconnected(_)) => false,
+            })
+        });
+    }
+}
+
+/// Drains every engine of `plane` every `PUMP_INTERVAL` into `hub`, forever.
+pub fn pump(plane: &Dataplane, clock: Clock, hub: &EventHub) {
+    let mut previous: Arc<Vec<Arc<LiveNat>>> = plane.nats();
+    let mut batch: Vec<Event> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    loop {
+        std::thread::sleep(PUMP_INTERVAL);
+        let current = plane.nats();
+        let gone = previous.iter().filter(|p| !current.iter().any(|c| Arc::ptr_eq(c, p)));
+        for nat in current.iter().chain(gone) {
+            for inst in nat.instances().iter() {
+                inst.nat.drain_events(&mut batch);
+                for e in batch.drain(..) {
+                    lines.push(EventLine::new(&nat.name, clock.format_rfc3339(e.time), &e).to_line());
+                }
+            }
+        }
+        hub.publish(&lines);
+        lines.clear();
+        previous = current;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchers_get_every_line_after_they_subscribe_and_leaving_ones_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let hub = EventHub::new(Some(RotatingLog::open(&path, 1 << 20, 1).unwrap()));
+        hub.publish(&["{\"n\":0}\n".into()]);
+        let first = hub.subscribe();
+        let second = hub.subscribe();
+        hub.publish(&["{\"n\":1}\n".into(), "{\"n\":2}\n".into()]);
+        drop(second);
+        hub.publish(&["{\"n\":3}\n".into()]);
+        let got: Vec<String> = first.try_iter().map(|l| l.to_string()).collect();
+        assert_eq!(got, ["{\"n\":1}\n", "{\"n\":2}\n", "{\"n\":3}\n"]);
+        assert_eq!(hub.watchers.lock().len(), 1, "the dropped watcher is gone");
+        let log = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(log, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n", "the log has every line");
+    }
+}
