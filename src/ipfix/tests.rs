@@ -349,3 +349,212 @@ fn long_nat_names_are_cut_at_a_character_boundary() {
     // Two such records and the templates: 762 bytes.
     assert!(msgs[0].len() <= MAX_MESSAGE_LEN, "{} bytes", msgs[0].len());
 }
+
+// ---- a real collector ----
+
+/// nfdump's collector, killed when dropped (also when the test fails).
+struct Nfcapd {
+    child: std::process::Child,
+    /// Its stderr, where it reports what it received.
+    log: std::path::PathBuf,
+}
+
+impl Drop for Nfcapd {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `done` every 20 ms until it holds, panicking with `what` after `limit`.
+fn wait_until(limit: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The receive queue (bytes) of the UDP socket bound to 127.0.0.1:`port`, from /proc/net/udp.
+fn udp_rx_queue(port: u16) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.get(1) == Some(&local.as_str()))
+            .then(|| cols.get(4)?.split(':').nth(1).and_then(|q| u64::from_str_radix(q, 16).ok()))
+            .flatten()
+    })
+}
+
+/// Whether nfcapd and nfdump run here; records a skip if not (a failure in CI, where
+/// .ci/apt-packages.txt installs them).
+fn nfdump_or_skip(test: &str) -> bool {
+    let runs = |tool: &str| std::process::Command::new(tool).arg("-V").output().is_ok_and(|o| o.status.success());
+    if runs("nfcapd") && runs("nfdump") {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("nfcapd/nfdump are missing in CI; .ci/run installs them from .ci/apt-packages.txt (nfdump)");
+    }
+    // As tests/common/skip.rs does for the integration tests.
+    let why = "nfcapd/nfdump are not installed: apt-get install nfdump";
+    eprintln!("SKIPPED ({why}): {test}");
+    if let Some(path) = std::env::var_os("NETNAT_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{test}\t{why}");
+        }
+    }
+    false
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn nfcapd_receives_and_nfdump_lists_every_event() {
+    if !nfdump_or_skip("ipfix::tests::nfcapd_receives_and_nfdump_lists_every_event") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    // A free port: bound and released; nfcapd takes it next (a race another process would
+    // have to win within milliseconds).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = dir.path().join("nfcapd.log");
+    let child = std::process::Command::new("nfcapd")
+        .arg("-w")
+        .arg(&flows)
+        .args(["-b", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut nfcapd = Nfcapd { child, log };
+    let limit = std::time::Duration::from_secs(10);
+    wait_until(limit, "nfcapd to bind its port", || udp_rx_queue(port).is_some());
+
+    // Known events: per protocol, mappings and sessions created and deleted; one ports
+    // exhausted and one quota event. Two batches, the second also split across messages.
+    let mut events: Vec<Event> = vec![];
+    for (i, p) in [Protocol::Udp, Protocol::Tcp, Protocol::Udp].into_iter().enumerate() {
+        let i = i as u16;
+        let internal = ep([10, 100, 1, 10 + i as u8], 50000 + i);
+        let external = Some(ep([203, 0, 113, 9], 61000 + i));
+        let remotes = [ep([198, 51, 100, 20], 443), ep([198, 51, 100, 21], 8443 + i)];
+        events.push(event(EventKind::MappingCreated, p, internal, external, None));
+        for r in remotes {
+            events.push(event(EventKind::SessionCreated, p, internal, external, Some(r)));
+        }
+        for r in remotes {
+            events.push(event(EventKind::SessionDeleted(EndReason::IdleTimeout), p, internal, external, Some(r)));
+        }
+        events.push(event(EventKind::MappingDeleted(EndReason::IdleTimeout), p, internal, external, None));
+    }
+    let refused_from = ep([10, 100, 1, 99], 3333);
+    let refused_to = Some(ep([198, 51, 100, 99], 80));
+    events.push(event(EventKind::PortsExhausted, Protocol::Tcp, refused_from, None, refused_to));
+    events.push(event(
+        EventKind::LimitReached(DropReason::HostSessionLimit),
+        Protocol::Udp,
+        refused_from,
+        None,
+        refused_to,
+    ));
+    let bulk: Vec<Event> = (0..150).flat_map(udp_lifecycle).collect();
+
+    let mut exporter = IpfixExporter::new(([127, 0, 0, 1], port).into(), 42).unwrap();
+    let export = |exporter: &mut IpfixExporter, t: u32, evs: &[Event]| {
+        let batch: Vec<_> =
+            evs.iter().map(|&e| ExportedEvent { epoch_ms: EPOCH_MS, nat_name: "nat0", event: e }).collect();
+        exporter.export(t, &batch).unwrap();
+    };
+    export(&mut exporter, 1_700_000_000, &events);
+    export(&mut exporter, 1_700_000_001, &bulk);
+    assert_eq!(exporter.encoder().sequence() as usize, events.len() + bulk.len());
+
+    // Everything read by nfcapd before it is told to stop; then it writes and renames the file.
+    wait_until(limit, "nfcapd to read every datagram", || udp_rx_queue(port) == Some(0));
+    let pid = nfcapd.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped; no memory involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    wait_until(limit, "nfcapd to exit", || matches!(nfcapd.child.try_wait(), Ok(Some(_))));
+
+    // nfcapd's own count on exit: every record, and no gap in the sequence numbers.
+    let said = std::fs::read_to_string(&nfcapd.log).unwrap();
+    let total = events.len() + bulk.len();
+    assert!(said.contains(&format!("Flows: {total},")), "nfcapd said:\n{said}");
+    assert!(said.contains("Sequence Errors: 0,"), "nfcapd said:\n{said}");
+    let files: Vec<_> = std::fs::read_dir(&flows).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(!files[0].to_string_lossy().contains("current"), "not renamed on exit: {files:?}");
+
+    let out = std::process::Command::new("nfdump")
+        .env("TZ", "UTC")
+        .arg("-r")
+        .arg(&files[0])
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nfdump: {}", String::from_utf8_lossy(&out.stderr));
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // (natEvent, protocol, internal, external, remote) as nfdump lists them; fields it leaves
+    // out (no post-NAT source in a ports-exhausted record) read as 0.0.0.0 / 0.
+    let text = |r: &serde_json::Value, k: &str, absent: &str| match r.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => absent.to_string(),
+    };
+    let mut listed: Vec<String> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(text(r, "t_event", "-"), "2023-11-14T22:13:20.123", "{r}");
+            format!(
+                "{} {} {}:{} {}:{} {}:{}",
+                text(r, "nat_event_id", "-"),
+                text(r, "proto", "-"),
+                text(r, "src4_addr", "-"),
+                text(r, "src_port", "-"),
+                text(r, "src4_xlt_ip", "0.0.0.0"),
+                text(r, "src_xlt_port", "0"),
+                text(r, "dst4_addr", "-"),
+                text(r, "dst_port", "-"),
+            )
+        })
+        .collect();
+    let unspecified = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let mut expected: Vec<String> = events
+        .iter()
+        .chain(&bulk)
+        .map(|e| {
+            // IANA's natEvent values, written out here rather than taken from the encoder.
+            let nat_event = match e.kind {
+                EventKind::SessionCreated => 4,
+                EventKind::SessionDeleted(_) => 5,
+                EventKind::MappingCreated => 8,
+                EventKind::MappingDeleted(_) => 9,
+                EventKind::PortsExhausted => 12,
+                EventKind::LimitReached(_) => 13,
+            };
+            let (ext, remote) = (e.external.unwrap_or(unspecified), e.remote.unwrap_or(unspecified));
+            format!("{nat_event} {} {} {ext} {remote}", e.protocol.number(), e.internal)
+        })
+        .collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // nfdump's names for the values (its JSON output knows RFC 8158's table).
+    let names: std::collections::BTreeSet<String> =
+        records.iter().map(|r| format!("{}={}", text(r, "nat_event_id", "-"), text(r, "nat_event", "-"))).collect();
+    let want = [
+        "12=NAT ports exhausted",
+        "13=Quota Exceeded",
+        "4=NAT44 session create",
+        "5=NAT44 session delete",
+        "8=NAT44 BIB create",
+        "9=NAT44 BIB delete",
+    ];
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), want);
+}
