@@ -7,6 +7,7 @@ mod cmdlets;
 mod control;
 mod daemon;
 mod event_log;
+mod ipfix;
 mod platform;
 mod policy_file;
 mod policy_module;
