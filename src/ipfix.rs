@@ -46,6 +46,9 @@
 //! # What a collector shows
 //! nfdump 1.7.1 (Debian's `nfdump` package) decodes 323 (its event time), 230, 4, 8, 7, 225,
 //! 227, 12 and 11, and ignores 284 and 466 (it has no field for them; the records are kept).
+//! For ICMP records it lists no source port (it reads an ICMP record's ports as type and
+//! code), so the query identifier sent in 7 does not show there; 227 (the translated
+//! identifier) does. Its JSON prints milliseconds without leading zeros (`20.1` is 20.001 s).
 //! Run a collector and read what it wrote:
 //! ```text
 //! nfcapd -w /tmp/nf -p 4739 -b 127.0.0.1   # one file per 5 min; SIGTERM closes and renames
@@ -82,7 +85,6 @@ pub const TEMPLATE_REFRESH_SECS: u32 = 60;
 pub const MAX_NAME_LEN: usize = 254;
 
 const VERSION: u16 = 10;
-const HEADER_LEN: usize = 16;
 const SET_HEADER_LEN: usize = 4;
 const TEMPLATE_SET_ID: u16 = 2;
 /// Field length meaning "variable" in a template (RFC 7011 §7).
@@ -303,6 +305,7 @@ impl Encoder {
     }
 
     /// The next message's sequence number: data records encoded so far, modulo 2^32.
+    #[cfg(test)]
     pub fn sequence(&self) -> u32 {
         self.sequence
     }
@@ -427,10 +430,5 @@ impl IpfixExporter {
             }
         }
         result
-    }
-
-    /// The encoder (its sequence number).
-    pub fn encoder(&self) -> &Encoder {
-        &self.encoder
     }
 }

@@ -1,16 +1,19 @@
-//! End to end, session events: `netnat daemon --event-log FILE` and `Get-NetNatSession
-//! -Watch` while the vm opens flows through the NAT, they expire and the NAT is removed. The
-//! log and the watcher name every flow with its internal, external and remote endpoints,
-//! and each ends with its reason. Runs as root (CI); without root it prints `SKIPPED (needs
+//! End to end, session events: `netnat daemon --event-log FILE --ipfix-collector ADDR` and
+//! `Get-NetNatSession -Watch` while the vm opens flows through the NAT, they expire and the
+//! NAT is removed. The log and the watcher name every flow with its internal, external and
+//! remote endpoints, and each ends with its reason; a real IPFIX collector (nfdump, in the
+//! nat namespace) lists every event of the log. Runs as root (CI); without root it prints `SKIPPED (needs
 //! root)`.
 #![cfg(target_os = "linux")]
 
+mod common;
 mod e2e_common;
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::nfdump::{event_key, record_key, Collector};
 use e2e_common::*;
 use serde_json::Value;
 
@@ -29,7 +32,12 @@ fn the_event_log_and_a_watcher_tell_which_flows_opened_expired_and_were_removed(
     }
     let mut t = Topology::new();
     let log = t.dir.path().join("events.jsonl");
+    let nat_ns = t.nat.clone();
+    let collector = Collector::start("e2e_events: nfdump", &["ip", "netns", "exec", &nat_ns], 4739);
     t.daemon_args = vec!["--event-log".into(), log.display().to_string()];
+    if let Some(c) = &collector {
+        t.daemon_args.extend(["--ipfix-collector".to_owned(), c.addr()]);
+    }
     t.start_daemon();
     t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
     t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-UdpIdleSessionTimeout", "2"]);
@@ -110,5 +118,17 @@ fn the_event_log_and_a_watcher_tell_which_flows_opened_expired_and_were_removed(
     {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // The collector got every event of the log, with the same endpoints.
+    if let Some(collector) = collector {
+        let got = collector.stop_and_read();
+        let mut listed: Vec<String> = got.records.iter().map(record_key).collect();
+        let mut expected: Vec<String> =
+            lines_of(&std::fs::read_to_string(&log).unwrap()).iter().map(event_key).collect();
+        listed.sort();
+        expected.sort();
+        assert_eq!(listed, expected, "nfcapd said:\n{}", got.said);
+        assert!(got.said.contains("Sequence Errors: 0,"), "nfcapd said:\n{}", got.said);
     }
 }

@@ -35,6 +35,12 @@ impl Clock {
         local.format("%Y/%m/%d %H:%M:%S").to_string()
     }
 
+    /// `at` as milliseconds since the Unix epoch (IPFIX times).
+    pub fn epoch_millis(&self, at: Instant) -> u64 {
+        let wall = self.wall_origin + Duration::from_micros(at.as_micros());
+        wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+
     /// `at` as UTC wall-clock time, RFC 3339 with microseconds (event logs).
     pub fn format_rfc3339(&self, at: Instant) -> String {
         let wall = self.wall_origin + Duration::from_micros(at.as_micros());

@@ -114,6 +114,10 @@ pub struct DaemonArgs {
     /// Old --event-log files kept (FILE.1 is the newest).
     #[arg(long, value_name = "N", default_value_t = 4, requires = "event_log")]
     pub event_log_keep: u32,
+    /// Send the session events as IPFIX (RFC 7011, with RFC 8158's NAT event fields) over UDP
+    /// to a collector, e.g. nfdump's `nfcapd -p 4739`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ipfix_collector: Option<std::net::SocketAddr>,
     /// Remove netnat's kernel rules and exit (Linux). The rules stay when the daemon stops,
     /// so the NATs' traffic fails closed; this is for taking netnat off the host.
     #[arg(long)]
@@ -160,7 +164,7 @@ fn spawn_watcher(plane: &Arc<Dataplane>, service: &Arc<Mutex<Service>>) -> anyho
     })
 }
 
-/// The event hub, with `--event-log` opened when given (before the daemon says it is ready,
+/// The event hub, with `--event-log` opened and `--ipfix-collector` connected when given (before the daemon says it is ready,
 /// so a path it cannot write fails the start with the reason).
 fn open_event_hub(args: &DaemonArgs) -> anyhow::Result<Arc<events::EventHub>> {
     let log = args
@@ -175,7 +179,14 @@ fn open_event_hub(args: &DaemonArgs) -> anyhow::Result<Arc<events::EventHub>> {
             .with_context(|| format!("opening --event-log {}", path.display()))
         })
         .transpose()?;
-    Ok(events::EventHub::new(log))
+    let ipfix = args
+        .ipfix_collector
+        .map(|c| {
+            crate::ipfix::IpfixExporter::new(c, 1)
+                .with_context(|| format!("--ipfix-collector {c}: cannot open a UDP socket to it"))
+        })
+        .transpose()?;
+    Ok(events::EventHub::new(log, ipfix))
 }
 
 /// Drains the engines' session events into `hub` on a supervised thread.

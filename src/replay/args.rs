@@ -172,6 +172,11 @@ pub struct NatSettings {
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
 
+    /// Send the same events as IPFIX (RFC 7011, with RFC 8158's NAT event fields) over UDP to
+    /// a collector, e.g. nfdump's `nfcapd -p 4739`, with capture times.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub ipfix_collector: Option<std::net::SocketAddr>,
+
     /// Write the counters at the end as JSON.
     #[arg(long, value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
@@ -215,6 +220,7 @@ impl NatSettings {
             sessions_detailed: self.sessions_detailed || lower.sessions_detailed,
             stats_json: self.stats_json.or(lower.stats_json),
             events: self.events.or(lower.events),
+            ipfix_collector: self.ipfix_collector.or(lower.ipfix_collector),
         }
     }
 }

@@ -65,6 +65,7 @@ struct RawConfig {
     sessions_detailed: Option<bool>,
     stats_json: Option<PathBuf>,
     events: Option<PathBuf>,
+    ipfix_collector: Option<std::net::SocketAddr>,
 }
 
 /// Reads and checks the config file at `path`.
@@ -145,6 +146,7 @@ pub fn parse(text: &str, path: &Path) -> anyhow::Result<NatSettings> {
         sessions_detailed: raw.sessions_detailed.unwrap_or(false),
         stats_json: relative(raw.stats_json),
         events: relative(raw.events),
+        ipfix_collector: raw.ipfix_collector,
     })
 }
 

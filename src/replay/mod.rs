@@ -68,7 +68,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     // The expected capture is read first: a missing or broken one fails before any work.
     let expected = plan.expect.as_ref().map(|(path, _)| read_capture(path)).transpose()?;
     let mut drops = plan.drops.as_ref().map(|(path, format)| create(path, *format, link_type)).transpose()?;
-    let mut events = plan.events.as_ref().map(|path| EventWriter::create(path, &plan.nat.name)).transpose()?;
+    let mut events = EventWriter::create(plan.events.as_deref(), plan.ipfix_collector, &plan.nat.name)?;
     nat.set_events(events.is_some());
 
     let progress = progress_bar(&args.input, args.quiet);

@@ -35,6 +35,8 @@ pub struct Plan {
     pub stats_json: Option<PathBuf>,
     /// The session events as JSON lines, if wanted.
     pub events: Option<PathBuf>,
+    /// Where to send the session events as IPFIX, if anywhere.
+    pub ipfix_collector: Option<std::net::SocketAddr>,
     /// A WASM filtering policy module, loaded, for TCP and UDP.
     pub policy_module: Option<Arc<ModulePolicy>>,
 }
@@ -143,6 +145,7 @@ impl Plan {
             sessions_detailed: settings.sessions_detailed,
             stats_json: settings.stats_json,
             events: settings.events,
+            ipfix_collector: settings.ipfix_collector,
             policy_module,
         };
         plan.check_distinct_outputs()?;

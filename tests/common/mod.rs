@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 pub mod check;
+#[cfg(target_os = "linux")]
+pub mod nfdump;
 pub mod packet;
 pub mod pcap;
 pub mod run;
