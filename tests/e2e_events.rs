@@ -6,14 +6,13 @@
 //! root)`.
 #![cfg(target_os = "linux")]
 
-mod common;
 mod e2e_common;
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::nfdump::{event_key, record_key, Collector};
+use e2e_common::nfdump::{event_key, record_key, Collector};
 use e2e_common::*;
 use serde_json::Value;
 

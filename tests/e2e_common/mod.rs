@@ -32,6 +32,9 @@ pub const WAN2: &str = "203.0.113.11";
 #[path = "../common/skip.rs"]
 pub mod skip;
 
+#[path = "../common/nfdump.rs"]
+pub mod nfdump;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Whether the tests can run; prints the loud skip line when not.
