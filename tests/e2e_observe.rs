@@ -30,7 +30,7 @@ fn metrics_move_with_traffic_and_promtool_accepts_them_and_sessions_have_details
         return;
     }
     let mut t = Topology::new();
-    t.daemon_args = vec!["--metrics-listen".into(), METRICS.into()];
+    t.daemon_args = vec!["--metrics-listen".into(), METRICS.into(), "--session-counters".into()];
     t.start_daemon();
     t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
     let wan = t.wan.clone();
@@ -112,6 +112,10 @@ fn metrics_move_with_traffic_and_promtool_accepts_them_and_sessions_have_details
         assert!(r["TcpState"].is_null(), "{r}");
         let (idle, left) = (r["IdleSeconds"].as_f64().unwrap(), r["TimeLeftSeconds"].as_f64().unwrap());
         assert!((0.0..60.0).contains(&idle) && (idle + left - 120.0).abs() < 0.002, "{r}");
+        // --session-counters: one request out ("helloN", 34 bytes of IPv4) and its echo in
+        // ("echo 203.0.113.1:helloN", 51 bytes).
+        let counts = ["PacketsOut", "PacketsIn", "BytesOut", "BytesIn"].map(|k| r[k].as_u64());
+        assert_eq!(counts, [Some(1), Some(1), Some(34), Some(51)], "{r}");
     }
     let icmp = rows.iter().find(|r| r["Protocol"] == 1).expect("the ping's session");
     assert_eq!(icmp["TimeoutSeconds"], 30, "{icmp}");

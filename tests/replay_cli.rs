@@ -1047,6 +1047,19 @@ fn sessions_detailed_adds_idle_time_left_tcp_state_and_direction() {
         }
         assert_eq!(p.as_object().unwrap(), &d, "the WinNAT properties are unchanged");
     }
+    assert!(rows.iter().all(|r| r.get("PacketsOut").is_none()), "no counts without --session-counters");
+
+    // With --session-counters the rows count packets and bytes (IPv4 total length) each way:
+    // UDP frames here are 32 bytes, the SYN 40.
+    let counted = run(&["--sessions-detailed", "--session-counters"]);
+    let counts = |port: u64| {
+        let r = counted.iter().find(|r| r["InternalSourcePort"] == port).unwrap_or_else(|| panic!("{counted:?}"));
+        ["PacketsOut", "PacketsIn", "BytesOut", "BytesIn"].map(|k| r[k].as_u64().unwrap_or_else(|| panic!("{k}: {r}")))
+    };
+    assert_eq!(counts(5000), [1, 1, 32, 32]);
+    assert_eq!(counts(6000), [1, 0, 40, 0]);
+    assert_eq!(counts(8080), [0, 1, 0, 32]);
+    assert_eq!(counts(7000), [1, 0, 32, 0]);
 
     let o = netnat(
         [input.as_os_str(), "-o".as_ref(), dir.path().join("x.pcap").as_os_str(), "--sessions-detailed".as_ref()]

@@ -390,6 +390,13 @@ pub struct NatConfig {
     /// plain TcpFilteringBehavior and UdpFilteringBehavior; `None`: those alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter_policy: Option<Policy>,
+    /// Count packets and bytes per session and direction (netnat's `-Detailed` rows,
+    /// [`crate::SessionInfo::counters`]). Off by default: counting writes each session on
+    /// every packet, which the established fast path otherwise never does; off, it costs that
+    /// path one test of a pointer it already has in cache. Applies to sessions created after
+    /// it is turned on.
+    #[serde(default)]
+    pub session_counters: bool,
 }
 
 impl NatConfig {
@@ -411,6 +418,7 @@ impl NatConfig {
             seed: 0,
             unmatched_inbound: UnmatchedInbound::default(),
             filter_policy: None,
+            session_counters: false,
         }
     }
 

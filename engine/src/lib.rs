@@ -48,7 +48,7 @@ pub use config::{
 pub use events::{EndReason, Event, EventKind};
 pub use filter::{FilteringPolicy, InboundContext, Refusal};
 pub use nat::Nat;
-pub use session::{MappingInfo, SessionInfo, TcpState};
+pub use session::{MappingInfo, SessionCounts, SessionInfo, TcpState};
 pub use stats::Stats;
 pub use time::{Duration, Instant};
 pub use verdict::{Direction, DropReason, HeldId, ReleasedPacket, Verdict};

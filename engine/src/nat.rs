@@ -279,7 +279,9 @@ impl Nat {
         if proto == Protocol::Icmp {
             return self.translate_icmp(s, now, class, pkt, ihl, fragment);
         }
-        let (sport, dport, seg) = ports(proto, &pkt[ihl..], fragment)?;
+        let (sport, dport, mut seg) = ports(proto, &pkt[ihl..], fragment)?;
+        // For the session counters (a fragmented datagram counts its first fragment).
+        seg.ip_len = pkt.len() as u16;
         match class {
             Class::Outbound => {
                 let ext = self.outbound(s, now, proto, (src, sport), (dst, dport), seg)?;
@@ -310,6 +312,7 @@ impl Nat {
             return Err(DropReason::Truncated);
         }
         let (ty, id) = (icmp::msg_type(msg), icmp::ident(msg));
+        let echo = TcpSegment::other(pkt.len() as u16);
         let is_error = icmp::is_translated_error(ty);
         if is_error && fragment {
             // An error is small; a fragmented one cannot have its checksum verified.
@@ -317,12 +320,12 @@ impl Nat {
         }
         match (class, ty) {
             (Class::Outbound, icmp::ECHO_REQUEST) => {
-                let ext = self.outbound(s, now, Protocol::Icmp, (src, id), (dst, 0), TcpSegment::NONE)?;
+                let ext = self.outbound(s, now, Protocol::Icmp, (src, id), (dst, 0), echo)?;
                 rewrite_checked(pkt, ihl, Protocol::Icmp, Side::Source, ext.0, ext.1);
                 Ok(Some(Direction::Outbound))
             }
             (Class::Inbound, icmp::ECHO_REPLY) => {
-                let int = self.inbound(s, now, Protocol::Icmp, (src, 0), (dst, id), TcpSegment::NONE)?;
+                let int = self.inbound(s, now, Protocol::Icmp, (src, 0), (dst, id), echo)?;
                 rewrite_checked(pkt, ihl, Protocol::Icmp, Side::Destination, int.0, int.1);
                 Ok(Some(Direction::Inbound))
             }
@@ -454,6 +457,7 @@ impl Nat {
                     timeout: sess.timeout(m.protocol, &timeouts),
                     tcp_state: tcp,
                     opened_inbound: sess.opened_inbound(),
+                    counters: sess.counts(),
                 });
             }
         });

@@ -44,6 +44,23 @@ pub struct SessionInfo {
     /// Created by an inbound packet (a static mapping, or a remote admitted by filtering)
     /// rather than by the internal host.
     pub opened_inbound: bool,
+    /// Its packets and bytes each way, when the NAT counts them
+    /// (`NatConfig::session_counters`).
+    pub counters: Option<SessionCounts>,
+}
+
+/// A session's traffic since it was created: packets, and bytes of IPv4 total length, out
+/// (from the internal host) and in (to it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Packets from the internal host.
+    pub packets_out: u64,
+    /// Packets to the internal host.
+    pub packets_in: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
 }
 
 impl SessionInfo {
@@ -114,8 +131,49 @@ pub struct MappingInfo {
 
 #[cfg(test)]
 mod tests {
-    use crate::tests::{forward, nat, tcp, udp, EXT, INSIDE_A, INSIDE_B, WAN1};
-    use crate::{Direction, Duration, Instant, Protocol, TcpState};
+    use crate::tests::{config, echo_reply, echo_request, forward, nat, tcp, udp, EXT, INSIDE_A, INSIDE_B, WAN1};
+    use crate::{Direction, Duration, Instant, Nat, Protocol, SessionCounts, TcpState};
+
+    /// With `session_counters`, each session counts its packets and IPv4 bytes each way
+    /// (UDP with and without inbound refresh, TCP, ICMP echo); without, rows have no counts.
+    #[test]
+    fn counted_sessions_count_packets_and_bytes_each_way() {
+        let mut c = config();
+        c.session_counters = true;
+        let nat = Nat::new(c).unwrap();
+        let mut q = udp(INSIDE_A, 5000, WAN1, 53);
+        q.extend_from_slice(&[0; 12]); // 40 bytes; the header's lengths are fixed below
+        q[3] = 40;
+        q[25] = 20;
+        crate::wire::ipv4::fill_checksum(&mut q);
+        q[26..28].fill(0); // no UDP checksum
+        let ext = forward(&nat, 1.0, q.clone(), Direction::Outbound).sport;
+        forward(&nat, 1.1, q.clone(), Direction::Outbound);
+        forward(&nat, 1.2, udp(WAN1, 53, EXT, ext), Direction::Inbound);
+        let t = forward(&nat, 2.0, tcp(INSIDE_B, 6000, WAN1, 80, "S"), Direction::Outbound);
+        forward(&nat, 2.1, tcp(WAN1, 80, EXT, t.sport, "SA"), Direction::Inbound);
+        let e = forward(&nat, 3.0, echo_request(INSIDE_A, WAN1, 77, 1), Direction::Outbound);
+        forward(&nat, 3.1, echo_reply(WAN1, EXT, e.sport, 1), Direction::Inbound);
+        let rows = nat.sessions();
+        let of = |proto: u8| rows.iter().find(|r| r.protocol == proto).unwrap().counters.unwrap();
+        let len = |p: Vec<u8>| p.len() as u64;
+        let reply = len(udp(WAN1, 53, EXT, ext));
+        assert_eq!(of(17), SessionCounts { packets_out: 2, packets_in: 1, bytes_out: 80, bytes_in: reply });
+        let (syn, syn_ack) = (len(tcp(INSIDE_B, 6000, WAN1, 80, "S")), len(tcp(WAN1, 80, EXT, t.sport, "SA")));
+        assert_eq!(of(6), SessionCounts { packets_out: 1, packets_in: 1, bytes_out: syn, bytes_in: syn_ack });
+        let icmp = of(1);
+        assert_eq!((icmp.packets_out, icmp.packets_in), (1, 1));
+        assert_eq!(icmp.bytes_out, icmp.bytes_in);
+
+        let plain = nat_with_traffic();
+        assert!(plain.sessions().iter().all(|r| r.counters.is_none()), "off by default");
+    }
+
+    fn nat_with_traffic() -> Nat {
+        let nat = nat();
+        forward(&nat, 1.0, udp(INSIDE_A, 5000, WAN1, 53), Direction::Outbound);
+        nat
+    }
 
     /// The listing carries each session's timer and TCP state as the table holds them, and
     /// the mapping walk counts ports and sessions without listing them.

@@ -66,6 +66,16 @@ pub(crate) struct Session {
     last_seen: AtomicU64,
     /// TCP sequence numbers and windows, per direction (zero for UDP and ICMP).
     seqs: TcpSeqs,
+    /// Packets and bytes each way, when the NAT counts them (`NatConfig::session_counters`);
+    /// boxed, so a session that is not counted carries one pointer.
+    counters: Option<Box<SessionCounters>>,
+}
+
+/// A session's packets and bytes (IPv4 total length) out and in.
+#[derive(Debug, Default)]
+pub(crate) struct SessionCounters {
+    packets: [AtomicU64; 2],
+    bytes: [AtomicU64; 2],
 }
 
 impl Session {
@@ -78,7 +88,37 @@ impl Session {
             created: now,
             last_seen: AtomicU64::new(now.as_micros()),
             seqs: TcpSeqs::default(),
+            counters: None,
         }
+    }
+
+    /// The same session with its packets and bytes counted, when `on`.
+    pub(crate) fn counted(mut self, on: bool) -> Session {
+        if on {
+            self.counters = Some(Box::default());
+        }
+        self
+    }
+
+    /// Counts one packet of `bytes` (its IPv4 total length) out or in, if this session is
+    /// counted.
+    #[inline(always)]
+    pub(crate) fn count(&self, outbound: bool, bytes: u16) {
+        if let Some(c) = &self.counters {
+            let i = usize::from(!outbound);
+            c.packets[i].fetch_add(1, Ordering::Relaxed);
+            c.bytes[i].fetch_add(u64::from(bytes), Ordering::Relaxed);
+        }
+    }
+
+    /// (packets out, packets in, bytes out, bytes in), if counted.
+    pub(crate) fn counts(&self) -> Option<crate::session::SessionCounts> {
+        self.counters.as_ref().map(|c| crate::session::SessionCounts {
+            packets_out: c.packets[0].load(Ordering::Relaxed),
+            packets_in: c.packets[1].load(Ordering::Relaxed),
+            bytes_out: c.bytes[0].load(Ordering::Relaxed),
+            bytes_in: c.bytes[1].load(Ordering::Relaxed),
+        })
     }
 
     pub(crate) fn outbound_seen(&self) -> bool {
@@ -125,6 +165,7 @@ impl Session {
             self.flags.fetch_or(OUTBOUND_SEEN, Ordering::Relaxed);
         }
         self.refresh(now);
+        self.count(outbound, seg.ip_len);
         Ok(())
     }
 

@@ -67,11 +67,19 @@ pub(crate) struct TcpSegment {
     pub window: u16,
     /// The window scale option of a SYN, if it carries one (`None` for other segments).
     pub wscale: Option<u8>,
+    /// The whole packet's IPv4 total length, for the session counters (set for UDP and ICMP
+    /// packets too, which carry no other field).
+    pub ip_len: u16,
 }
 
 impl TcpSegment {
     /// Not a TCP segment.
-    pub(crate) const NONE: TcpSegment = TcpSegment { flags: 0, seq: 0, len: 0, window: 0, wscale: None };
+    pub(crate) const NONE: TcpSegment = TcpSegment { flags: 0, seq: 0, len: 0, window: 0, wscale: None, ip_len: 0 };
+
+    /// A packet of `ip_len` bytes that is not a TCP segment.
+    pub(crate) const fn other(ip_len: u16) -> TcpSegment {
+        TcpSegment { ip_len, ..TcpSegment::NONE }
+    }
 
     /// Reads the tracked fields of `seg`, whose header length `header_len` the caller checked
     /// (20 to `seg.len()`). `seg` ends where the IP packet ends (for a first fragment, where
@@ -82,7 +90,7 @@ impl TcpSegment {
         let payload = (seg.len() - header_len) as u32;
         let len = payload + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);
         let wscale = if flags & SYN != 0 { tcp::window_scale(seg, header_len) } else { None };
-        TcpSegment { flags, seq: tcp::seq(seg), len, window: tcp::window(seg), wscale }
+        TcpSegment { flags, seq: tcp::seq(seg), len, window: tcp::window(seg), wscale, ip_len: 0 }
     }
 }
 
@@ -520,7 +528,7 @@ mod tests {
 
     fn seg(flags: u8, seq: u32, payload: u32, window: u16) -> TcpSegment {
         let len = payload + u32::from(flags & SYN != 0) + u32::from(flags & FIN != 0);
-        TcpSegment { flags, seq, len, window, wscale: None }
+        TcpSegment { flags, seq, len, window, wscale: None, ip_len: 0 }
     }
 
     fn syn(flags: u8, seq: u32, window: u16, wscale: Option<u8>) -> TcpSegment {

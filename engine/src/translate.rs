@@ -146,7 +146,7 @@ impl Nat {
             if !sess.is_alive(proto, now, t) {
                 let was_inbound = sess.opened_inbound();
                 let ended = EventKind::SessionDeleted(sess.end_reason(proto));
-                *sess = Session::new(remote.0, remote.1, true, now);
+                *sess = Session::new(remote.0, remote.1, true, now).counted(s.config.session_counters);
                 m.inbound_sessions -= u32::from(was_inbound);
                 self.table.events.emit(|| m.event(now, ended, Some(remote)));
                 self.table.events.emit(|| m.event(now, EventKind::SessionCreated, Some(remote)));
@@ -159,7 +159,10 @@ impl Nat {
         } else {
             self.reserve_in(s, now, m, Table::reserve_session)?;
             bump(&self.counters.sessions_created);
-            m.sessions.insert(Session::new(remote.0, remote.1, true, now), self.table.hasher());
+            m.sessions.insert(
+                Session::new(remote.0, remote.1, true, now).counted(s.config.session_counters),
+                self.table.hasher(),
+            );
             self.table.events.emit(|| m.event(now, EventKind::SessionCreated, Some(remote)));
         }
         // Found again rather than kept from above: two short borrows instead of one across
@@ -206,7 +209,7 @@ impl Nat {
         remote: Endpoint,
         seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
-        let session = Session::new(remote.0, remote.1, true, now);
+        let session = Session::new(remote.0, remote.1, true, now).counted(s.config.session_counters);
         session.on_packet(proto, true, seg, now)?;
         self.table.reserve_session(internal.0, &s.config.limits)?;
         let ik = *vacant.key();
@@ -372,7 +375,7 @@ impl Nat {
                 return Err(DropReason::InboundSessionLimit);
             }
         }
-        let session = Session::new(remote.0, remote.1, false, now);
+        let session = Session::new(remote.0, remote.1, false, now).counted(s.config.session_counters);
         session.on_packet(proto, false, seg, now)?;
         // The host's inbound cap counts a dynamic mapping's inbound-opened sessions, so
         // remotes cannot take its quota through many mappings; replacing one such session
@@ -437,7 +440,7 @@ impl Nat {
             return Err(DropReason::TcpNoSession);
         }
         let internal = (u32::from(sm.internal_address), sm.internal_port);
-        let session = Session::new(remote.0, remote.1, false, now);
+        let session = Session::new(remote.0, remote.1, false, now).counted(s.config.session_counters);
         session.on_packet(sm.protocol, false, seg, now)?;
         self.table.reserve_session(internal.0, &s.config.limits)?;
         let ik = key(sm.protocol, internal.0, internal.1);
@@ -524,8 +527,11 @@ fn inbound_refresh(
 ) -> Result<(), DropReason> {
     match proto {
         Protocol::Tcp => sess.on_packet(proto, false, seg, now)?,
-        Protocol::Udp if s.config.udp_inbound_refresh => sess.refresh(now),
-        _ => {}
+        Protocol::Udp if s.config.udp_inbound_refresh => {
+            sess.refresh(now);
+            sess.count(false, seg.ip_len);
+        }
+        _ => sess.count(false, seg.ip_len),
     }
     Ok(())
 }

@@ -225,9 +225,9 @@ pub struct NetNatSession {
 
 /// What netnat adds to a session row on request (`Get-NetNatSession -Detailed`, `netnat
 /// replay --sessions-detailed`): read from the engine's session table, which keeps a
-/// session's last packet time and TCP state for its timers. Per-session packet and byte
-/// counters are not here: the engine does not keep them, and counting would add writes to
-/// every packet of the fast path.
+/// session's last packet time and TCP state for its timers, and its packets and bytes each
+/// way when the NAT counts them (`--session-counters`: off by default, as counting writes
+/// the session on every packet of the fast path).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct SessionDetail {
@@ -245,6 +245,18 @@ pub struct SessionDetail {
     /// `Outbound` (the internal host's first packet opened it) or `Inbound` (a remote's, through
     /// a static mapping or a mapping the filtering admitted it to).
     pub opened_direction: String,
+    /// Packets from the internal host (with `--session-counters`; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets_out: Option<u64>,
+    /// Packets to the internal host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets_in: Option<u64>,
+    /// Bytes (IPv4 total length) from the internal host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// Bytes to the internal host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
 }
 
 impl SessionDetail {
@@ -260,6 +272,10 @@ impl SessionDetail {
             timeout_seconds: s.timeout.as_secs(),
             tcp_state: s.tcp_state.map(|t| t.name().to_owned()),
             opened_direction: if s.opened_inbound { "Inbound" } else { "Outbound" }.to_owned(),
+            packets_out: s.counters.map(|c| c.packets_out),
+            packets_in: s.counters.map(|c| c.packets_in),
+            bytes_out: s.counters.map(|c| c.bytes_out),
+            bytes_in: s.counters.map(|c| c.bytes_in),
         }
     }
 
@@ -272,6 +288,18 @@ impl SessionDetail {
             ("TcpState", self.tcp_state.clone().unwrap_or_default()),
             ("OpenedDirection", self.opened_direction.clone()),
         ]
+        .into_iter()
+        .chain(
+            [
+                ("PacketsOut", self.packets_out),
+                ("PacketsIn", self.packets_in),
+                ("BytesOut", self.bytes_out),
+                ("BytesIn", self.bytes_in),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v.to_string()))),
+        )
+        .collect()
     }
 }
 
@@ -488,6 +516,10 @@ Active                        : True
             timeout_seconds: 120,
             tcp_state: None,
             opened_direction: "Outbound".into(),
+            packets_out: None,
+            packets_in: None,
+            bytes_out: None,
+            bytes_in: None,
         };
         let detailed = format_list(&[session(Some(detail.clone()))]);
         assert!(
@@ -503,6 +535,26 @@ Active                        : True
         assert_eq!(back.detail.map(|d| d.timeout_seconds), Some(120));
         let back: NetNatSession = serde_json::from_value(serde_json::to_value(session(None)).unwrap()).unwrap();
         assert_eq!(back.detail, None);
+        // Counted sessions (--session-counters) add four rows.
+        let counted = SessionDetail {
+            idle_seconds: 0.0,
+            time_left_seconds: 120.0,
+            timeout_seconds: 120,
+            tcp_state: None,
+            opened_direction: "Outbound".into(),
+            packets_out: Some(3),
+            packets_in: Some(2),
+            bytes_out: Some(300),
+            bytes_in: Some(1500),
+        };
+        let list = format_list(&[session(Some(counted))]);
+        assert!(
+            list.ends_with(
+                "OpenedDirection            : Outbound\nPacketsOut                 : 3\nPacketsIn                  : 2\n\
+                 BytesOut                   : 300\nBytesIn                    : 1500\n\n\n"
+            ),
+            "{list}"
+        );
     }
 
     #[test]

@@ -114,6 +114,11 @@ pub struct DaemonArgs {
     /// Old --event-log files kept (FILE.1 is the newest).
     #[arg(long, value_name = "N", default_value_t = 4, requires = "event_log")]
     pub event_log_keep: u32,
+    /// Count packets and bytes per session and direction (PacketsOut, PacketsIn, BytesOut,
+    /// BytesIn in `Get-NetNatSession -Detailed`); off by default, as counting writes each
+    /// session on every packet.
+    #[arg(long)]
+    pub session_counters: bool,
     /// Send the session events as IPFIX (RFC 7011, with RFC 8158's NAT event fields) over UDP
     /// to a collector, e.g. nfdump's `nfcapd -p 4739`.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -333,7 +338,10 @@ mod imp {
             Some(store),
             Arc::clone(&plane),
             clock,
-            super::service::EngineSettings::for_host(random_seed(), args.limits()),
+            super::service::EngineSettings {
+                session_counters: args.session_counters,
+                ..super::service::EngineSettings::for_host(random_seed(), args.limits())
+            },
             host,
             Box::new(move |_, nats| {
                 // Errors are logged by the keeper, which retries every second.
@@ -507,7 +515,10 @@ mod imp {
             Some(store),
             Arc::clone(&plane),
             clock,
-            super::service::EngineSettings::for_host(random_seed(), args.limits()),
+            super::service::EngineSettings {
+                session_counters: args.session_counters,
+                ..super::service::EngineSettings::for_host(random_seed(), args.limits())
+            },
             host,
             Box::new(move |_, nats| windows::install(nats, &hook_slot)),
         )

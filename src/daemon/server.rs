@@ -181,6 +181,7 @@ mod tests {
                     seed: 1,
                     limits: netnat_engine::Limits::default(),
                     host_nat_ports: (1024, 65535),
+                    session_counters: false,
                 },
                 vec![],
                 Box::new(|_, _| {}),

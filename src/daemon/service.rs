@@ -46,6 +46,8 @@ pub struct EngineSettings {
     pub seed: u64,
     /// Session limits (`netnat daemon --max-sessions/--max-sessions-per-host`).
     pub limits: Limits,
+    /// Count packets and bytes per session (`netnat daemon --session-counters`).
+    pub session_counters: bool,
     /// The dynamic port range NATs on the host's own addresses share: outside the host's
     /// ephemeral range (`platform::ports`), so a host socket is never shadowed.
     pub host_nat_ports: (u16, u16),
@@ -55,7 +57,7 @@ impl EngineSettings {
     /// `seed` and `limits`, with the host's NAT port range read from the system.
     pub fn for_host(seed: u64, limits: Limits) -> EngineSettings {
         let ports = crate::platform::ports::nat_range(crate::platform::ports::host_ephemeral_range());
-        EngineSettings { seed, limits, host_nat_ports: ports }
+        EngineSettings { seed, limits, host_nat_ports: ports, session_counters: false }
     }
 }
 
@@ -637,6 +639,7 @@ impl Service {
                     .collect(),
                 hairpinning: state.hairpinning_mode,
                 limits: self.engine.limits,
+                session_counters: self.engine.session_counters,
                 seed: self.engine.seed.wrapping_add(i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d),
                 // The external addresses are the host's too: what no mapping claims is the host's.
                 unmatched_inbound: UnmatchedInbound::Host,
@@ -824,7 +827,12 @@ mod tests {
             None,
             Arc::new(Dataplane::new()),
             Clock::start(),
-            EngineSettings { seed: 7, limits: Limits::default(), host_nat_ports: (1024, 65535) },
+            EngineSettings {
+                seed: 7,
+                limits: Limits::default(),
+                host_nat_ports: (1024, 65535),
+                session_counters: false,
+            },
             vec![Ipv4Addr::new(203, 0, 113, 1), Ipv4Addr::new(10, 100, 1, 1)],
             Box::new(|_, _| {}),
         )
@@ -855,7 +863,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::new(dir.path());
         let plane = Arc::new(Dataplane::new());
-        let engine = EngineSettings { seed: 7, limits: Limits::default(), host_nat_ports: (1024, 65535) };
+        let engine = EngineSettings {
+            seed: 7,
+            limits: Limits::default(),
+            host_nat_ports: (1024, 65535),
+            session_counters: false,
+        };
         let hosts = vec![Ipv4Addr::new(203, 0, 113, 1)];
         let mut s = Service::new(
             State::default(),
@@ -915,7 +928,12 @@ mod tests {
     }
 
     fn service_at(dir: &std::path::Path, state: State, plane: Arc<Dataplane>) -> Service {
-        let engine = EngineSettings { seed: 7, limits: Limits::default(), host_nat_ports: (1024, 65535) };
+        let engine = EngineSettings {
+            seed: 7,
+            limits: Limits::default(),
+            host_nat_ports: (1024, 65535),
+            session_counters: false,
+        };
         Service::new(
             state,
             Some(StateStore::new(dir)),

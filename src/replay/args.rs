@@ -166,6 +166,12 @@ pub struct NatSettings {
     #[arg(long)]
     pub sessions_detailed: bool,
 
+    /// Count packets and bytes per session and direction (PacketsOut, PacketsIn, BytesOut,
+    /// BytesIn in --sessions-detailed rows); off by default, as counting writes each session on
+    /// every packet.
+    #[arg(long)]
+    pub session_counters: bool,
+
     /// Write the NAT's session events as JSON lines, in capture time: mappings and sessions
     /// created and deleted (with the reason: idle_timeout, tcp_closed, removed), ports exhausted,
     /// limits reached.
@@ -218,6 +224,7 @@ impl NatSettings {
             drops: self.drops.or(lower.drops),
             sessions_json: self.sessions_json.or(lower.sessions_json),
             sessions_detailed: self.sessions_detailed || lower.sessions_detailed,
+            session_counters: self.session_counters || lower.session_counters,
             stats_json: self.stats_json.or(lower.stats_json),
             events: self.events.or(lower.events),
             ipfix_collector: self.ipfix_collector.or(lower.ipfix_collector),

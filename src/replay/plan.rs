@@ -122,6 +122,7 @@ impl Plan {
             port_allocation: settings.port_allocation.unwrap_or(defaults.port_allocation),
             limits,
             seed: settings.seed.unwrap_or(defaults.seed),
+            session_counters: settings.session_counters,
             ..defaults
         };
         if let Err(e) = nat.validate() {

@@ -143,6 +143,7 @@ mod tests {
             timeout: netnat_engine::Duration::from_secs(120),
             tcp_state: None,
             opened_inbound: false,
+            counters: None,
         };
         let rows = rows(&[session(2_000_000, 2), session(1_000_000, 1)], None);
         assert_eq!(rows[0].internal_source_port, 1);
@@ -187,6 +188,7 @@ mod tests {
             timeout: netnat_engine::Duration::from_secs(1800),
             tcp_state: Some(netnat_engine::TcpState::Established),
             opened_inbound: true,
+            counters: None,
         };
         let rows = rows(std::slice::from_ref(&tcp), Some(Instant::from_secs(20)));
         let json = serde_json::to_value(&rows[0]).unwrap();
