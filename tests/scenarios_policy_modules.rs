@@ -59,11 +59,14 @@ fn the_allow_list_module_admits_its_prefixes_at_its_rate_and_denies_the_rest() {
     s.at(1400, udp(ep(LISTED, 7000), ep(EXT, p), b"established"));
 
     let without = s.run();
-    let with = with_policy(&s, &example("allowlist-rate.wat"));
     without.assert_drops(&[]);
-    with.assert_drops(&[("policy_denied", 1), ("policy_rate_limited", 2)]);
-    assert_only_refused(&without, &with, &[100, 205, 206]);
-    assert_eq!(with.fwd(1300).dst_ep(), ep(A, 5000));
+    // The WAT example and its Rust twin built with the SDK (policy-sdk/examples).
+    for module in ["allowlist-rate.wat", "allowlist-rate.wasm"] {
+        let with = with_policy(&s, &example(module));
+        with.assert_drops(&[("policy_denied", 1), ("policy_rate_limited", 2)]);
+        assert_only_refused(&without, &with, &[100, 205, 206]);
+        assert_eq!(with.fwd(1300).dst_ep(), ep(A, 5000), "{module}");
+    }
 }
 
 #[test]
@@ -80,12 +83,14 @@ fn the_full_cone_module_opens_port_3478_only_and_filters_the_rest_by_address() {
     s.at(300, udp(ep(LISTED, 53), ep(EXT, other), b"a stranger"));
 
     let without = s.run();
-    let with = with_policy(&s, &example("full-cone-3478.wat"));
     without.assert_drops(&[("filtered", 3)]);
-    with.assert_drops(&[("policy_denied", 1)]);
-    assert_eq!(with.fwd(100).dst_ep(), ep(A, 3478), "full cone on 3478");
-    assert_eq!(with.fwd(200).dst_ep(), ep(A, 5000), "address-dependent elsewhere");
-    with.assert_dropped(300);
+    for module in ["full-cone-3478.wat", "full-cone-3478.wasm"] {
+        let with = with_policy(&s, &example(module));
+        with.assert_drops(&[("policy_denied", 1)]);
+        assert_eq!(with.fwd(100).dst_ep(), ep(A, 3478), "{module}: full cone on 3478");
+        assert_eq!(with.fwd(200).dst_ep(), ep(A, 5000), "{module}: address-dependent elsewhere");
+        with.assert_dropped(300);
+    }
 }
 
 #[test]
@@ -97,7 +102,7 @@ fn a_module_with_state_replays_the_same_output_every_time() {
     for i in 0..40u16 {
         s.at(100 + 97 * u64::from(i), udp(ep(LISTED, 9000 + i), ep(EXT, p), b"listed"));
     }
-    let path = example("allowlist-rate.wat");
+    let path = example("allowlist-rate.wasm");
     let first = with_policy(&s, &path);
     let second = with_policy(&s, &path);
     assert!(first.dropped("policy_rate_limited") > 0, "the rate limit bites{}", first.context());

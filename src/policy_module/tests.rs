@@ -18,7 +18,7 @@ const INBOUND_ALLOW: &str =
 
 #[test]
 fn the_examples_load() {
-    for name in ["allowlist-rate.wat", "full-cone-3478.wat"] {
+    for name in ["allowlist-rate.wat", "full-cone-3478.wat", "allowlist-rate.wasm", "full-cone-3478.wasm"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy-modules").join(name);
         let s = ModuleSpec::read(&path, OnError::Deny, DEFAULT_FUEL_PER_CALL).unwrap();
         ModulePolicy::load(&s, FilteringBehavior::AddressDependent, FilteringBehavior::EndpointIndependent)
