@@ -14,6 +14,10 @@
 //!                                                          ;; 2 sent to the endpoint, 8-15 TCP flags
 //!   (param $now_ms i64)                                    ;; packet time (capture time in replay)
 //!   (result i32))                                          ;; 0 fall back, 1 allow, 2 deny, 3 rate-limited
+//! (func (export "netnat_outbound")                         ;; optional: may this endpoint get a new mapping?
+//!   (param $protocol i32) (param $internal_addr i32) (param $internal_port i32)
+//!   (param $remote_addr i32) (param $remote_port i32) (param $tcp_flags i32) (param $now_ms i64)
+//!   (result i32))                                          ;; 0 fall back (allow, as WinNAT), 1 allow, 2 deny, 3 rate-limited
 //! ```
 //!
 //! The engine asks a policy only about a remote without a live session on the mapping (the
@@ -35,7 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use netnat_engine::filter::builtin;
-use netnat_engine::{FilteringBehavior, FilteringPolicy, InboundContext, Protocol, Refusal};
+use netnat_engine::{FilteringBehavior, FilteringPolicy, InboundContext, OutboundContext, Protocol, Refusal};
 use parking_lot::Mutex;
 use wasmi::{Config, Engine, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc};
 
@@ -110,10 +114,13 @@ impl ModuleSpec {
 }
 
 type InboundFn = TypedFunc<(i32, i32, i32, i32, i32, i32, i32, i32, i64), i32>;
+type OutboundFn = TypedFunc<(i32, i32, i32, i32, i32, i32, i64), i32>;
 
 struct Running {
     store: Store<StoreLimits>,
     inbound: InboundFn,
+    /// `netnat_outbound`, if the module exports it (without it, every new mapping is allowed).
+    outbound: Option<OutboundFn>,
 }
 
 /// A loaded module as the engine's filtering policy, for TCP and UDP (one instance, so its
@@ -190,9 +197,18 @@ impl ModulePolicy {
                  (docs/policy-modules.md): {e}"
             )
         })?;
+        let outbound = match instance.get_export(&store, "netnat_outbound") {
+            None => None,
+            Some(_) => Some(instance.get_typed_func(&store, "netnat_outbound").map_err(|e| {
+                anyhow::anyhow!(
+                    "{file}: the module's `netnat_outbound` must be `(i32, i32, i32, i32, i32, i32, i64) -> i32` \
+                     (docs/policy-modules.md): {e}"
+                )
+            })?),
+        };
         Ok(ModulePolicy {
             file: file.clone(),
-            running: Mutex::new(Running { store, inbound }),
+            running: Mutex::new(Running { store, inbound, outbound }),
             fallback: [builtin(tcp), builtin(udp)],
             on_error: spec.on_error,
             fuel_per_call: spec.fuel_per_call,
@@ -245,9 +261,55 @@ impl ModulePolicy {
             (ctx.now.as_micros() / 1000) as i64,
         );
         let mut running = self.running.lock();
-        let Running { store, inbound } = &mut *running;
+        let Running { store, inbound, .. } = &mut *running;
         store.set_fuel(self.fuel_per_call).map_err(|e| e.to_string())?;
         inbound.call(store, args).map_err(|e| e.to_string())
+    }
+
+    /// Asks `netnat_outbound`; `None` when the module does not export it.
+    fn ask_outbound(&self, ctx: &OutboundContext) -> Option<Result<i32, String>> {
+        let addr = |a: std::net::Ipv4Addr| u32::from(a) as i32;
+        let args = (
+            i32::from(ctx.protocol.number()),
+            addr(*ctx.internal.ip()),
+            i32::from(ctx.internal.port()),
+            addr(*ctx.remote.ip()),
+            i32::from(ctx.remote.port()),
+            i32::from(ctx.tcp_flags),
+            (ctx.now.as_micros() / 1000) as i64,
+        );
+        let mut running = self.running.lock();
+        let Running { store, outbound, .. } = &mut *running;
+        let f = outbound.as_ref()?;
+        Some(
+            store
+                .set_fuel(self.fuel_per_call)
+                .map_err(|e| e.to_string())
+                .and_then(|()| f.call(store, args).map_err(|e| e.to_string())),
+        )
+    }
+
+    /// A module's answer as a decision: `fallback` for 0 (and for a failure under `on_error =
+    /// "fallback"`); a failure is counted.
+    fn decide(
+        &self,
+        answer: Result<i32, String>,
+        fallback: impl FnOnce() -> Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
+        let failure = match answer {
+            Ok(ALLOW) => return Ok(()),
+            Ok(DENY) => return Err(Refusal::Denied),
+            Ok(RATE_LIMITED) => return Err(Refusal::RateLimited),
+            Ok(FALLBACK) => return fallback(),
+            Ok(other) => format!("the module returned {other}; the answers are 0 (fall back), 1, 2 and 3"),
+            Err(trap) => trap,
+        };
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some(failure);
+        match self.on_error {
+            OnError::Deny => Err(Refusal::Failed),
+            OnError::Fallback => fallback(),
+        }
     }
 }
 
@@ -257,19 +319,14 @@ impl FilteringPolicy for ModulePolicy {
     }
 
     fn check(&self, ctx: &InboundContext<'_>) -> Result<(), Refusal> {
-        let failure = match self.ask(ctx) {
-            Ok(ALLOW) => return Ok(()),
-            Ok(DENY) => return Err(Refusal::Denied),
-            Ok(RATE_LIMITED) => return Err(Refusal::RateLimited),
-            Ok(FALLBACK) => return self.fallback(ctx),
-            Ok(other) => format!("`netnat_inbound` returned {other}; the answers are 0 (fall back), 1, 2 and 3"),
-            Err(trap) => trap,
-        };
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock() = Some(failure);
-        match self.on_error {
-            OnError::Deny => Err(Refusal::Failed),
-            OnError::Fallback => self.fallback(ctx),
+        self.decide(self.ask(ctx), || self.fallback(ctx))
+    }
+
+    fn new_mapping(&self, ctx: &OutboundContext) -> Result<(), Refusal> {
+        match self.ask_outbound(ctx) {
+            None => Ok(()),
+            // Falling back is WinNAT's behaviour: every endpoint gets a mapping.
+            Some(answer) => self.decide(answer, || Ok(())),
         }
     }
 }

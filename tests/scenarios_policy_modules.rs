@@ -155,3 +155,34 @@ fn a_trapping_or_endless_module_is_counted_and_handled_as_its_file_says() {
         assert_eq!(fallback.stats["policy_module_errors"], 2, "{what}: counted{}", fallback.context());
     }
 }
+
+#[test]
+fn a_module_can_refuse_new_mappings_toward_a_prefix_and_is_not_asked_for_new_sessions() {
+    let mut s = Scenario::new();
+    s.at(0, udp(ep(A, 5000), ep(PEER, 53), b"allowed"));
+    s.at(10, udp(ep(A, 5001), ep(UNLISTED, 53), b"a new mapping toward 198.51.100.128/25"));
+    s.at(20, tcp(ep(A, 6000), ep(UNLISTED, 443), TCP_SYN, 1, 0, b""));
+    // A new session of an existing mapping toward the prefix: not a new mapping, not asked.
+    s.at(30, udp(ep(A, 5000), ep(UNLISTED, 53), b"same mapping"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = dir.path().join("no-new-mappings.wat");
+    std::fs::write(
+        &module,
+        r#"(module
+  (func (export "netnat_abi_version") (result i32) (i32.const 1))
+  (func (export "netnat_inbound") (param i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32) (i32.const 0))
+  (func (export "netnat_outbound")
+    (param $protocol i32) (param $internal_addr i32) (param $internal_port i32)
+    (param $remote_addr i32) (param $remote_port i32) (param $tcp_flags i32) (param $now_ms i64) (result i32)
+    ;; 198.51.100.128/25: deny (2); else fall back (0: allowed, as WinNAT).
+    (select (i32.const 2) (i32.const 0)
+      (i32.eq (i32.and (local.get $remote_addr) (i32.const 0xffffff80)) (i32.const 0xc6336480)))))"#,
+    )
+    .expect("write module");
+    let without = s.run();
+    let with = with_policy(&s, &module);
+    without.assert_drops(&[]);
+    with.assert_drops(&[("policy_denied", 2)]);
+    assert_only_refused(&without, &with, &[10, 20]);
+    assert!(with.is_forwarded(30), "{}", with.context());
+}

@@ -57,6 +57,22 @@ impl InboundContext<'_> {
     }
 }
 
+/// What a filtering policy sees of an outbound packet that would create a mapping (an
+/// internal endpoint's first packet, TCP or UDP).
+#[derive(Clone, Copy, Debug)]
+pub struct OutboundContext {
+    /// The time of the packet.
+    pub now: Instant,
+    /// TCP or UDP (ICMP queries are not asked about).
+    pub protocol: Protocol,
+    /// The internal endpoint that would get a mapping.
+    pub internal: SocketAddrV4,
+    /// The remote it sends to.
+    pub remote: SocketAddrV4,
+    /// TCP flags of the packet (0 for UDP).
+    pub tcp_flags: u8,
+}
+
 /// The sessions of the mapping an inbound packet is addressed to, with what tells a live
 /// outbound one (the internal endpoint sent on it, and it has not expired).
 #[derive(Clone, Copy, Debug)]
@@ -131,6 +147,13 @@ pub trait FilteringPolicy: Send + Sync + Debug {
         } else {
             Err(Refusal::Filtered)
         }
+    }
+
+    /// Whether an internal endpoint may get a new mapping (its first packet out; the engine
+    /// asks once per mapping, before choosing a port). A refusal drops the packet, counted
+    /// by its reason (`policy_denied`, ...). The default, WinNAT's behaviour, allows.
+    fn new_mapping(&self, _ctx: &OutboundContext) -> Result<(), Refusal> {
+        Ok(())
     }
 }
 

@@ -46,7 +46,7 @@ pub use config::{
     StaticMapping, Timeouts, UnmatchedInbound,
 };
 pub use events::{EndReason, Event, EventKind};
-pub use filter::{FilteringPolicy, InboundContext, Refusal};
+pub use filter::{FilteringPolicy, InboundContext, OutboundContext, Refusal};
 pub use nat::Nat;
 pub use session::{MappingInfo, SessionCounts, SessionInfo, TcpState};
 pub use stats::Stats;

@@ -9,7 +9,7 @@ use std::collections::hash_map::{Entry, VacantEntry};
 use crate::alloc;
 use crate::config::{Limits, PortAllocation, Protocol, StaticMapping};
 use crate::events::{Event, EventKind};
-use crate::filter::{Contacted, InboundContext};
+use crate::filter::{Contacted, InboundContext, OutboundContext};
 use crate::nat::Nat;
 use crate::settings::Settings;
 use crate::stats::bump;
@@ -209,6 +209,17 @@ impl Nat {
         remote: Endpoint,
         seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
+        if proto != Protocol::Icmp {
+            let ep = |(a, p): Endpoint| SocketAddrV4::new(a.into(), p);
+            let ctx = OutboundContext {
+                now,
+                protocol: proto,
+                internal: ep(internal),
+                remote: ep(remote),
+                tcp_flags: seg.flags,
+            };
+            s.filter(proto).new_mapping(&ctx)?;
+        }
         let session = Session::new(remote.0, remote.1, true, now).counted(s.config.session_counters);
         session.on_packet(proto, true, seg, now)?;
         self.table.reserve_session(internal.0, &s.config.limits)?;

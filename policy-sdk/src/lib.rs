@@ -162,6 +162,43 @@ impl Inbound {
     }
 }
 
+/// What the optional outbound hook is asked about: an internal endpoint's first packet out,
+/// which would create its mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The internal endpoint that would get a mapping.
+    pub internal: Endpoint,
+    /// The remote it sends to.
+    pub remote: Endpoint,
+    /// The TCP flags (0 for UDP).
+    pub tcp_flags: u8,
+    /// The packet's time in milliseconds.
+    pub now_ms: i64,
+}
+
+impl Outbound {
+    /// Decodes the ABI's arguments.
+    pub fn from_abi(
+        protocol: i32,
+        internal_addr: i32,
+        internal_port: i32,
+        remote_addr: i32,
+        remote_port: i32,
+        tcp_flags: i32,
+        now_ms: i64,
+    ) -> Outbound {
+        Outbound {
+            protocol: Protocol::from_number(protocol),
+            internal: Endpoint::new(internal_addr, internal_port),
+            remote: Endpoint::new(remote_addr, remote_port),
+            tcp_flags: tcp_flags as u8,
+            now_ms,
+        }
+    }
+}
+
 /// A policy's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -191,8 +228,37 @@ impl Decision {
 /// Decision`, and a panic handler that traps (netnat counts a trap and handles it as the
 /// policy file's `on_error` says). Use once, in a `cdylib` crate built for
 /// `wasm32-unknown-unknown`.
+///
+/// `netnat_policy!(decide, outbound = may_map)` also exports `netnat_outbound`, asking
+/// `may_map: fn(&Outbound) -> Decision` whether an internal endpoint may get a new mapping
+/// (`Fallback` allows, as WinNAT does).
 #[macro_export]
 macro_rules! netnat_policy {
+    ($decide:path, outbound = $outbound:path) => {
+        $crate::netnat_policy!($decide);
+
+        #[unsafe(no_mangle)]
+        pub extern "C" fn netnat_outbound(
+            protocol: i32,
+            internal_addr: i32,
+            internal_port: i32,
+            remote_addr: i32,
+            remote_port: i32,
+            tcp_flags: i32,
+            now_ms: i64,
+        ) -> i32 {
+            let outbound = $crate::Outbound::from_abi(
+                protocol,
+                internal_addr,
+                internal_port,
+                remote_addr,
+                remote_port,
+                tcp_flags,
+                now_ms,
+            );
+            $outbound(&outbound).to_abi()
+        }
+    };
     ($decide:path) => {
         #[unsafe(no_mangle)]
         pub extern "C" fn netnat_abi_version() -> i32 {
@@ -262,6 +328,38 @@ mod tests {
             [Decision::Fallback, Decision::Allow, Decision::Deny, Decision::RateLimited].map(Decision::to_abi),
             [0, 1, 2, 3]
         );
+    }
+
+    #[test]
+    fn the_outbound_abi_decodes_as_netnat_encodes() {
+        let o = Outbound::from_abi(17, 0x0a64_0a0b, 5000, 0xc633_6407u32 as i32, 53, 0, 99);
+        assert_eq!(
+            (o.protocol, o.internal.port, o.remote.addr, o.now_ms),
+            (Protocol::Udp, 5000, [198, 51, 100, 7], 99)
+        );
+    }
+
+    mod with_outbound {
+        use crate::{Decision, Inbound, Outbound};
+        fn inbound(_: &Inbound) -> Decision {
+            Decision::Fallback
+        }
+        fn outbound(o: &Outbound) -> Decision {
+            if o.internal.port == 666 {
+                Decision::Deny
+            } else {
+                Decision::Fallback
+            }
+        }
+        crate::netnat_policy!(inbound, outbound = outbound);
+
+        #[test]
+        fn the_macro_exports_both_functions() {
+            assert_eq!(netnat_abi_version(), 1);
+            assert_eq!(netnat_outbound(17, 0x0a64_0a0b, 666, 0, 53, 0, 0), 2);
+            assert_eq!(netnat_outbound(17, 0x0a64_0a0b, 667, 0, 53, 0, 0), 0);
+            assert_eq!(netnat_inbound(17, 0, 53, 0, 5000, 0, 40000, 1, 0), 0);
+        }
     }
 
     #[test]

@@ -54,6 +54,14 @@ fn a_module_without_the_abi_is_refused_with_what_to_export() {
 }
 
 #[test]
+fn an_outbound_hook_with_the_wrong_signature_is_refused() {
+    let e = load_error(&format!(
+        r#"(module {VERSION_1} {INBOUND_ALLOW} (func (export "netnat_outbound") (param i32) (result i32) (i32.const 1)))"#
+    ));
+    assert!(e.contains("`netnat_outbound` must be `(i32, i32, i32, i32, i32, i32, i64) -> i32`"), "{e}");
+}
+
+#[test]
 fn garbage_and_endless_start_functions_are_refused() {
     assert!(load_error("not a module").starts_with("m.wat: not a valid WASM module (binary or text)"));
     let e = load_error(&format!("(module (func $spin (loop br 0)) (start $spin) {VERSION_1} {INBOUND_ALLOW})"));

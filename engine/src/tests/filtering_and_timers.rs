@@ -254,6 +254,37 @@ fn a_custom_filtering_policy_replaces_the_builtin_and_can_be_removed() {
     assert_eq!(dropped(&nat, 1.3, udp([198, 51, 100, 98], 1, EXT, u)), DropReason::Filtered);
 }
 
+/// A custom policy that refuses new mappings of internal port 666 (and admits inbound as
+/// address-dependent filtering does).
+#[derive(Debug)]
+struct NoMappingsFor666;
+
+impl FilteringPolicy for NoMappingsFor666 {
+    fn admit(&self, ctx: &InboundContext<'_>) -> bool {
+        ctx.has_sent_to_address(*ctx.remote.ip())
+    }
+
+    fn new_mapping(&self, ctx: &crate::OutboundContext) -> Result<(), crate::Refusal> {
+        if ctx.internal.port() == 666 {
+            Err(crate::Refusal::Denied)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_policy_can_refuse_new_mappings_and_is_asked_only_for_new_ones() {
+    let nat = nat();
+    nat.set_filtering_policy(Protocol::Udp, Some(Arc::new(NoMappingsFor666)));
+    assert_eq!(dropped(&nat, 1.0, udp(INSIDE_A, 666, WAN1, 53)), DropReason::PolicyDenied);
+    assert_eq!(nat.session_count(), 0, "nothing was created");
+    // TCP keeps its own (built-in) policy; other UDP ports get mappings.
+    forward(&nat, 1.1, tcp(INSIDE_A, 666, WAN1, 80, "S"), Direction::Outbound);
+    forward(&nat, 1.2, udp(INSIDE_A, 667, WAN1, 53), Direction::Outbound);
+    assert_eq!(nat.stats().dropped(DropReason::PolicyDenied), 1);
+}
+
 #[test]
 fn reconfigure_changes_filtering_and_keeps_sessions() {
     let nat = nat();
