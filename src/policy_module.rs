@@ -55,10 +55,6 @@ pub const MAX_MODULE_BYTES: u64 = 4 * 1024 * 1024;
 /// Most linear memory a module may grow to.
 pub const MAX_MEMORY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Why the daemon refuses a module (for now).
-pub const NOT_IN_THE_DAEMON_YET: &str = "WASM policy modules run in `netnat replay` only for now; the daemon \
-     takes policy files of rules and limits (examples/filter-policy.toml)";
-
 /// What a decision that fails (trap, out of fuel, unknown answer) turns into.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OnError {
@@ -105,6 +101,31 @@ impl ModuleSpec {
         }
         let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{file}: cannot read the policy module: {e}"))?;
         Ok(ModuleSpec { file, bytes, on_error, fuel_per_call })
+    }
+
+    /// As the control protocol and the state file carry it.
+    pub fn to_source(&self) -> crate::control::protocol::ModuleSource {
+        use base64::Engine as _;
+        crate::control::protocol::ModuleSource {
+            base64: base64::engine::general_purpose::STANDARD.encode(&self.bytes),
+            on_error: match self.on_error {
+                OnError::Deny => "deny",
+                OnError::Fallback => "fallback",
+            }
+            .to_owned(),
+            fuel_per_call: self.fuel_per_call,
+        }
+    }
+
+    /// Back from [`ModuleSpec::to_source`]; `file` names it in errors.
+    pub fn from_source(file: &str, source: &crate::control::protocol::ModuleSource) -> anyhow::Result<ModuleSpec> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&source.base64)
+            .map_err(|e| anyhow::anyhow!("{file}: the module's bytes are not base64: {e}"))?;
+        let on_error = source.on_error.parse().map_err(|e: String| anyhow::anyhow!("{file}: {e}"))?;
+        anyhow::ensure!(source.fuel_per_call > 0, "{file}: \"fuel_per_call\" is 0; give a positive budget");
+        Ok(ModuleSpec { file: file.to_owned(), bytes, on_error, fuel_per_call: source.fuel_per_call })
     }
 
     /// Whether a path names a module (`.wasm`, `.wat`) rather than a policy file.

@@ -304,3 +304,70 @@ fn a_filter_policy_file_keeps_a_denied_remote_out_and_lets_the_others_in() {
     let nat = t.cmdlet(&["Get-NetNat", "WinNAT", "-o", "json"]);
     assert!(nat.contains("FilterPolicy"), "the policy was not kept across the restart: {nat}");
 }
+
+#[test]
+fn a_wasm_policy_module_keeps_a_denied_remote_out_survives_a_trap_and_a_restart() {
+    if !root_or_skip("wasm_policy_module") {
+        return;
+    }
+    let mut t = Topology::new();
+    t.start_daemon();
+    t.cmdlet(&["New-NetNat", "-Name", "WinNAT", "-InternalIPInterfaceAddressPrefix", "10.100.0.0/16"]);
+    // 203.0.113.10 (0xcb00710a) is allowed from any port, everyone else denied.
+    let abi = r#"(func (export "netnat_abi_version") (result i32) (i32.const 1))"#;
+    let module = t.dir.path().join("only-wan1.wat");
+    std::fs::write(
+        &module,
+        format!(
+            r#"(module {abi}
+  (func (export "netnat_inbound") (param $p i32) (param $ra i32) (param i32 i32 i32 i32 i32 i32 i64) (result i32)
+    (select (i32.const 1) (i32.const 2) (i32.eq (local.get $ra) (i32.const 0xcb00710a)))))"#
+        ),
+    )
+    .unwrap();
+    let module = module.to_str().unwrap().to_owned();
+    assert_eq!(t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", &module]), "");
+    let (rx, mut seen, ext_port) = open_vm_mapping(&mut t);
+
+    let denied_before = t.counter(&["dropped", "policy_denied"]);
+    send_from_wan(&t, WAN2, 7001, EXTERNAL, ext_port, "from-11-denied");
+    assert!(
+        wait_until(Duration::from_secs(10), || t.counter(&["dropped", "policy_denied"]) > denied_before),
+        "the datagram from {WAN2} was not counted as policy_denied:\n{}",
+        t.log()
+    );
+    send_from_wan(&t, WAN1, 7003, EXTERNAL, ext_port, "from-10-admitted");
+    assert!(expect_line(&rx, "from-10-admitted", Duration::from_secs(10), &mut seen), "{seen:?}\n{}", t.log());
+
+    // A module that traps on every decision, with on_error = "deny": refused, counted, and the
+    // daemon goes on answering.
+    std::fs::write(
+        t.dir.path().join("trap.wat"),
+        format!(r#"(module {abi} (func (export "netnat_inbound") (param i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32) unreachable))"#),
+    )
+    .unwrap();
+    let trapping = t.dir.path().join("trap.toml");
+    std::fs::write(&trapping, "[module]\npath = \"trap.wat\"\non_error = \"deny\"\n").unwrap();
+    assert_eq!(t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", trapping.to_str().unwrap()]), "");
+    let failed_before = t.counter(&["dropped", "policy_failed"]);
+    send_from_wan(&t, WAN1, 7004, EXTERNAL, ext_port, "trapped-denied");
+    assert!(
+        wait_until(Duration::from_secs(10), || t.counter(&["dropped", "policy_failed"]) > failed_before),
+        "the trapped decision was not counted as policy_failed:\n{}",
+        t.log()
+    );
+    assert!(t.cmdlet(&["Get-NetNat", "WinNAT", "-o", "json"]).contains("WinNAT"), "the daemon answers");
+
+    // The allowing module again; it survives a restart with its file gone.
+    assert_eq!(t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", &module]), "");
+    std::fs::remove_file(&module).unwrap();
+    assert!(t.stop_daemon("TERM").success());
+    t.start_daemon();
+    let nat = t.cmdlet(&["Get-NetNat", "WinNAT", "-o", "json"]);
+    assert!(nat.contains("\"Module\""), "the module was not kept across the restart: {nat}");
+    assert!(!seen.iter().any(|l| l.contains("denied")), "a refused datagram reached vm: {seen:?}");
+    // Drain what came meanwhile and check again.
+    std::thread::sleep(Duration::from_millis(300));
+    seen.extend(rx.try_iter());
+    assert!(!seen.iter().any(|l| l.contains("denied")), "a refused datagram reached vm: {seen:?}");
+}

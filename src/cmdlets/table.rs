@@ -360,12 +360,20 @@ pub fn build(c: &Cmdlet, args: &[String]) -> Result<Call, String> {
 /// its line before anything is sent; the daemon checks the text again against the NAT.
 fn read_policy(path: &str) -> Result<PolicySource, String> {
     let given = std::path::Path::new(path);
-    if crate::policy_module::ModuleSpec::is_module_path(given) {
-        return Err(format!("{path}: {}", crate::policy_module::NOT_IN_THE_DAEMON_YET));
+    let absolute = std::path::absolute(given).unwrap_or_else(|_| given.to_path_buf()).display().to_string();
+    let source = crate::policy_file::load_source(given).map_err(|e| e.to_string())?;
+    match source {
+        crate::policy_file::FilterPolicySource::Rules(_) => {
+            let (_, text) = crate::policy_file::load(given).map_err(|e| e.to_string())?;
+            Ok(PolicySource { path: absolute, text, module: None })
+        }
+        crate::policy_file::FilterPolicySource::Module(spec) => {
+            // Loaded here too, so a module that cannot run is refused before anything is sent.
+            let any = netnat_engine::FilteringBehavior::AddressDependent;
+            crate::policy_module::ModulePolicy::load(&spec, any, any).map_err(|e| e.to_string())?;
+            Ok(PolicySource { path: absolute, text: String::new(), module: Some(spec.to_source()) })
+        }
     }
-    let (_, text) = crate::policy_file::load(given).map_err(|e| e.to_string())?;
-    let absolute = std::path::absolute(given).unwrap_or_else(|_| given.to_path_buf());
-    Ok(PolicySource { path: absolute.display().to_string(), text })
 }
 
 /// A request that carries a policy file must fit in one control line.

@@ -73,10 +73,16 @@ pub struct FilterPolicyInfo {
     pub rules: usize,
     /// How many rate limits.
     pub limits: usize,
+    /// For a WASM module: how it runs (`on_error deny, 100000 fuel per decision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 
 impl std::fmt::Display for FilterPolicyInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(how) = &self.module {
+            return write!(f, "{} (WASM module, {how})", self.path);
+        }
         let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         write!(f, "{} ({}, {}", self.path, plural(self.rules, "rule"), plural(self.limits, "limit"))?;
         match self.fallback.as_str() {
@@ -409,6 +415,7 @@ mod tests {
             fallback: String::new(),
             rules: 2,
             limits: 1,
+            module: None,
         });
         assert_eq!(format_list(std::slice::from_ref(&nat)), format_list(&[winnat()]), "the default list is WinNAT's");
         let all = format_list_all(std::slice::from_ref(&nat));

@@ -47,8 +47,23 @@ pub struct NatChanges {
 pub struct PolicySource {
     /// The file, made absolute.
     pub path: String,
-    /// Its contents.
+    /// Its contents (a policy file's TOML; for a module file, empty).
     pub text: String,
+    /// The WASM module the file is or names, read by the cmdlet (`None`: a policy of rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<ModuleSource>,
+}
+
+/// A WASM policy module as the cmdlet read it (`src/policy_module.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleSource {
+    /// The module's bytes (WASM binary or WAT text), base64.
+    pub base64: String,
+    /// `deny` or `fallback`: what a failed decision turns into.
+    pub on_error: String,
+    /// Fuel per decision.
+    pub fuel_per_call: u64,
 }
 
 /// What Set-NetNat does to the filter policy.
@@ -378,6 +393,7 @@ mod tests {
                 filter_policy: Some(PolicySource {
                     path: "/p.toml".into(),
                     text: "[[rule]]\naction = \"deny\"\n".into(),
+                    module: None,
                 }),
             },
             Request::SetNetNat {

@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::platform::route::RouteCache;
+use crate::policy_module::ModulePolicy;
 
 /// One engine and the external addresses it translates to.
 #[derive(Debug)]
@@ -33,6 +34,13 @@ pub struct Instance {
     pub addresses: Vec<Ipv4Addr>,
     /// The engine.
     pub nat: Nat,
+}
+
+/// Makes `nat` ask `module` (or its configured filtering, with `None`) for TCP and UDP.
+fn use_module(nat: &Nat, module: Option<&Arc<ModulePolicy>>) {
+    for protocol in [netnat_engine::Protocol::Tcp, netnat_engine::Protocol::Udp] {
+        nat.set_filtering_policy(protocol, module.map(|m| Arc::clone(m) as Arc<dyn netnat_engine::FilteringPolicy>));
+    }
 }
 
 /// An engine as the daemon runs it: with session events on (`daemon::events` drains them).
@@ -103,6 +111,9 @@ pub struct LiveNat {
     /// Whether the template's addressing is explicit (read per packet, so not behind the lock).
     explicit: AtomicBool,
     instances: ArcSwap<Vec<Arc<Instance>>>,
+    /// The NAT's WASM filtering policy module, if any: every engine (also those made later)
+    /// asks it instead of its configured filtering, for TCP and UDP.
+    module: Mutex<Option<Arc<ModulePolicy>>>,
 }
 
 impl LiveNat {
@@ -119,9 +130,20 @@ impl LiveNat {
             explicit: AtomicBool::new(template.addressing == Addressing::Explicit),
             template: Mutex::new(template),
             instances: ArcSwap::from_pointee(Vec::new()),
+            module: Mutex::new(None),
         };
         live.rebuild(host_addresses, others)?;
         Ok(live)
+    }
+
+    /// Runs `module` (or, with `None`, the configured filtering again) in every engine of this
+    /// NAT, now and in those made later.
+    pub fn set_policy_module(&self, module: Option<Arc<ModulePolicy>>) {
+        let mut current = self.module.lock();
+        *current = module;
+        for inst in self.instances.load().iter() {
+            use_module(&inst.nat, current.as_ref());
+        }
     }
 
     /// The engine instances.
@@ -204,6 +226,11 @@ impl LiveNat {
                 next
             }
         };
+        // New engines run the module too (kept ones have it already).
+        let module = self.module.lock();
+        for inst in &next {
+            use_module(&inst.nat, module.as_ref());
+        }
         self.instances.store(Arc::new(next));
         Ok(())
     }

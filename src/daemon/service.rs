@@ -23,6 +23,7 @@ use crate::control::objects::{
 use crate::control::protocol::{
     wildcard_match, ControlError, NatChanges, Output, PolicyChange, PolicySource, Reply, Request,
 };
+use crate::policy_module::{ModulePolicy, ModuleSpec};
 use crate::state::{ExternalAddressRecord, FilterPolicyRecord, NatRecord, State, StateStore, StaticMappingRecord};
 
 /// Called after every applied change with the new state and NATs (installs kernel rules).
@@ -127,10 +128,19 @@ impl NatOwned for ExternalAddressRecord {
 
 /// One NAT of a change about to be applied ([`Service::plan`]).
 enum Planned {
-    /// Built for the change; not running yet.
+    /// Built for the change (with its module); not running yet.
     New(Arc<LiveNat>),
-    /// Running; gets this template (boxed: a template with a filter policy is large).
-    Change(Arc<LiveNat>, Box<Template>),
+    /// Running; gets this template (boxed: a template with a filter policy is large) and
+    /// module.
+    Change(Arc<LiveNat>, Box<Template>, Option<Arc<ModulePolicy>>),
+}
+
+/// One NAT's engine settings compiled from the state: its template and its WASM policy
+/// module, if it has one (which the template cannot carry).
+struct Compiled {
+    name: String,
+    template: Template,
+    module: Option<Arc<ModulePolicy>>,
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -158,30 +168,50 @@ fn select<'a>(
 }
 
 fn policy_record(source: PolicySource) -> FilterPolicyRecord {
-    FilterPolicyRecord { path: source.path, text: source.text }
+    FilterPolicyRecord { path: source.path, text: source.text, module: source.module }
 }
 
-/// The saved policy of `rec`, parsed and checked against its internal prefix. The text is
-/// parsed again on every change and at start-up (it is small), with the parser the cmdlet
-/// used, so what runs is what the cmdlet checked; errors name the file and line.
-fn compile_policy(rec: &NatRecord, p: &FilterPolicyRecord) -> Result<netnat_engine::policy::Policy> {
-    let refuse = |e: crate::policy_file::PolicyFileError| {
-        ControlError::invalid(format!("Filter policy of NAT '{}': {e}.", rec.name))
-    };
-    let parsed = crate::policy_file::parse(&p.text, &p.path).map_err(refuse)?;
+/// A NAT's filter policy, ready to run: rules for the engine's configuration, or a loaded
+/// WASM module (one instance per NAT, shared by its engines).
+enum CompiledPolicy {
+    Rules(netnat_engine::policy::Policy),
+    Module(Arc<ModulePolicy>),
+}
+
+/// The saved policy of `rec`, parsed and checked against its internal prefix, or its module
+/// loaded. The text (or module) is compiled again on every change and at start-up (it is
+/// small), with the code the cmdlet used, so what runs is what the cmdlet checked; errors
+/// name the file and line. A module is loaded afresh each time: its state starts over when
+/// the NAT's configuration changes or the daemon restarts.
+fn compile_policy(rec: &NatRecord, p: &FilterPolicyRecord) -> Result<CompiledPolicy> {
+    let refuse = |e: String| ControlError::invalid(format!("Filter policy of NAT '{}': {e}.", rec.name));
+    if let Some(source) = &p.module {
+        let spec = ModuleSpec::from_source(&p.path, source).map_err(|e| refuse(e.to_string()))?;
+        let module = ModulePolicy::load(&spec, rec.tcp_filtering_behavior, rec.udp_filtering_behavior)
+            .map_err(|e| refuse(e.to_string()))?;
+        return Ok(CompiledPolicy::Module(Arc::new(module)));
+    }
+    let parsed = crate::policy_file::parse(&p.text, &p.path).map_err(|e| refuse(e.to_string()))?;
     if parsed.module().is_some() {
-        return Err(ControlError::invalid(format!(
-            "Filter policy of NAT '{}': {}: {}",
-            rec.name,
-            p.path,
-            crate::policy_module::NOT_IN_THE_DAEMON_YET
+        return Err(refuse(format!(
+            "{}: a policy file with [module] is read by the cmdlet, which sends the module; run Set-NetNat -FilterPolicyFile again with this netnat",
+            p.path
         )));
     }
-    parsed.check_for(rec.internal_prefix.trunc()).map_err(refuse)?;
-    Ok(parsed.policy().clone())
+    parsed.check_for(rec.internal_prefix.trunc()).map_err(|e| refuse(e.to_string()))?;
+    Ok(CompiledPolicy::Rules(parsed.policy().clone()))
 }
 
 fn policy_info(p: &FilterPolicyRecord) -> FilterPolicyInfo {
+    if let Some(m) = &p.module {
+        return FilterPolicyInfo {
+            path: p.path.clone(),
+            fallback: String::new(),
+            rules: 0,
+            limits: 0,
+            module: Some(format!("on_error {}, {} fuel per decision", m.on_error, m.fuel_per_call)),
+        };
+    }
     let parsed = crate::policy_file::parse(&p.text, &p.path).ok();
     let policy = parsed.as_ref().map(|x| x.policy());
     FilterPolicyInfo {
@@ -189,6 +219,7 @@ fn policy_info(p: &FilterPolicyRecord) -> FilterPolicyInfo {
         fallback: policy.and_then(|p| p.fallback).map(|b| b.winnat_name().to_owned()).unwrap_or_default(),
         rules: policy.map_or(0, |p| p.rules.len()),
         limits: policy.map_or(0, |p| p.limits.len()),
+        module: None,
     }
 }
 
@@ -586,7 +617,7 @@ impl Service {
     }
 
     /// The engine templates of every NAT of `state`, checked.
-    fn templates(&self, state: &State) -> Result<Vec<(String, Template)>> {
+    fn templates(&self, state: &State) -> Result<Vec<Compiled>> {
         let implicit: Vec<&str> = state
             .nats
             .iter()
@@ -605,10 +636,12 @@ impl Service {
                 None => Addressing::Explicit,
                 Some(k) => Addressing::Implicit { ports: port_slice(self.engine.host_nat_ports, k, implicit.len()) },
             };
-            let filter_policy = match &rec.filter_policy {
-                None => None,
-                Some(p) => Some(compile_policy(rec, p)?),
-            };
+            let (filter_policy, module) =
+                match rec.filter_policy.as_ref().map(|p| compile_policy(rec, p)).transpose()? {
+                    None => (None, None),
+                    Some(CompiledPolicy::Rules(policy)) => (Some(policy), None),
+                    Some(CompiledPolicy::Module(module)) => (None, Some(module)),
+                };
             let config = NatConfig {
                 name: rec.name.clone(),
                 filter_policy,
@@ -647,7 +680,7 @@ impl Service {
             };
             let template = Template { config, addressing };
             template.validate(&self.host_addresses).map_err(engine_error)?;
-            out.push((rec.name.clone(), template));
+            out.push(Compiled { name: rec.name.clone(), template, module });
         }
         Ok(out)
     }
@@ -667,7 +700,7 @@ impl Service {
     }
 
     /// Brings the running NATs in line with `templates` (start-up: nothing to save).
-    fn sync(&mut self, templates: Vec<(String, Template)>) -> Result<()> {
+    fn sync(&mut self, templates: Vec<Compiled>) -> Result<()> {
         let state = self.state.clone();
         let plan = self.plan(&state, templates)?;
         self.apply(plan)
@@ -677,15 +710,18 @@ impl Service {
     /// touching the running ones: a NAT new to the dataplane is built here; one that runs
     /// keeps running and gets its template in [`Service::apply`] (its engines' checks are the
     /// ones `templates` passed).
-    fn plan(&self, state: &State, templates: Vec<(String, Template)>) -> Result<Vec<Planned>> {
+    fn plan(&self, state: &State, templates: Vec<Compiled>) -> Result<Vec<Planned>> {
         let current = self.plane.nats();
         let others = self.prefixes(state);
         templates
             .into_iter()
-            .map(|(name, template)| match current.iter().find(|n| n.name == name) {
-                Some(live) => Ok(Planned::Change(Arc::clone(live), Box::new(template))),
+            .map(|Compiled { name, template, module }| match current.iter().find(|n| n.name == name) {
+                Some(live) => Ok(Planned::Change(Arc::clone(live), Box::new(template), module)),
                 None => LiveNat::new(name, template, &self.host_addresses, &others)
-                    .map(|live| Planned::New(Arc::new(live)))
+                    .map(|live| {
+                        live.set_policy_module(module);
+                        Planned::New(Arc::new(live))
+                    })
                     .map_err(engine_error),
             })
             .collect()
@@ -702,10 +738,13 @@ impl Service {
         for planned in plan {
             match planned {
                 Planned::New(live) => next.push(live),
-                Planned::Change(live, template) => {
-                    if let Err(e) = live.set_template(*template, &self.host_addresses, &others) {
-                        tracing::error!(nat = %live.name, "a checked change was refused by the engine: {e}");
-                        failure = Some(engine_error(e));
+                Planned::Change(live, template, module) => {
+                    match live.set_template(*template, &self.host_addresses, &others) {
+                        Ok(()) => live.set_policy_module(module),
+                        Err(e) => {
+                            tracing::error!(nat = %live.name, "a checked change was refused by the engine: {e}");
+                            failure = Some(engine_error(e));
+                        }
                     }
                     next.push(live);
                 }
@@ -917,7 +956,7 @@ mod tests {
         "[[rule]]\naction = \"deny\"\nremote = \"198.51.100.0/24\"\n\n[[limit]]\nnew_inbound_per_second = 5\n";
 
     fn source(text: &str) -> PolicySource {
-        PolicySource { path: "/etc/netnat/policy.toml".into(), text: text.into() }
+        PolicySource { path: "/etc/netnat/policy.toml".into(), text: text.into(), module: None }
     }
 
     fn set_policy(s: &mut Service, change: PolicyChange) -> Reply {
@@ -949,6 +988,87 @@ mod tests {
     /// The policy each running engine of the NAT has.
     fn running_policy(plane: &Dataplane) -> Vec<Option<netnat_engine::policy::Policy>> {
         plane.nats()[0].instances().iter().map(|i| i.nat.config().filter_policy.clone()).collect()
+    }
+
+    /// A policy module (as the cmdlet sends it) runs in the NAT's engines instead of its
+    /// filtering; a module that cannot run is refused with the file named and nothing
+    /// changes; removing it brings the configured filtering back.
+    #[test]
+    fn a_policy_module_runs_in_the_nats_engines_and_a_bad_one_is_refused() {
+        use base64::Engine as _;
+        let module = |wat: &str| PolicySource {
+            path: "/etc/netnat/m.wat".into(),
+            text: String::new(),
+            module: Some(crate::control::protocol::ModuleSource {
+                base64: base64::engine::general_purpose::STANDARD.encode(wat),
+                on_error: "deny".into(),
+                fuel_per_call: 1000,
+            }),
+        };
+        const ABI: &str = r#"(func (export "netnat_abi_version") (result i32) (i32.const 1))"#;
+        let deny_all = format!(
+            r#"(module {ABI} (func (export "netnat_inbound") (param i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32) (i32.const 2)))"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let plane = Arc::new(Dataplane::new());
+        let mut s = service_at(dir.path(), State::default(), Arc::clone(&plane));
+        assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
+        assert!(matches!(set_policy(&mut s, PolicyChange::Set(module(&deny_all))), Reply::Ok { .. }));
+
+        let udp = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| {
+            let mut p = Vec::new();
+            etherparse::PacketBuilder::ipv4(src, dst, 64).udp(sport, dport).write(&mut p, b"x").unwrap();
+            p
+        };
+        let nat = &plane.nats()[0].instances()[0].nat;
+        let mut out = udp([10, 100, 0, 5], 5000, [198, 51, 100, 7], 53);
+        assert!(matches!(
+            nat.handle_packet(netnat_engine::Instant::from_secs(1), &mut out),
+            netnat_engine::Verdict::Forward { .. }
+        ));
+        let ext = u16::from_be_bytes([out[20], out[21]]);
+        let probe = |port: u16| {
+            let mut p = udp([198, 51, 100, 7], port, [203, 0, 113, 1], ext);
+            nat.handle_packet(netnat_engine::Instant::from_secs(2), &mut p)
+        };
+        // Address-dependent filtering would admit another port of a contacted address.
+        assert_eq!(probe(54), netnat_engine::Verdict::Drop(netnat_engine::DropReason::PolicyDenied));
+        let Reply::Ok { output: Output::Nats(nats), .. } = s.handle(Request::GetNetNat { names: None }) else {
+            panic!()
+        };
+        let info = nats[0].filter_policy.clone().expect("shown");
+        assert_eq!(info.to_string(), "/etc/netnat/m.wat (WASM module, on_error deny, 1000 fuel per decision)");
+
+        let store = StateStore::new(dir.path());
+        let saved = std::fs::read(store.path()).unwrap();
+        let imports = format!(r#"(module (import "env" "log" (func)) {ABI})"#);
+        let e = err(set_policy(&mut s, PolicyChange::Set(module(&imports))));
+        assert!(e.to_string().contains("/etc/netnat/m.wat: the module imports env.log"), "{e}");
+        assert_eq!(std::fs::read(store.path()).unwrap(), saved, "the state file is untouched");
+        assert_eq!(
+            probe(55),
+            netnat_engine::Verdict::Drop(netnat_engine::DropReason::PolicyDenied),
+            "still the module"
+        );
+
+        // The saved module comes back with the daemon.
+        let reloaded_plane = Arc::new(Dataplane::new());
+        let _reloaded = service_at(dir.path(), store.load().unwrap(), Arc::clone(&reloaded_plane));
+        let nat2 = &reloaded_plane.nats()[0].instances()[0].nat;
+        let mut out = udp([10, 100, 0, 5], 5000, [198, 51, 100, 7], 53);
+        assert!(matches!(
+            nat2.handle_packet(netnat_engine::Instant::from_secs(1), &mut out),
+            netnat_engine::Verdict::Forward { .. }
+        ));
+        let ext2 = u16::from_be_bytes([out[20], out[21]]);
+        let mut p = udp([198, 51, 100, 7], 54, [203, 0, 113, 1], ext2);
+        assert_eq!(
+            nat2.handle_packet(netnat_engine::Instant::from_secs(2), &mut p),
+            netnat_engine::Verdict::Drop(netnat_engine::DropReason::PolicyDenied)
+        );
+
+        assert!(matches!(set_policy(&mut s, PolicyChange::Remove), Reply::Ok { .. }));
+        assert!(matches!(probe(56), netnat_engine::Verdict::Forward { .. }), "the configured filtering again");
     }
 
     /// A bad policy (bad text, or a rule that can never match this NAT) is refused by

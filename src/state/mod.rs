@@ -106,8 +106,11 @@ pub struct NatRecord {
 pub struct FilterPolicyRecord {
     /// The file it was read from, made absolute by the cmdlet.
     pub path: String,
-    /// Its contents (TOML, `policy_file`'s format).
+    /// Its contents (TOML, `policy_file`'s format; empty for a module file).
     pub text: String,
+    /// The WASM module it is or names, as the cmdlet read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<crate::control::protocol::ModuleSource>,
 }
 
 impl NatRecord {
