@@ -56,6 +56,18 @@ fn send_from_wan(t: &Topology, src: &str, sport: u16, dst: &str, port: u16, payl
     t.ns(&t.wan, &["python3", "-c", &script]);
 }
 
+/// Sends one datagram from `src:sport` to the NAT's `ext_port` and waits until the NAT counts
+/// a drop as `reason`.
+fn send_and_expect_counted(t: &Topology, src: &str, sport: u16, ext_port: u16, payload: &str, reason: &str) {
+    let before = t.counter(&["dropped", reason]);
+    send_from_wan(t, src, sport, EXTERNAL, ext_port, payload);
+    assert!(
+        wait_until(Duration::from_secs(10), || t.counter(&["dropped", reason]) > before),
+        "the datagram from {src}:{sport} was not counted as {reason}:\n{}",
+        t.log()
+    );
+}
+
 /// Waits up to `timeout` for a line containing `needle`; other lines are collected.
 fn expect_line(rx: &mpsc::Receiver<String>, needle: &str, timeout: Duration, seen: &mut Vec<String>) -> bool {
     let deadline = std::time::Instant::now() + timeout;
@@ -284,13 +296,7 @@ fn a_filter_policy_file_keeps_a_denied_remote_out_and_lets_the_others_in() {
     assert_eq!(t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", &policy]), "");
     let (rx, mut seen, ext_port) = open_vm_mapping(&mut t);
 
-    let denied_before = t.counter(&["dropped", "policy_denied"]);
-    send_from_wan(&t, WAN2, 7001, EXTERNAL, ext_port, "from-11-denied");
-    assert!(
-        wait_until(Duration::from_secs(10), || t.counter(&["dropped", "policy_denied"]) > denied_before),
-        "the datagram from {WAN2} was not counted as policy_denied:\n{}",
-        t.log()
-    );
+    send_and_expect_counted(&t, WAN2, 7001, ext_port, "from-11-denied", "policy_denied");
     // A port of 203.0.113.10 the vm never sent to: admitted by the endpoint-independent
     // fallback (the NAT's own default, address-dependent, would admit it too; a third port of
     // the denied address would not be).
@@ -329,13 +335,7 @@ fn a_wasm_policy_module_keeps_a_denied_remote_out_survives_a_trap_and_a_restart(
     assert_eq!(t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", &module]), "");
     let (rx, mut seen, ext_port) = open_vm_mapping(&mut t);
 
-    let denied_before = t.counter(&["dropped", "policy_denied"]);
-    send_from_wan(&t, WAN2, 7001, EXTERNAL, ext_port, "from-11-denied");
-    assert!(
-        wait_until(Duration::from_secs(10), || t.counter(&["dropped", "policy_denied"]) > denied_before),
-        "the datagram from {WAN2} was not counted as policy_denied:\n{}",
-        t.log()
-    );
+    send_and_expect_counted(&t, WAN2, 7001, ext_port, "from-11-denied", "policy_denied");
     send_from_wan(&t, WAN1, 7003, EXTERNAL, ext_port, "from-10-admitted");
     assert!(expect_line(&rx, "from-10-admitted", Duration::from_secs(10), &mut seen), "{seen:?}\n{}", t.log());
 
@@ -349,13 +349,7 @@ fn a_wasm_policy_module_keeps_a_denied_remote_out_survives_a_trap_and_a_restart(
     let trapping = t.dir.path().join("trap.toml");
     std::fs::write(&trapping, "[module]\npath = \"trap.wat\"\non_error = \"deny\"\n").unwrap();
     assert_eq!(t.cmdlet(&["Set-NetNat", "-Name", "WinNAT", "-FilterPolicyFile", trapping.to_str().unwrap()]), "");
-    let failed_before = t.counter(&["dropped", "policy_failed"]);
-    send_from_wan(&t, WAN1, 7004, EXTERNAL, ext_port, "trapped-denied");
-    assert!(
-        wait_until(Duration::from_secs(10), || t.counter(&["dropped", "policy_failed"]) > failed_before),
-        "the trapped decision was not counted as policy_failed:\n{}",
-        t.log()
-    );
+    send_and_expect_counted(&t, WAN1, 7004, ext_port, "trapped-denied", "policy_failed");
     assert!(t.cmdlet(&["Get-NetNat", "WinNAT", "-o", "json"]).contains("WinNAT"), "the daemon answers");
 
     // The allowing module again; it survives a restart with its file gone.

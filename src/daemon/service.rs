@@ -887,6 +887,18 @@ mod tests {
         })
     }
 
+    /// Add-NetNatExternalAddress -NatName WinNAT -IPAddress 203.0.113.1 (so the NAT has
+    /// explicit addressing and one engine).
+    fn add_external_address(s: &mut Service) {
+        let add_address = Request::AddNetNatExternalAddress {
+            nat_name: "WinNAT".into(),
+            address: Ipv4Addr::new(203, 0, 113, 1),
+            port_start: None,
+            port_end: None,
+        };
+        assert!(matches!(s.handle(add_address), Reply::Ok { .. }));
+    }
+
     fn err(r: Reply) -> ControlError {
         match r {
             Reply::Error(e) => e,
@@ -920,13 +932,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
-        let add_address = Request::AddNetNatExternalAddress {
-            nat_name: "WinNAT".into(),
-            address: Ipv4Addr::new(203, 0, 113, 1),
-            port_start: None,
-            port_end: None,
-        };
-        assert!(matches!(s.handle(add_address), Reply::Ok { .. }));
+        add_external_address(&mut s);
         // One flow through the running NAT.
         let mut p = vec![0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 100, 10, 11, 198, 51, 100, 10];
         p.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
@@ -1164,13 +1170,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = service_at(dir.path(), State::default(), Arc::clone(&plane));
         assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
-        let add_address = Request::AddNetNatExternalAddress {
-            nat_name: "WinNAT".into(),
-            address: Ipv4Addr::new(203, 0, 113, 1),
-            port_start: None,
-            port_end: None,
-        };
-        assert!(matches!(s.handle(add_address), Reply::Ok { .. }));
+        add_external_address(&mut s);
         let now = s.clock.now();
         // A TCP SYN from 10.100.10.11:5000 to 198.51.100.10:80.
         let mut syn = vec![0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 100, 10, 11, 198, 51, 100, 10];
