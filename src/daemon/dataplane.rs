@@ -403,8 +403,11 @@ impl Dataplane {
 
     /// The NATs and their instances as of now, for one batch.
     fn snapshot(&self) -> Snapshot {
-        let nats = self.nats.load_full();
-        let instances = nats.iter().map(|n| n.instances()).collect();
+        // Guards, not full `Arc`s: a guard writes only this thread's debt slot, where an
+        // `Arc` clone increments the refcount every worker thread shares (a cache line the
+        // threads would pass back and forth once a batch).
+        let nats = self.nats.load();
+        let instances = nats.iter().map(|n| n.instances.load()).collect();
         let prefixes = nats.iter().map(|n| (u32::from(n.prefix.network()), u32::from(n.prefix.netmask()))).collect();
         Snapshot { nats, instances, prefixes }
     }
@@ -492,10 +495,13 @@ impl Dataplane {
 
 /// The NATs and their engine instances as one batch sees them: loaded once, so that the
 /// batch's [`Workers`] can borrow the engines.
+/// A loaded `ArcSwap<Vec<Arc<T>>>`, held for a batch.
+type Loaded<T> = arc_swap::Guard<Arc<Vec<Arc<T>>>>;
+
 struct Snapshot {
-    nats: Arc<Vec<Arc<LiveNat>>>,
+    nats: Loaded<LiveNat>,
     /// `instances[i]`: those of `nats[i]`.
-    instances: SmallVec<[Arc<Vec<Arc<Instance>>>; 4]>,
+    instances: SmallVec<[Loaded<Instance>; 4]>,
     /// `prefixes[i]`: the internal prefix of `nats[i]` as (network, mask), host order.
     prefixes: SmallVec<[(u32, u32); 4]>,
 }
