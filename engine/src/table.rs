@@ -255,14 +255,14 @@ impl Mapping {
 
     /// An event about this mapping, or (with `remote`) one of its sessions.
     pub(crate) fn event(&self, time: Instant, kind: EventKind, remote: Option<(u32, u16)>) -> Event {
-        let ep = |(a, p): (u32, u16)| std::net::SocketAddrV4::new(a.into(), p);
+        use crate::verdict::socket_addr;
         Event {
             time,
             kind,
             protocol: self.protocol,
-            internal: ep((self.internal_addr, self.internal_port)),
-            external: Some(ep((self.external_addr, self.external_port))),
-            remote: remote.map(ep),
+            internal: socket_addr((self.internal_addr, self.internal_port)),
+            external: Some(socket_addr((self.external_addr, self.external_port))),
+            remote: remote.map(socket_addr),
         }
     }
 

@@ -2,7 +2,7 @@
 //! mapping and session, apply the filtering behaviour and timers, and say which endpoint to
 //! rewrite to. The packet bytes are not touched here (see `rewrite.rs`).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 use std::collections::hash_map::{Entry, VacantEntry};
 
@@ -16,7 +16,7 @@ use crate::stats::bump;
 use crate::table::{key, Mapping, Released, Session, Table};
 use crate::tcp_state::{self, TcpSegment};
 use crate::time::Instant;
-use crate::verdict::{DropReason, Endpoint};
+use crate::verdict::{socket_addr, DropReason, Endpoint};
 
 /// Attempts of the find-or-create loop; more than two happen only when other threads race to
 /// create or remove the same mapping.
@@ -93,21 +93,14 @@ impl Nat {
         external: Option<Endpoint>,
         remote: Endpoint,
     ) {
-        let kind = match reason {
-            DropReason::PortsExhausted => EventKind::PortsExhausted,
-            DropReason::SessionLimit | DropReason::HostSessionLimit | DropReason::InboundSessionLimit => {
-                EventKind::LimitReached(reason)
-            }
-            _ => return,
-        };
-        let ep = |(a, p): Endpoint| SocketAddrV4::new(a.into(), p);
+        let Some(kind) = refusal_event(reason) else { return };
         self.table.events.emit(|| Event {
             time: now,
             kind,
             protocol: proto,
-            internal: ep(internal),
-            external: external.map(ep),
-            remote: Some(ep(remote)),
+            internal: socket_addr(internal),
+            external: external.map(socket_addr),
+            remote: Some(socket_addr(remote)),
         });
     }
 
@@ -210,12 +203,11 @@ impl Nat {
         seg: TcpSegment,
     ) -> Result<Endpoint, DropReason> {
         if proto != Protocol::Icmp {
-            let ep = |(a, p): Endpoint| SocketAddrV4::new(a.into(), p);
             let ctx = OutboundContext {
                 now,
                 protocol: proto,
-                internal: ep(internal),
-                remote: ep(remote),
+                internal: socket_addr(internal),
+                remote: socket_addr(remote),
                 tcp_flags: seg.flags,
             };
             s.filter(proto).new_mapping(&ctx)?;
@@ -318,9 +310,8 @@ impl Nat {
             }
         })
         .inspect_err(|&e| {
-            let limit =
-                matches!(e, DropReason::SessionLimit | DropReason::HostSessionLimit | DropReason::InboundSessionLimit);
-            if limit && self.table.events.enabled() {
+            // The mapping's internal endpoint is looked up only for an event that will be made.
+            if refusal_event(e).is_some() && self.table.events.enabled() {
                 if let Some(internal) = self.local_hairpin_target(s, proto, external) {
                     self.refused(now, e, proto, internal, Some(external), remote);
                 }
@@ -368,9 +359,9 @@ impl Nat {
             let ctx = InboundContext {
                 now,
                 protocol: proto,
-                remote: SocketAddrV4::new(remote.0.into(), remote.1),
-                internal: SocketAddrV4::new(m.internal_addr.into(), m.internal_port),
-                external: SocketAddrV4::new(m.external_addr.into(), m.external_port),
+                remote: socket_addr(remote),
+                internal: socket_addr((m.internal_addr, m.internal_port)),
+                external: socket_addr((m.external_addr, m.external_port)),
                 new_session: true,
                 tcp_flags: seg.flags,
                 contacted: Contacted { sessions: &m.sessions, protocol: proto, now, timeouts: *t },
@@ -522,6 +513,18 @@ impl Nat {
             return None;
         }
         Some(if by_external { (m.internal_addr, m.internal_port) } else { (m.external_addr, m.external_port) })
+    }
+}
+
+/// The event of a new session refused for `reason`, if it is one that has an event (the
+/// port range or a limit).
+fn refusal_event(reason: DropReason) -> Option<EventKind> {
+    match reason {
+        DropReason::PortsExhausted => Some(EventKind::PortsExhausted),
+        DropReason::SessionLimit | DropReason::HostSessionLimit | DropReason::InboundSessionLimit => {
+            Some(EventKind::LimitReached(reason))
+        }
+        _ => None,
     }
 }
 

@@ -8,6 +8,11 @@ use crate::time::Instant;
 /// ICMP identifier).
 pub(crate) type Endpoint = (u32, u16);
 
+/// An endpoint as a socket address (what policies and events carry).
+pub(crate) fn socket_addr((addr, port): Endpoint) -> std::net::SocketAddrV4 {
+    std::net::SocketAddrV4::new(addr.into(), port)
+}
+
 /// Which way a packet crossed the NAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Direction {

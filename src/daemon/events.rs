@@ -47,9 +47,12 @@ impl EventHub {
         if events.is_empty() {
             return;
         }
-        let lines: Vec<String> =
-            events.iter().map(|(nat, e)| EventLine::new(nat, clock.format_rfc3339(e.time), e).to_line()).collect();
-        self.publish(&lines);
+        // Lines are made only for someone to read (the daemon's engines always queue events).
+        if self.log.lock().is_some() || !self.watchers.lock().is_empty() {
+            let lines: Vec<String> =
+                events.iter().map(|(nat, e)| EventLine::new(nat, clock.format_rfc3339(e.time), e).to_line()).collect();
+            self.publish(&lines);
+        }
         if let Some(exporter) = self.ipfix.lock().as_mut() {
             let exported: Vec<ExportedEvent<'_>> = events
                 .iter()
@@ -81,8 +84,13 @@ impl EventHub {
             }
         }
         let mut watchers = self.watchers.lock();
+        if watchers.is_empty() {
+            return;
+        }
+        // One shared copy of each line for all the watchers.
+        let shared: Vec<Arc<str>> = lines.iter().map(|l| Arc::from(l.as_str())).collect();
         watchers.retain(|w| {
-            lines.iter().all(|l| match w.try_send(Arc::from(l.as_str())) {
+            shared.iter().all(|l| match w.try_send(Arc::clone(l)) {
                 Ok(()) | Err(TrySendError::Full(_)) => true,
                 Err(TrySendError::Disconnected(_)) => false,
             })

@@ -128,6 +128,26 @@ fn running_policy(plane: &Dataplane) -> Vec<Option<netnat_engine::policy::Policy
     plane.nats()[0].instances().iter().map(|i| i.nat.config().filter_policy.clone()).collect()
 }
 
+/// Opens a mapping 10.100.0.5:5000 -> 198.51.100.7:53 through `nat` at 1 s; returns what an
+/// unsolicited packet from another port of that remote (at 2 s) gets.
+fn mapping_prober(nat: &netnat_engine::Nat) -> impl Fn(u16) -> netnat_engine::Verdict + '_ {
+    let udp = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| {
+        let mut p = Vec::new();
+        etherparse::PacketBuilder::ipv4(src, dst, 64).udp(sport, dport).write(&mut p, b"x").unwrap();
+        p
+    };
+    let mut out = udp([10, 100, 0, 5], 5000, [198, 51, 100, 7], 53);
+    assert!(matches!(
+        nat.handle_packet(netnat_engine::Instant::from_secs(1), &mut out),
+        netnat_engine::Verdict::Forward { .. }
+    ));
+    let ext = u16::from_be_bytes([out[20], out[21]]);
+    move |port| {
+        let mut p = udp([198, 51, 100, 7], port, [203, 0, 113, 1], ext);
+        nat.handle_packet(netnat_engine::Instant::from_secs(2), &mut p)
+    }
+}
+
 /// A policy module (as the cmdlet sends it) runs in the NAT's engines instead of its
 /// filtering; a module that cannot run is refused with the file named and nothing
 /// changes; removing it brings the configured filtering back.
@@ -153,22 +173,8 @@ fn a_policy_module_runs_in_the_nats_engines_and_a_bad_one_is_refused() {
     assert!(matches!(new_nat(&mut s, "WinNAT", "10.100.0.0/16"), Reply::Ok { .. }));
     assert!(matches!(set_policy(&mut s, PolicyChange::Set(module(&deny_all))), Reply::Ok { .. }));
 
-    let udp = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16| {
-        let mut p = Vec::new();
-        etherparse::PacketBuilder::ipv4(src, dst, 64).udp(sport, dport).write(&mut p, b"x").unwrap();
-        p
-    };
     let nat = &plane.nats()[0].instances()[0].nat;
-    let mut out = udp([10, 100, 0, 5], 5000, [198, 51, 100, 7], 53);
-    assert!(matches!(
-        nat.handle_packet(netnat_engine::Instant::from_secs(1), &mut out),
-        netnat_engine::Verdict::Forward { .. }
-    ));
-    let ext = u16::from_be_bytes([out[20], out[21]]);
-    let probe = |port: u16| {
-        let mut p = udp([198, 51, 100, 7], port, [203, 0, 113, 1], ext);
-        nat.handle_packet(netnat_engine::Instant::from_secs(2), &mut p)
-    };
+    let probe = mapping_prober(nat);
     // Address-dependent filtering would admit another port of a contacted address.
     assert_eq!(probe(54), netnat_engine::Verdict::Drop(netnat_engine::DropReason::PolicyDenied));
     let Reply::Ok { output: Output::Nats(nats), .. } = s.handle(Request::GetNetNat { names: None }) else { panic!() };
@@ -186,18 +192,9 @@ fn a_policy_module_runs_in_the_nats_engines_and_a_bad_one_is_refused() {
     // The saved module comes back with the daemon.
     let reloaded_plane = Arc::new(Dataplane::new());
     let _reloaded = service_at(dir.path(), store.load().unwrap(), Arc::clone(&reloaded_plane));
-    let nat2 = &reloaded_plane.nats()[0].instances()[0].nat;
-    let mut out = udp([10, 100, 0, 5], 5000, [198, 51, 100, 7], 53);
-    assert!(matches!(
-        nat2.handle_packet(netnat_engine::Instant::from_secs(1), &mut out),
-        netnat_engine::Verdict::Forward { .. }
-    ));
-    let ext2 = u16::from_be_bytes([out[20], out[21]]);
-    let mut p = udp([198, 51, 100, 7], 54, [203, 0, 113, 1], ext2);
-    assert_eq!(
-        nat2.handle_packet(netnat_engine::Instant::from_secs(2), &mut p),
-        netnat_engine::Verdict::Drop(netnat_engine::DropReason::PolicyDenied)
-    );
+    let reloaded_nat = &reloaded_plane.nats()[0].instances()[0].nat;
+    let reloaded_probe = mapping_prober(reloaded_nat);
+    assert_eq!(reloaded_probe(54), netnat_engine::Verdict::Drop(netnat_engine::DropReason::PolicyDenied));
 
     assert!(matches!(set_policy(&mut s, PolicyChange::Remove), Reply::Ok { .. }));
     assert!(matches!(probe(56), netnat_engine::Verdict::Forward { .. }), "the configured filtering again");
