@@ -1,5 +1,5 @@
-//! The daemon's packet path as shipped: batches of 64-byte UDP packets through
-//! `Dataplane::process_batch` (the function the NFQUEUE and WinDivert workers call), next to
+//! The daemon's packet path as shipped: batches of 64-byte UDP packets through a capture
+//! thread's `Translator` (`Dataplane::run_thread`, what the NFQUEUE and WinDivert workers run), next to
 //! the engine alone on the same NAT in the same run: `Worker::handle_packet` (the fast path)
 //! and `Nat::handle_packet`. One and two threads, each translating its own established flows
 //! outbound.
@@ -9,6 +9,7 @@
 //! Results and their reading are in BENCHMARKS.md ("Daemon packet path").
 
 use std::hint::black_box;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -35,22 +36,29 @@ fn plane() -> Dataplane {
     plane
 }
 
-/// Translates `PER_THREAD` packets cycling through `templates` in batches of `BATCH`.
+/// Translates `PER_THREAD` packets cycling through `templates` in batches of `BATCH`, as a
+/// capture thread does: through `Dataplane::run_thread`, whose translator (a `Worker` per
+/// engine) lives for the whole run.
 fn run_batches(plane: &Dataplane, templates: &[Packet], batch: &mut Batch) {
     let mut left = PER_THREAD;
     let mut next = templates.iter().cycle();
-    while left > 0 {
+    plane.run_thread(|translator| {
+        if left == 0 {
+            return ControlFlow::Break(());
+        }
         batch.clear();
         for t in next.by_ref().take(BATCH.min(left)) {
             batch.push(t, 0, 0);
         }
         left -= batch.len();
-        plane.process_batch(NOW, batch, |_, action| {
+        translator.process_batch(NOW, batch, |_, action| {
             debug_assert!(matches!(action, Action::Translated { inbound: false, .. }));
             CaptureAction::Accept
         });
+        translator.batch_done(batch.len() < BATCH);
         black_box(&batch);
-    }
+        ControlFlow::Continue(())
+    });
 }
 
 fn threads(c: &mut Criterion) {

@@ -2,7 +2,7 @@
 # Instructions per packet on the engine's established fast path, counted by callgrind
 # (repeatable whatever else the machine runs). Usage: bench/tools/instructions.sh [case...]
 # Cases: udp_out udp_in tcp_out tcp_in (default: all four), and `dataplane`: the daemon's
-# packet path (Dataplane::process_batch in batches of 64) next to the same engine's Worker
+# packet path (a capture thread's Translator, Dataplane::run_thread, in batches of 64) next to the same engine's Worker
 # and Nat::handle_packet, UDP outbound.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,7 +26,7 @@ cases=("$@")
 for c in "${cases[@]}"; do
     if [ "$c" = dataplane ]; then
         cargo build --profile bench -p netnat --example dataplane_instructions >&2
-        for d in process_batch worker handle_packet; do
+        for d in capture_thread worker handle_packet; do
             per_packet "$target/release/examples/dataplane_instructions" "$d" "dataplane $d (udp_out)"
         done
     else

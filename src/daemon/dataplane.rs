@@ -14,18 +14,23 @@
 //! accepted unchanged: host services and the host's own connections keep working.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use netnat_capture::{Action as CaptureAction, Batch, Packet};
-use netnat_engine::{ConfigError, ExternalAddress, Instant, Nat, NatConfig, SessionInfo, Verdict, Worker};
+use netnat_engine::{ConfigError, ExternalAddress, Instant, Nat, NatConfig, SessionInfo};
 use parking_lot::Mutex;
-use smallvec::SmallVec;
 
 use crate::platform::route::RouteCache;
 use crate::policy_module::ModulePolicy;
+
+mod translator;
+
+use translator::Snapshot;
+pub use translator::Translator;
 
 /// One engine and the external addresses it translates to.
 #[derive(Debug)]
@@ -111,6 +116,8 @@ pub struct LiveNat {
     /// Whether the template's addressing is explicit (read per packet, so not behind the lock).
     explicit: AtomicBool,
     instances: ArcSwap<Vec<Arc<Instance>>>,
+    /// Bumped whenever `instances` is replaced, so capture threads know to take new ones.
+    generation: AtomicU64,
     /// The NAT's WASM filtering policy module, if any: every engine (also those made later)
     /// asks it instead of its configured filtering, for TCP and UDP.
     module: Mutex<Option<Arc<ModulePolicy>>>,
@@ -130,6 +137,7 @@ impl LiveNat {
             explicit: AtomicBool::new(template.addressing == Addressing::Explicit),
             template: Mutex::new(template),
             instances: ArcSwap::from_pointee(Vec::new()),
+            generation: AtomicU64::new(0),
             module: Mutex::new(None),
         };
         live.rebuild(host_addresses, others)?;
@@ -174,7 +182,7 @@ impl LiveNat {
         let result = if same_mode {
             self.reconfigure_all().and_then(|()| self.rebuild(host_addresses, others))
         } else {
-            self.instances.store(Arc::new(Vec::new()));
+            self.store_instances(Vec::new());
             self.rebuild(host_addresses, others)
         };
         if result.is_err() {
@@ -231,8 +239,14 @@ impl LiveNat {
         for inst in &next {
             use_module(&inst.nat, module.as_ref());
         }
-        self.instances.store(Arc::new(next));
+        self.store_instances(next);
         Ok(())
+    }
+
+    /// Puts `instances` in force; capture threads see the new generation after the store.
+    fn store_instances(&self, instances: Vec<Arc<Instance>>) {
+        self.instances.store(Arc::new(instances));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Which of this NAT's `instances` an outbound packet to `dst` goes to.
@@ -338,6 +352,8 @@ pub struct CaptureCounters {
 #[derive(Debug, Default)]
 pub struct Dataplane {
     nats: ArcSwap<Vec<Arc<LiveNat>>>,
+    /// Bumped whenever `nats` is replaced (each NAT counts its own engine changes).
+    generation: AtomicU64,
     routes: RouteCache,
     /// The capture workers' counters, by queue number (only NFQUEUE workers publish yet).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -365,6 +381,7 @@ impl Dataplane {
     /// Replaces the set of NATs.
     pub fn set_nats(&self, nats: Vec<Arc<LiveNat>>) {
         self.nats.store(Arc::new(nats));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Records the counters of capture queue `queue` (a worker calls this after each batch).
@@ -401,165 +418,43 @@ impl Dataplane {
         }
     }
 
-    /// The NATs and their instances as of now, for one batch.
-    fn snapshot(&self) -> Snapshot {
-        // Guards, not full `Arc`s: a guard writes only this thread's debt slot, where an
-        // `Arc` clone increments the refcount every worker thread shares (a cache line the
-        // threads would pass back and forth once a batch).
-        let nats = self.nats.load();
-        let instances = nats.iter().map(|n| n.instances.load()).collect();
-        let prefixes = nats.iter().map(|n| (u32::from(n.prefix.network()), u32::from(n.prefix.netmask()))).collect();
-        Snapshot { nats, instances, prefixes }
-    }
-
-    /// Translates every packet of a received `batch` and sets its new length and its capture
-    /// verdict. The engines run through a [`Worker`] each for the whole batch (cached
-    /// settings, local counters, a reader slot of the thread's own: the engine's fast path),
-    /// on the NATs as they were when the batch began. How a rewritten packet leaves is the
-    /// platform's choice, so `rewritten(packet, action)` is called for each
-    /// [`Action::Translated`] or [`Action::Reinject`] (with the length already set) and
-    /// returns its verdict: Linux accepts translated packets and sends hairpinned ones from a
-    /// raw socket; Windows reinjects both as outbound.
+    /// Translates every packet of a received `batch` in a batch of its own: the
+    /// [`Translator`] of a thread that lives for one batch (tests and the instruction-count
+    /// example; capture threads keep theirs, see [`Dataplane::run_thread`]).
     pub fn process_batch(
         &self,
         now: Instant,
         batch: &mut Batch,
-        mut rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
+        rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
     ) {
-        let snapshot = self.snapshot();
-        let mut workers = Workers::for_snapshot(&snapshot);
-        for p in batch.iter_mut() {
-            let action = self.process_with(&snapshot, &mut workers, now, p.ip_mut());
-            let verdict = match action {
-                Action::Accept => CaptureAction::Accept,
-                Action::Drop => CaptureAction::Drop,
-                Action::Translated { len, .. } | Action::Reinject { len } => {
-                    p.set_ip_len(len);
-                    rewritten(p, action)
-                }
-            };
-            p.set_action(verdict);
-        }
+        let snapshot = Snapshot::of(self);
+        Translator::new(self, &snapshot).process_batch(now, batch, rewritten);
     }
 
     /// Translates one `packet` (IPv4, no link header) in place and says what to do with it
     /// (a batch of one).
     #[cfg(test)]
     pub fn process(&self, now: Instant, packet: &mut [u8]) -> Action {
-        let snapshot = self.snapshot();
-        let mut workers = Workers::for_snapshot(&snapshot);
-        self.process_with(&snapshot, &mut workers, now, packet)
+        let snapshot = Snapshot::of(self);
+        let action = Translator::new(self, &snapshot).process(now, packet);
+        action
     }
 
-    /// Translates `packet` (IPv4, no link header) in place with the NATs of `snapshot`,
-    /// through `workers`, and says what to do with it.
-    fn process_with<'a>(
-        &self,
-        snapshot: &'a Snapshot,
-        workers: &mut Workers<'a>,
-        now: Instant,
-        packet: &mut [u8],
-    ) -> Action {
-        let Some((src, dst)) = addresses(packet) else { return Action::Accept };
-        if let Some(at) = snapshot.nat_of(src) {
-            if snapshot.nat_of(dst).is_some() {
-                return Action::Accept;
-            }
-            let nat = &snapshot.nats[at];
-            let Some(i) = nat.outbound_instance(&snapshot.instances[at], dst, &self.routes) else {
-                // No route toward dst (or no usable host address): the kernel could not
-                // deliver it either.
-                return Action::Drop;
-            };
-            let action = verdict_action(workers.get(snapshot, at, i).handle_packet(now, packet));
-            if let (Action::Translated { len, inbound: true }, Some((new_src, _))) = (action, addresses(packet)) {
-                if !nat.prefix.contains(&new_src) {
-                    return Action::Reinject { len };
-                }
-            }
-            return action;
-        }
-        for (at, instances) in snapshot.instances.iter().enumerate() {
-            for (i, _) in instances.iter().enumerate().filter(|(_, inst)| inst.addresses.contains(&dst)) {
-                // The engines run with `UnmatchedInbound::Host`: a packet no mapping claims
-                // passes, uncounted as a drop, and may still be another NAT's.
-                match workers.get(snapshot, at, i).handle_packet(now, packet) {
-                    Verdict::Pass => continue,
-                    v => return verdict_action(v),
+    /// Runs a capture thread's rounds: `round(translator)` is called again and again with
+    /// one [`Translator`] (the NATs as they were when it was made, a `Worker` per engine:
+    /// the engine's fast path, kept across batches) until it breaks; when the NATs or their
+    /// engines change, the next round gets a new translator.
+    pub fn run_thread<R>(&self, mut round: impl FnMut(&mut Translator<'_>) -> ControlFlow<R>) -> R {
+        loop {
+            let snapshot = Snapshot::of(self);
+            let mut translator = Translator::new(self, &snapshot);
+            while snapshot.is_current(self) {
+                if let ControlFlow::Break(r) = round(&mut translator) {
+                    return r;
                 }
             }
         }
-        Action::Accept
     }
-}
-
-/// The NATs and their engine instances as one batch sees them: loaded once, so that the
-/// batch's [`Workers`] can borrow the engines.
-/// A loaded `ArcSwap<Vec<Arc<T>>>`, held for a batch.
-type Loaded<T> = arc_swap::Guard<Arc<Vec<Arc<T>>>>;
-
-struct Snapshot {
-    nats: Loaded<LiveNat>,
-    /// `instances[i]`: those of `nats[i]`.
-    instances: SmallVec<[Loaded<Instance>; 4]>,
-    /// `prefixes[i]`: the internal prefix of `nats[i]` as (network, mask), host order.
-    prefixes: SmallVec<[(u32, u32); 4]>,
-}
-
-impl Snapshot {
-    /// The NAT whose internal prefix holds `a`.
-    #[inline]
-    fn nat_of(&self, a: Ipv4Addr) -> Option<usize> {
-        let a = u32::from(a);
-        self.prefixes.iter().position(|&(network, mask)| a & mask == network)
-    }
-}
-
-/// A [`Worker`] for each engine of a [`Snapshot`], created when the batch first uses it (a
-/// batch touches one or a few). Their counts reach the engines' statistics when the batch
-/// ends (the workers drop).
-struct Workers<'a> {
-    /// By instance: `first[at] + i` is instance `i` of NAT `at`.
-    slots: SmallVec<[Option<Worker<'a>>; 4]>,
-    first: SmallVec<[usize; 4]>,
-}
-
-impl<'a> Workers<'a> {
-    fn for_snapshot(snapshot: &Snapshot) -> Workers<'a> {
-        let mut first = SmallVec::new();
-        let mut total = 0;
-        for instances in &snapshot.instances {
-            first.push(total);
-            total += instances.len();
-        }
-        Workers { slots: (0..total).map(|_| None).collect(), first }
-    }
-
-    /// The worker for instance `i` of NAT `at` of `snapshot`.
-    #[inline]
-    fn get(&mut self, snapshot: &'a Snapshot, at: usize, i: usize) -> &mut Worker<'a> {
-        self.slots[self.first[at] + i].get_or_insert_with(|| snapshot.instances[at][i].nat.worker())
-    }
-}
-
-fn verdict_action(v: Verdict) -> Action {
-    match v {
-        Verdict::Forward { direction, len } => {
-            Action::Translated { len, inbound: direction != netnat_engine::Direction::Outbound }
-        }
-        Verdict::Pass => Action::Accept,
-        Verdict::Held(_) | Verdict::Drop(_) => Action::Drop,
-    }
-}
-
-/// Source and destination of an IPv4 packet, if it is one.
-fn addresses(packet: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
-    if packet.len() < 20 || packet[0] >> 4 != 4 {
-        return None;
-    }
-    let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-    let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-    Some((src, dst))
 }
 
 #[cfg(test)]
@@ -629,6 +524,79 @@ mod tests {
         let stats = plane.nats()[0].instances()[0].nat.stats();
         let counted = (stats.translated_out, stats.passed, stats.dropped["truncated"], stats.dropped_total());
         assert_eq!(counted, (1, 1, 1, 1), "{stats:?}");
+    }
+
+    /// A capture thread keeps one translator (its engines' workers) across batches: counts
+    /// stay in the workers while batches come full and reach the statistics once the capture
+    /// ran dry; a change of NATs gives the next round a new translator, with the new NATs.
+    #[test]
+    fn a_threads_workers_live_across_batches_until_the_nats_change() {
+        let plane = plane();
+        let stats = |plane: &Dataplane| plane.nats()[0].instances()[0].nat.stats().translated_out;
+        let mut batch = Batch::new(4, 1500);
+        let mut round = 0;
+        let mut sources = Vec::new();
+        plane.run_thread(|translator| {
+            round += 1;
+            batch.clear();
+            for port in 0..4 {
+                batch.push(&udp([10, 100, 10, 11], 5000 + port, [203, 0, 113, 10], 53), 0, 0);
+            }
+            translator.process_batch(Instant::from_secs(1), &mut batch, |_, _| CaptureAction::Accept);
+            sources.push(batch.packets()[0].ip()[12..16].to_vec());
+            match round {
+                1 | 2 => {
+                    translator.batch_done(false);
+                    assert_eq!(stats(&plane), 0, "round {round}: full batches keep their counts in the workers");
+                }
+                3 => {
+                    translator.batch_done(true);
+                    assert_eq!(stats(&plane), 12, "a drained capture flushes every count");
+                    // The operator changes the NAT's external address.
+                    let mut config = plane.nats()[0].template().config;
+                    config.external_addresses[0].address = Ipv4Addr::new(203, 0, 113, 2);
+                    let template = Template { config, addressing: Addressing::Explicit };
+                    let nat = LiveNat::new("WinNAT".into(), template, &[], &[]).unwrap();
+                    plane.set_nats(vec![Arc::new(nat)]);
+                }
+                _ => {
+                    translator.batch_done(true);
+                    assert_eq!(stats(&plane), 4, "the new NAT's engine counted the fourth batch");
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        let old: &[u8] = &[203, 0, 113, 1];
+        let new: &[u8] = &[203, 0, 113, 2];
+        assert_eq!(sources, [old, old, old, new], "the round after the change translated with the new NAT");
+    }
+
+    /// A NAT whose engines change under a running thread (a new instance for a new host
+    /// address) is picked up by the next round too.
+    #[test]
+    fn a_threads_translator_follows_a_nat_whose_engines_change() {
+        let mut config = NatConfig::new("WinNAT", "10.100.0.0/16".parse().unwrap(), Ipv4Addr::new(203, 0, 113, 1));
+        config.external_addresses.clear();
+        config.unmatched_inbound = netnat_engine::UnmatchedInbound::Host;
+        let template = Template { config, addressing: Addressing::Implicit { ports: (1024, 65535) } };
+        let nat = Arc::new(LiveNat::new("WinNAT".into(), template, &[], &[]).unwrap());
+        let plane = Dataplane::new();
+        plane.set_nats(vec![Arc::clone(&nat)]);
+        let mut rounds = 0;
+        let reply = plane.run_thread(|translator| {
+            rounds += 1;
+            let mut to_host = udp([198, 51, 100, 20], 53, [203, 0, 113, 1], 40000);
+            let action = translator.process(Instant::from_secs(1), &mut to_host);
+            if rounds == 1 {
+                assert_eq!(action, Action::Accept, "no engine for 203.0.113.1 yet");
+                nat.rebuild(&[Ipv4Addr::new(203, 0, 113, 1)], &[]).unwrap();
+                return ControlFlow::Continue(());
+            }
+            ControlFlow::Break(action)
+        });
+        assert_eq!((rounds, reply), (2, Action::Accept), "the new engine passes what no mapping claims");
+        assert_eq!(nat.instances()[0].nat.stats().passed, 1, "and it was the new engine that saw it");
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn work(
 ) -> anyhow::Result<()> {
     let mut egress =
         NfqueueEgress { out: Reinjector::open()?, busy_poll, last_packet: Instant::now(), spinning: false };
-    let size = BatchSize { packets: BATCH, max_len: usize::from(u16::MAX) };
+    let size = BatchSize { packets: BATCH, spare: 0, max_len: usize::from(u16::MAX) };
     worker_loop::run(&mut q, &mut egress, plane, clock, size, |now| packet_seen(now.as_micros() as f64 / 1e6))?;
     anyhow::bail!("NFQUEUE queue {} was closed", q.queue())
 }

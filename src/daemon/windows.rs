@@ -196,7 +196,7 @@ fn work(
     packet_seen: impl Fn(f64),
 ) -> anyhow::Result<()> {
     let mut egress = DivertEgress { role, seen, slot };
-    let size = BatchSize { packets: BATCH + SPARE, max_len: MAX_PACKET };
+    let size = BatchSize { packets: BATCH, spare: SPARE, max_len: MAX_PACKET };
     worker_loop::run(&mut handle, &mut egress, plane, clock, size, |now| packet_seen(now.as_micros() as f64 / 1e6))?;
     anyhow::bail!("the WinDivert handle was closed")
 }

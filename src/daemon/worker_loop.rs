@@ -1,5 +1,5 @@
 //! The daemon's one capture-worker loop, for every capture backend: receive a batch, run it
-//! through the [`Dataplane`] (each engine through a `Worker` for the batch), hand the
+//! through the [`Dataplane`] (each engine through the thread's own `Worker`), hand the
 //! verdicts back, and send what the engines released. NFQUEUE workers (Linux), both
 //! WinDivert threads (Windows) and the unprivileged tests over the `Loopback` and `Fault`
 //! backends run this same function; what differs per platform is an [`Egress`]: how a
@@ -9,6 +9,7 @@
 //! loopback input ran out) or after `MAX_CONSECUTIVE_ERRORS` failed rounds in a row (so a
 //! broken capture is seen: the daemon's supervisor then stops the daemon).
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -46,16 +47,19 @@ pub trait Egress<C> {
 /// The size of a worker's batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchSize {
-    /// Packets per batch (what a receive may fill, plus any room a thread keeps for packets
-    /// it adds, as WinDivert's receive stops at its own batch size).
+    /// Packets one receive may deliver.
     pub packets: usize,
+    /// Room beyond that for packets a thread adds before sending (WinDivert's receive stops
+    /// at its own batch size, so released fragments fit behind it).
+    pub spare: usize,
     /// Room per packet.
     pub max_len: usize,
 }
 
 /// Runs `capture`'s packets through `plane` until the capture is closed or keeps failing.
 /// `on_packets(now)` is called for every round that received packets (the supervisor's
-/// liveness record).
+/// liveness record). The thread's [`Translator`](super::dataplane::Translator) (a `Worker`
+/// per engine) lives across rounds until the NATs change.
 pub fn run<C: Capture, E: Egress<C>>(
     capture: &mut C,
     egress: &mut E,
@@ -64,16 +68,18 @@ pub fn run<C: Capture, E: Egress<C>>(
     size: BatchSize,
     mut on_packets: impl FnMut(Instant),
 ) -> anyhow::Result<()> {
-    let mut batch = Batch::new(size.packets, size.max_len);
+    let mut batch = Batch::new(size.packets + size.spare, size.max_len);
     let mut errors = 0u32;
-    loop {
+    plane.run_thread(|translator| {
         let wait = egress.before_receive(capture);
         let round = capture.recv_batch(&mut batch, wait).and_then(|received| {
             let now = clock.now();
             if received > 0 {
                 on_packets(now);
-                plane.process_batch(now, &mut batch, |p, action| egress.rewritten(p, action));
+                translator.process_batch(now, &mut batch, |p, action| egress.rewritten(p, action));
             }
+            // A receive that did not fill its batch took everything that was waiting.
+            translator.batch_done(received < size.packets);
             egress.before_send(now, plane, &mut batch)?;
             if !batch.is_empty() {
                 capture.send_batch(&mut batch)?;
@@ -84,18 +90,20 @@ pub fn run<C: Capture, E: Egress<C>>(
             Ok(received) => {
                 errors = 0;
                 egress.after_send(plane, capture, Some(received));
+                ControlFlow::Continue(())
             }
-            Err(CaptureError::Closed { .. }) => return Ok(()),
+            Err(CaptureError::Closed { .. }) => ControlFlow::Break(Ok(())),
             Err(e) => {
                 egress.after_send(plane, capture, None);
                 errors += 1;
                 tracing::warn!("capture error: {e}");
                 if errors >= MAX_CONSECUTIVE_ERRORS {
-                    return Err(e).context("the capture keeps failing");
+                    return ControlFlow::Break(Err(e).context("the capture keeps failing"));
                 }
+                ControlFlow::Continue(())
             }
         }
-    }
+    })
 }
 
 #[cfg(test)]

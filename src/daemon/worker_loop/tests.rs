@@ -14,7 +14,7 @@ use crate::daemon::dataplane::{Addressing, LiveNat, Template};
 
 const EXT: [u8; 4] = [203, 0, 113, 1];
 const SERVER: [u8; 4] = [198, 51, 100, 10];
-const SIZE: BatchSize = BatchSize { packets: 8, max_len: 1500 };
+const SIZE: BatchSize = BatchSize { packets: 8, spare: 0, max_len: 1500 };
 
 /// UDP `src:sport -> dst:dport` with `payload`, no UDP checksum, valid IP checksum.
 fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {

@@ -1,0 +1,185 @@
+//! A capture thread's translator: the NATs as one thread sees them and a `Worker` per engine,
+//! kept across batches for as long as the NATs stay the same ([`Dataplane::run_thread`]).
+//!
+//! A `Worker` is the engine's fast path: cached settings, local counters, a reader slot of
+//! its own in the session table's lock. Making one per batch cost what the fast path saves
+//! (a settings `Arc` clone, a slot claim, a counter flush into lines every thread shares,
+//! once a batch); a thread's workers now live until the NATs or their engines change, and
+//! flush their counts when the thread's capture ran dry (see [`Translator::batch_done`]).
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use netnat_capture::{Action as CaptureAction, Batch, Packet};
+use netnat_engine::{Direction, Instant, Verdict, Worker};
+use smallvec::SmallVec;
+
+use super::{Action, Dataplane, Instance, LiveNat};
+
+/// The NATs and their engine instances as a thread sees them, with the generations they had,
+/// so the thread can tell when to take new ones.
+pub(super) struct Snapshot {
+    generation: u64,
+    nats: Arc<Vec<Arc<LiveNat>>>,
+    /// `instances[i]`: those of `nats[i]`, of generation `generations[i]`.
+    instances: SmallVec<[Arc<Vec<Arc<Instance>>>; 4]>,
+    generations: SmallVec<[u64; 4]>,
+    /// `prefixes[i]`: the internal prefix of `nats[i]` as (network, mask), host order.
+    prefixes: SmallVec<[(u32, u32); 4]>,
+}
+
+impl Snapshot {
+    /// The NATs of `plane` as of now. Generations are read before what they count, so a
+    /// change that lands in between makes the snapshot look old (and be taken again), never
+    /// current.
+    pub(super) fn of(plane: &Dataplane) -> Snapshot {
+        let generation = plane.generation.load(Ordering::Acquire);
+        let nats = plane.nats.load_full();
+        let mut generations = SmallVec::new();
+        let mut instances = SmallVec::new();
+        for nat in nats.iter() {
+            generations.push(nat.generation.load(Ordering::Acquire));
+            instances.push(nat.instances.load_full());
+        }
+        let prefixes = nats.iter().map(|n| (u32::from(n.prefix.network()), u32::from(n.prefix.netmask()))).collect();
+        Snapshot { generation, nats, instances, generations, prefixes }
+    }
+
+    /// Whether `plane` still has these NATs with these engines (a few shared reads, no writes).
+    pub(super) fn is_current(&self, plane: &Dataplane) -> bool {
+        plane.generation.load(Ordering::Acquire) == self.generation
+            && self.nats.iter().zip(&self.generations).all(|(n, g)| n.generation.load(Ordering::Acquire) == *g)
+    }
+
+    /// The NAT whose internal prefix holds `a`.
+    #[inline]
+    fn nat_of(&self, a: Ipv4Addr) -> Option<usize> {
+        let a = u32::from(a);
+        self.prefixes.iter().position(|&(network, mask)| a & mask == network)
+    }
+}
+
+/// Translates a capture thread's packets with the NATs of one [`Snapshot`], through a
+/// [`Worker`] per engine, made when a packet first needs it.
+pub struct Translator<'a> {
+    plane: &'a Dataplane,
+    snapshot: &'a Snapshot,
+    /// By instance: `first[at] + i` is instance `i` of NAT `at`.
+    workers: SmallVec<[Option<Worker<'a>>; 4]>,
+    first: SmallVec<[usize; 4]>,
+}
+
+impl<'a> Translator<'a> {
+    pub(super) fn new(plane: &'a Dataplane, snapshot: &'a Snapshot) -> Translator<'a> {
+        let mut first = SmallVec::new();
+        let mut total = 0;
+        for instances in &snapshot.instances {
+            first.push(total);
+            total += instances.len();
+        }
+        Translator { plane, snapshot, workers: (0..total).map(|_| None).collect(), first }
+    }
+
+    /// Translates every packet of a received `batch` and sets its new length and its capture
+    /// verdict. How a rewritten packet leaves is the platform's choice, so
+    /// `rewritten(packet, action)` is called for each [`Action::Translated`] or
+    /// [`Action::Reinject`] (with the length already set) and returns its verdict: Linux
+    /// accepts translated packets and sends hairpinned ones from a raw socket; Windows
+    /// reinjects both as outbound.
+    pub fn process_batch(
+        &mut self,
+        now: Instant,
+        batch: &mut Batch,
+        mut rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
+    ) {
+        for p in batch.iter_mut() {
+            let action = self.process(now, p.ip_mut());
+            let verdict = match action {
+                Action::Accept => CaptureAction::Accept,
+                Action::Drop => CaptureAction::Drop,
+                Action::Translated { len, .. } | Action::Reinject { len } => {
+                    p.set_ip_len(len);
+                    rewritten(p, action)
+                }
+            };
+            p.set_action(verdict);
+        }
+    }
+
+    /// Called after each round of the thread: `drained` when its capture had no more packets
+    /// waiting (the batch was not full, or the receive timed out). The workers then add their
+    /// counts to the engines' statistics, so `Get-NetNatStatistics` is exact once traffic
+    /// pauses; under load they add them every `FLUSH_EVERY` packets on their own.
+    pub fn batch_done(&mut self, drained: bool) {
+        if drained {
+            self.workers.iter_mut().flatten().for_each(Worker::flush);
+        }
+    }
+
+    /// Translates `packet` (IPv4, no link header) in place and says what to do with it.
+    pub(super) fn process(&mut self, now: Instant, packet: &mut [u8]) -> Action {
+        let Some((src, dst)) = addresses(packet) else { return Action::Accept };
+        let snapshot = self.snapshot;
+        if let Some(at) = snapshot.nat_of(src) {
+            if snapshot.nat_of(dst).is_some() {
+                return Action::Accept;
+            }
+            let Some(i) = snapshot.nats[at].outbound_instance(&snapshot.instances[at], dst, &self.plane.routes) else {
+                // No route toward dst (or no usable host address): the kernel could not
+                // deliver it either.
+                return Action::Drop;
+            };
+            return match self.worker(at, i).handle_packet(now, packet) {
+                // Both addresses were rewritten: the packet now comes from an external address
+                // (the host's), which the host must send itself.
+                Verdict::Forward { direction: Direction::Hairpin, len } => Action::Reinject { len },
+                v => verdict_action(v),
+            };
+        }
+        for (at, instances) in snapshot.instances.iter().enumerate() {
+            for (i, _) in instances.iter().enumerate().filter(|(_, inst)| inst.addresses.contains(&dst)) {
+                // The engines run with `UnmatchedInbound::Host`: a packet no mapping claims
+                // passes, uncounted as a drop, and may still be another NAT's.
+                match self.worker(at, i).handle_packet(now, packet) {
+                    Verdict::Pass => continue,
+                    v => return verdict_action(v),
+                }
+            }
+        }
+        Action::Accept
+    }
+
+    /// The worker for instance `i` of NAT `at`.
+    #[inline]
+    fn worker(&mut self, at: usize, i: usize) -> &mut Worker<'a> {
+        let snapshot = self.snapshot;
+        self.workers[self.first[at] + i].get_or_insert_with(|| snapshot.instances[at][i].nat.worker())
+    }
+}
+
+impl std::fmt::Debug for Translator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nats: Vec<&str> = self.snapshot.nats.iter().map(|n| n.name.as_str()).collect();
+        let workers = self.workers.iter().filter(|w| w.is_some()).count();
+        f.debug_struct("Translator").field("nats", &nats).field("workers", &workers).finish()
+    }
+}
+
+fn verdict_action(v: Verdict) -> Action {
+    match v {
+        Verdict::Forward { direction, len } => Action::Translated { len, inbound: direction != Direction::Outbound },
+        Verdict::Pass => Action::Accept,
+        Verdict::Held(_) | Verdict::Drop(_) => Action::Drop,
+    }
+}
+
+/// Source and destination of an IPv4 packet, if it is one.
+fn addresses(packet: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    if packet.len() < 20 || packet[0] >> 4 != 4 {
+        return None;
+    }
+    let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+    let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+    Some((src, dst))
+}
