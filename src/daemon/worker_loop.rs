@@ -22,6 +22,10 @@ use super::dataplane::{Action, Dataplane};
 /// Consecutive failed rounds after which the loop gives up.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
 
+/// Longest a receive waits while the thread's workers hold counts the statistics do not show
+/// yet: a capture that stops after a full batch still has them flushed this soon.
+pub const COUNTS_WAIT: Duration = Duration::from_millis(100);
+
 /// What a platform does around the shared loop, for a capture `C`.
 pub trait Egress<C> {
     /// Before each receive: how long to wait for the first packet (`None`: until one comes).
@@ -71,7 +75,10 @@ pub fn run<C: Capture, E: Egress<C>>(
     let mut batch = Batch::new(size.packets + size.spare, size.max_len);
     let mut errors = 0u32;
     plane.run_thread(|translator| {
-        let wait = egress.before_receive(capture);
+        let mut wait = egress.before_receive(capture);
+        if translator.holds_counts() {
+            wait = Some(wait.map_or(COUNTS_WAIT, |w| w.min(COUNTS_WAIT)));
+        }
         let round = capture.recv_batch(&mut batch, wait).and_then(|received| {
             let now = clock.now();
             if received > 0 {

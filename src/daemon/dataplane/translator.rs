@@ -68,6 +68,8 @@ pub struct Translator<'a> {
     /// By instance: `first[at] + i` is instance `i` of NAT `at`.
     workers: SmallVec<[Option<Worker<'a>>; 4]>,
     first: SmallVec<[usize; 4]>,
+    /// Whether a worker counted packets since the last flush.
+    unflushed: bool,
 }
 
 impl<'a> Translator<'a> {
@@ -78,7 +80,7 @@ impl<'a> Translator<'a> {
             first.push(total);
             total += instances.len();
         }
-        Translator { plane, snapshot, workers: (0..total).map(|_| None).collect(), first }
+        Translator { plane, snapshot, workers: (0..total).map(|_| None).collect(), first, unflushed: false }
     }
 
     /// Translates every packet of a received `batch` and sets its new length and its capture
@@ -93,6 +95,7 @@ impl<'a> Translator<'a> {
         batch: &mut Batch,
         mut rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
     ) {
+        self.unflushed |= !batch.is_empty();
         for p in batch.iter_mut() {
             let action = self.process(now, p.ip_mut());
             let verdict = match action {
@@ -112,9 +115,16 @@ impl<'a> Translator<'a> {
     /// counts to the engines' statistics, so `Get-NetNatStatistics` is exact once traffic
     /// pauses; under load they add them every `FLUSH_EVERY` packets on their own.
     pub fn batch_done(&mut self, drained: bool) {
-        if drained {
+        if drained && self.unflushed {
             self.workers.iter_mut().flatten().for_each(Worker::flush);
+            self.unflushed = false;
         }
+    }
+
+    /// Whether the workers hold counts the statistics do not show yet (a thread then waits
+    /// for packets only so long, so that a pause flushes them).
+    pub fn holds_counts(&self) -> bool {
+        self.unflushed
     }
 
     /// Translates `packet` (IPv4, no link header) in place and says what to do with it.

@@ -218,3 +218,54 @@ fn under_faults_every_packet_gets_one_verdict_and_nothing_leaks_or_slips_in() {
         assert!(translated > 100, "seed {seed}: most vm packets were translated ({translated})");
     }
 }
+
+/// A loopback whose input, once used up, first looks like a receive that timed out (a
+/// pause in traffic) and then closes; it records each receive's wait and what the engine's
+/// statistics showed then.
+struct Pausing<'p> {
+    inner: Loopback,
+    plane: &'p Dataplane,
+    paused: bool,
+    /// (the wait asked for, translated_out in the statistics) at each receive.
+    receives: Vec<(Option<Duration>, u64)>,
+}
+
+impl Capture for Pausing<'_> {
+    fn recv_batch(&mut self, batch: &mut Batch, timeout: Option<Duration>) -> Result<usize, CaptureError> {
+        let counted = self.plane.nats()[0].instances()[0].nat.stats().translated_out;
+        self.receives.push((timeout, counted));
+        match self.inner.recv_batch(batch, timeout) {
+            Err(CaptureError::Closed { .. }) if !self.paused => {
+                self.paused = true;
+                batch.clear();
+                Ok(0)
+            }
+            other => other,
+        }
+    }
+
+    fn send_batch(&mut self, batch: &mut Batch) -> Result<(), CaptureError> {
+        self.inner.send_batch(batch)
+    }
+}
+
+/// The thread's workers keep counts across full batches; the receive after a full batch waits
+/// at most `COUNTS_WAIT` (the platform asked for no limit), and the pause that follows puts
+/// every count in the statistics while the thread lives on.
+#[test]
+fn counts_held_after_a_full_batch_reach_the_statistics_when_traffic_pauses() {
+    let plane = plane();
+    let (inner, handle) = Loopback::new();
+    for port in 0..SIZE.packets as u16 * 2 {
+        handle.inject(&udp([10, 100, 10, 11], 5000 + port, SERVER, 53, b"q"), 0);
+    }
+    handle.close();
+    let mut capture = Pausing { inner, plane: &plane, paused: false, receives: Vec::new() };
+    run(&mut capture, &mut Recorder::default(), &plane, Clock::start(), SIZE, |_| {}).unwrap();
+    let full = SIZE.packets as u64;
+    assert_eq!(
+        capture.receives,
+        [(None, 0), (Some(COUNTS_WAIT), 0), (Some(COUNTS_WAIT), 0), (None, 2 * full)],
+        "two full batches held their counts; the pause flushed them"
+    );
+}
