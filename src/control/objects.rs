@@ -7,6 +7,8 @@
 //! layout, so they use the class property order (id, owner, values, Active). Every block pads
 //! its labels to its longest label, as PowerShell's Format-List does.
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
 /// The `InternalRoutingDomainId` of everything netnat creates (netnat has no routing domains).
@@ -195,38 +197,70 @@ impl ListView for NetNatExternalAddress {
     }
 }
 
-/// `MSFT_NetNatSession`.
+/// `MSFT_NetNatSession`: one session row, the one type for every output that lists
+/// sessions (`Get-NetNatSession` over the control protocol, `netnat replay --sessions`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct NetNatSession {
     /// NatName.
     pub nat_name: String,
-    /// InternalRoutingDomainId.
-    pub internal_routing_domain_id: String,
-    /// CreationTime, local time `yyyy/MM/dd HH:mm:ss` as in the seed article.
+    /// InternalRoutingDomainId: WinNAT's property, which the daemon shows; replay has no
+    /// routing domains and leaves it out (`None`: no key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_routing_domain_id: Option<String>,
+    /// CreationTime: local time `yyyy/MM/dd HH:mm:ss` as in the seed article from the daemon;
+    /// capture time `YYYY-MM-DDTHH:MM:SS.ffffffZ` from replay.
     pub creation_time: String,
     /// Protocol, the IP protocol number (1 ICMP, 6 TCP, 17 UDP).
     pub protocol: u8,
     /// InternalSourceAddress.
-    pub internal_source_address: String,
+    pub internal_source_address: Ipv4Addr,
     /// InternalSourcePort (ICMP identifier for ICMP).
     pub internal_source_port: u16,
     /// InternalDestinationAddress.
-    pub internal_destination_address: String,
+    pub internal_destination_address: Ipv4Addr,
     /// InternalDestinationPort.
     pub internal_destination_port: u16,
     /// ExternalSourceAddress.
-    pub external_source_address: String,
+    pub external_source_address: Ipv4Addr,
     /// ExternalSourcePort.
     pub external_source_port: u16,
     /// ExternalDestinationAddress.
-    pub external_destination_address: String,
+    pub external_destination_address: Ipv4Addr,
     /// ExternalDestinationPort.
     pub external_destination_port: u16,
-    /// netnat's extension (`Get-NetNatSession -Detailed`), after WinNAT's properties; absent
-    /// (no keys, no rows) otherwise, so the default output stays WinNAT's.
+    /// netnat's extension (`Get-NetNatSession -Detailed`, `replay --sessions-detailed`),
+    /// after WinNAT's properties; absent (no keys, no rows) otherwise, so the default output
+    /// stays WinNAT's.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<SessionDetail>,
+}
+
+impl NetNatSession {
+    /// The row of the engine's session `s`, its creation time already formatted by the
+    /// caller's clock, with netnat's detail at `detailed_at` when given.
+    pub fn of(
+        s: &netnat_engine::SessionInfo,
+        creation_time: String,
+        internal_routing_domain_id: Option<String>,
+        detailed_at: Option<netnat_engine::Instant>,
+    ) -> NetNatSession {
+        NetNatSession {
+            nat_name: s.nat_name.clone(),
+            internal_routing_domain_id,
+            creation_time,
+            protocol: s.protocol,
+            internal_source_address: s.internal_source_address,
+            internal_source_port: s.internal_source_port,
+            internal_destination_address: s.internal_destination_address,
+            internal_destination_port: s.internal_destination_port,
+            external_source_address: s.external_source_address,
+            external_source_port: s.external_source_port,
+            external_destination_address: s.external_destination_address,
+            external_destination_port: s.external_destination_port,
+            detail: detailed_at.map(|now| SessionDetail::of(s, now)),
+        }
+    }
 }
 
 /// What netnat adds to a session row on request (`Get-NetNatSession -Detailed`, `netnat
@@ -311,23 +345,24 @@ impl SessionDetail {
 
 impl ListView for NetNatSession {
     fn rows(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("NatName", self.nat_name.clone()),
-            ("InternalRoutingDomainId", self.internal_routing_domain_id.clone()),
-            ("CreationTime", self.creation_time.clone()),
-            ("Protocol", self.protocol.to_string()),
-            ("InternalSourceAddress", self.internal_source_address.clone()),
-            ("InternalSourcePort", self.internal_source_port.to_string()),
-            ("InternalDestinationAddress", self.internal_destination_address.clone()),
-            ("InternalDestinationPort", self.internal_destination_port.to_string()),
-            ("ExternalSourceAddress", self.external_source_address.clone()),
-            ("ExternalSourcePort", self.external_source_port.to_string()),
-            ("ExternalDestinationAddress", self.external_destination_address.clone()),
-            ("ExternalDestinationPort", self.external_destination_port.to_string()),
-        ]
-        .into_iter()
-        .chain(self.detail.iter().flat_map(SessionDetail::rows))
-        .collect()
+        let routing_domain = self.internal_routing_domain_id.iter().map(|d| ("InternalRoutingDomainId", d.clone()));
+        [("NatName", self.nat_name.clone())]
+            .into_iter()
+            .chain(routing_domain)
+            .chain([
+                ("CreationTime", self.creation_time.clone()),
+                ("Protocol", self.protocol.to_string()),
+                ("InternalSourceAddress", self.internal_source_address.to_string()),
+                ("InternalSourcePort", self.internal_source_port.to_string()),
+                ("InternalDestinationAddress", self.internal_destination_address.to_string()),
+                ("InternalDestinationPort", self.internal_destination_port.to_string()),
+                ("ExternalSourceAddress", self.external_source_address.to_string()),
+                ("ExternalSourcePort", self.external_source_port.to_string()),
+                ("ExternalDestinationAddress", self.external_destination_address.to_string()),
+                ("ExternalDestinationPort", self.external_destination_port.to_string()),
+            ])
+            .chain(self.detail.iter().flat_map(SessionDetail::rows))
+            .collect()
     }
 }
 
@@ -493,16 +528,16 @@ Active                        : True
     fn session(detail: Option<SessionDetail>) -> NetNatSession {
         NetNatSession {
             nat_name: "WinNAT".into(),
-            internal_routing_domain_id: NULL_ROUTING_DOMAIN.into(),
+            internal_routing_domain_id: Some(NULL_ROUTING_DOMAIN.into()),
             creation_time: "2026/11/27 10:04:27".into(),
             protocol: 17,
-            internal_source_address: "10.100.10.11".into(),
+            internal_source_address: Ipv4Addr::new(10, 100, 10, 11),
             internal_source_port: 5000,
-            internal_destination_address: "203.0.113.10".into(),
+            internal_destination_address: Ipv4Addr::new(203, 0, 113, 10),
             internal_destination_port: 53,
-            external_source_address: "203.0.113.1".into(),
+            external_source_address: Ipv4Addr::new(203, 0, 113, 1),
             external_source_port: 5000,
-            external_destination_address: "203.0.113.10".into(),
+            external_destination_address: Ipv4Addr::new(203, 0, 113, 10),
             external_destination_port: 53,
             detail,
         }

@@ -1,71 +1,18 @@
 //! `--sessions-json`: the session table as `Get-NetNatSession | ConvertTo-Json` would give it,
 //! with the NetNatSession property names, Protocol as the IP protocol number and CreationTime
 //! as an RFC 3339 UTC time with microseconds (the pcap timestamp of the session's first packet).
-//! With `--sessions-detailed` each row also has netnat's [`SessionDetail`] fields, the same as
+//! The rows are the daemon's [`NetNatSession`], without InternalRoutingDomainId.
+//! With `--sessions-detailed` each row also has netnat's `SessionDetail` fields, the same as
 //! `Get-NetNatSession -Detailed`, at the capture's last timestamp.
 
-use std::net::Ipv4Addr;
-
 use netnat_engine::{Instant, SessionInfo};
-use serde::Serialize;
 
-use crate::control::objects::SessionDetail;
-
-/// One NetNatSession row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct SessionRow {
-    /// NatName.
-    pub nat_name: String,
-    /// Protocol (1 ICMP, 6 TCP, 17 UDP).
-    pub protocol: u8,
-    /// CreationTime, e.g. `2026-11-27T10:04:27.333630Z`.
-    pub creation_time: String,
-    /// InternalSourceAddress.
-    pub internal_source_address: Ipv4Addr,
-    /// InternalSourcePort.
-    pub internal_source_port: u16,
-    /// InternalDestinationAddress.
-    pub internal_destination_address: Ipv4Addr,
-    /// InternalDestinationPort.
-    pub internal_destination_port: u16,
-    /// ExternalSourceAddress.
-    pub external_source_address: Ipv4Addr,
-    /// ExternalSourcePort.
-    pub external_source_port: u16,
-    /// ExternalDestinationAddress.
-    pub external_destination_address: Ipv4Addr,
-    /// ExternalDestinationPort.
-    pub external_destination_port: u16,
-    /// netnat's fields (`--sessions-detailed`); no keys without it.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<SessionDetail>,
-}
-
-impl SessionRow {
-    /// The row of `s`, with its detail at `detailed_at` when given.
-    fn new(s: &SessionInfo, detailed_at: Option<Instant>) -> Self {
-        SessionRow {
-            nat_name: s.nat_name.clone(),
-            protocol: s.protocol,
-            creation_time: rfc3339_micros(s.creation_time.as_micros()),
-            internal_source_address: s.internal_source_address,
-            internal_source_port: s.internal_source_port,
-            internal_destination_address: s.internal_destination_address,
-            internal_destination_port: s.internal_destination_port,
-            external_source_address: s.external_source_address,
-            external_source_port: s.external_source_port,
-            external_destination_address: s.external_destination_address,
-            external_destination_port: s.external_destination_port,
-            detail: detailed_at.map(|now| SessionDetail::of(s, now)),
-        }
-    }
-}
+use crate::control::objects::NetNatSession;
 
 /// The rows of `sessions`, oldest first (ties broken by the other fields), so the file is the
 /// same for the same input whatever order the engine's shards return; with netnat's detail at
 /// `detailed_at` when given.
-pub fn rows(sessions: &[SessionInfo], detailed_at: Option<Instant>) -> Vec<SessionRow> {
+pub fn rows(sessions: &[SessionInfo], detailed_at: Option<Instant>) -> Vec<NetNatSession> {
     let mut sorted: Vec<&SessionInfo> = sessions.iter().collect();
     sorted.sort_by_key(|s| {
         (
@@ -77,7 +24,11 @@ pub fn rows(sessions: &[SessionInfo], detailed_at: Option<Instant>) -> Vec<Sessi
             s.internal_destination_port,
         )
     });
-    sorted.into_iter().map(|s| SessionRow::new(s, detailed_at)).collect()
+    // No routing domains in a capture: no InternalRoutingDomainId key.
+    sorted
+        .into_iter()
+        .map(|s| NetNatSession::of(s, rfc3339_micros(s.creation_time.as_micros()), None, detailed_at))
+        .collect()
 }
 
 /// `micros` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
@@ -111,6 +62,8 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use netnat_engine::Instant;
 
     use super::*;

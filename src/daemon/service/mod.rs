@@ -21,7 +21,7 @@ use netnat_engine::{
 use super::clock::Clock;
 use super::dataplane::{Addressing, Dataplane, LiveNat, Template};
 use crate::control::objects::{
-    FilterPolicyInfo, NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping, SessionDetail,
+    FilterPolicyInfo, NetNat, NetNatExternalAddress, NetNatGlobal, NetNatSession, NetNatStaticMapping,
     NULL_ROUTING_DOMAIN,
 };
 use crate::control::protocol::{

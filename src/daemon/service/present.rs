@@ -83,20 +83,9 @@ impl Service {
         let mut rows: Vec<_> = self.plane.nats().iter().flat_map(|n| n.sessions()).collect();
         rows.sort_by_key(|s| (s.creation_time, s.internal_source_address, s.internal_source_port));
         rows.into_iter()
-            .map(|s| NetNatSession {
-                detail: detailed.then(|| SessionDetail::of(&s, now)),
-                nat_name: s.nat_name,
-                internal_routing_domain_id: NULL_ROUTING_DOMAIN.to_owned(),
-                creation_time: self.clock.format_local(s.creation_time),
-                protocol: s.protocol,
-                internal_source_address: s.internal_source_address.to_string(),
-                internal_source_port: s.internal_source_port,
-                internal_destination_address: s.internal_destination_address.to_string(),
-                internal_destination_port: s.internal_destination_port,
-                external_source_address: s.external_source_address.to_string(),
-                external_source_port: s.external_source_port,
-                external_destination_address: s.external_destination_address.to_string(),
-                external_destination_port: s.external_destination_port,
+            .map(|s| {
+                let created = self.clock.format_local(s.creation_time);
+                NetNatSession::of(&s, created, Some(NULL_ROUTING_DOMAIN.to_owned()), detailed.then_some(now))
             })
             .collect()
     }
