@@ -74,33 +74,48 @@ pub fn run<C: Capture, E: Egress<C>>(
 ) -> anyhow::Result<()> {
     let mut batch = Batch::new(size.packets + size.spare, size.max_len);
     let mut errors = 0u32;
+    // A batch received but not yet translated: the NATs changed while the receive waited,
+    // so it waits for a translator with the NATs as they are now.
+    let mut received: Option<usize> = None;
     plane.run_thread(|translator| {
-        let mut wait = egress.before_receive(capture);
-        if translator.holds_counts() {
-            wait = Some(wait.map_or(COUNTS_WAIT, |w| w.min(COUNTS_WAIT)));
-        }
-        let round = capture.recv_batch(&mut batch, wait).and_then(|received| {
+        let round = (|| {
+            let n = match received {
+                Some(n) => n,
+                None => {
+                    let mut wait = egress.before_receive(capture);
+                    if translator.holds_counts() {
+                        wait = Some(wait.map_or(COUNTS_WAIT, |w| w.min(COUNTS_WAIT)));
+                    }
+                    *received.insert(capture.recv_batch(&mut batch, wait)?)
+                }
+            };
+            if !translator.is_current() {
+                return Ok(None);
+            }
+            received = None;
             let now = clock.now();
-            if received > 0 {
+            if n > 0 {
                 on_packets(now);
                 translator.process_batch(now, &mut batch, |p, action| egress.rewritten(p, action));
             }
             // A receive that did not fill its batch took everything that was waiting.
-            translator.batch_done(received < size.packets);
+            translator.batch_done(n < size.packets);
             egress.before_send(now, plane, &mut batch)?;
             if !batch.is_empty() {
                 capture.send_batch(&mut batch)?;
             }
-            Ok(received)
-        });
+            Ok(Some(n))
+        })();
         match round {
-            Ok(received) => {
+            Ok(None) => ControlFlow::Continue(()),
+            Ok(Some(n)) => {
                 errors = 0;
-                egress.after_send(plane, capture, Some(received));
+                egress.after_send(plane, capture, Some(n));
                 ControlFlow::Continue(())
             }
             Err(CaptureError::Closed { .. }) => ControlFlow::Break(Ok(())),
             Err(e) => {
+                received = None;
                 egress.after_send(plane, capture, None);
                 errors += 1;
                 tracing::warn!("capture error: {e}");

@@ -121,6 +121,12 @@ impl<'a> Translator<'a> {
         }
     }
 
+    /// Whether the NATs are still those this translator was made for (a thread checks after
+    /// each receive, which may have waited through a change).
+    pub fn is_current(&self) -> bool {
+        self.snapshot.is_current(self.plane)
+    }
+
     /// Whether the workers hold counts the statistics do not show yet (a thread then waits
     /// for packets only so long, so that a pause flushes them).
     pub fn holds_counts(&self) -> bool {

@@ -269,3 +269,39 @@ fn counts_held_after_a_full_batch_reach_the_statistics_when_traffic_pauses() {
         "two full batches held their counts; the pause flushed them"
     );
 }
+
+/// A capture whose first receive waits through a configuration change: the NATs of `next`
+/// are put in force before the packets are handed over.
+struct ChangeDuringReceive<'p> {
+    inner: Loopback,
+    plane: &'p Dataplane,
+    next: Option<Vec<Arc<LiveNat>>>,
+}
+
+impl Capture for ChangeDuringReceive<'_> {
+    fn recv_batch(&mut self, batch: &mut Batch, timeout: Option<Duration>) -> Result<usize, CaptureError> {
+        if let Some(nats) = self.next.take() {
+            self.plane.set_nats(nats);
+        }
+        self.inner.recv_batch(batch, timeout)
+    }
+
+    fn send_batch(&mut self, batch: &mut Batch) -> Result<(), CaptureError> {
+        self.inner.send_batch(batch)
+    }
+}
+
+/// The first NAT is created while the worker waits for packets (the daemon started with
+/// none): the packet that ends the wait is translated by it, never passed untranslated.
+#[test]
+fn a_batch_received_across_a_change_of_nats_is_translated_with_the_new_ones() {
+    let empty = Dataplane::new();
+    let (inner, handle) = Loopback::new();
+    handle.inject(&udp([10, 100, 10, 11], 5000, SERVER, 53, b"first"), 0);
+    handle.close();
+    let mut capture = ChangeDuringReceive { inner, plane: &empty, next: Some(plane().nats().to_vec()) };
+    run(&mut capture, &mut Recorder::default(), &empty, Clock::start(), SIZE, |_| {}).unwrap();
+    let out = sent(&handle);
+    assert_eq!(out.len(), 1);
+    assert_eq!(src(&out[0].data), Ipv4Addr::from(EXT), "translated by the NAT created during the wait");
+}
