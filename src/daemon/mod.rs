@@ -7,21 +7,20 @@
 //! or for a supervised thread to end (`supervise`): on a signal it removes the socket and
 //! exits 0, when a thread died it exits 70 so a service manager restarts the daemon.
 //!
-//! Failure behaviour on Linux (see `platform::rules`): outbound packets of the NATs fail
-//! closed (with no daemon they are dropped, never leaked untranslated); inbound packets fail
-//! open (with no daemon they reach the host unchanged, so the host's own traffic keeps
-//! working). The rules stay while NATs are configured: after SIGTERM, after `kill -9`, after
-//! a start that fails; the next daemon start replaces them. Removing the last NAT, or
-//! `netnat daemon --remove-rules`, removes them.
-//!
 //! Windows (`windows.rs`): two WinDivert threads instead of the queues and the timer, the
-//! same watcher, and the control pipe served on the main thread; Ctrl+C ends the process,
-//! and Windows closes the WinDivert handles, so there is nothing to remove.
+//! same watcher and control server (on a named pipe); Ctrl+C ends the process, and Windows
+//! closes the WinDivert handles, so there is nothing to remove.
+//!
+//! Both start, serve and stop through one sequence, `bootstrap::run`, with what differs per
+//! OS behind its `Platform` trait (`bootstrap/linux.rs`, `bootstrap/windows.rs`; failure
+//! behaviour on Linux is described there).
 
 // The live NAT runs on Linux and Windows; elsewhere these modules are compiled (and
 // type-checked) but not called.
 #![cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code, unused_imports))]
 
+#[cfg(any(target_os = "linux", windows))]
+mod bootstrap;
 pub mod clock;
 pub mod dataplane;
 #[cfg(any(windows, test))]
@@ -242,12 +241,6 @@ fn start_metrics(
     Ok(())
 }
 
-/// A seed for port choice that differs between runs.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
-}
-
 /// Runs the daemon in the foreground.
 pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let _ = tracing_subscriber::fmt()
@@ -260,299 +253,11 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     imp::run(args)
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 mod imp {
-    use std::process::ExitCode;
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use anyhow::Context;
-    use parking_lot::Mutex;
-
-    use super::clock::Clock;
-    use super::dataplane::Dataplane;
-    use super::linux::{self, RuleKeeper};
-    use super::service::Service;
-    use super::supervise::{Event, Supervisor};
-    use super::{nfqueue, random_seed, server, DaemonArgs};
-    use crate::control::{self, transport};
-    use crate::platform::addrs;
-    use crate::platform::private_dir::{self, DirRole};
-    use crate::platform::rules::{self, Queues};
-    use crate::state::StateStore;
-
-    pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            anyhow::bail!("netnat daemon must run as root: it installs iptables rules and reads NFQUEUE (try sudo)");
-        }
-        if args.remove_rules {
-            rules::remove()?;
-            eprintln!(
-                "netnat daemon: kernel rules removed; with IP forwarding on, the internal prefixes are now routed untranslated"
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        let socket = control::socket_path(args.socket.clone());
-        let state_dir = args.state_dir();
-        let metrics = super::bind_metrics(&args)?;
-        let event_hub = super::open_event_hub(&args)?;
-        // Whoever can write into either directory can replace the configuration or the
-        // socket: refuse to start unless both are root's and closed to others.
-        let euid = transport::own_uid().unwrap_or(0);
-        private_dir::ensure_private_dir(&state_dir, DirRole::State, euid)?;
-        private_dir::ensure_private_dir(private_dir::socket_dir(&socket), DirRole::Socket, euid)?;
-        let store = StateStore::new(&state_dir);
-        let state = store.load()?;
-        if socket.exists() {
-            if transport::is_live(&socket) {
-                anyhow::bail!(
-                    "another netnat daemon is already serving {}; stop it first, or give this one another --socket",
-                    socket.display()
-                );
-            }
-            std::fs::remove_file(&socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
-        }
-        if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "0").unwrap_or(false) {
-            tracing::warn!(
-                "IP forwarding is off: nothing will cross the NAT; enable it with `sysctl -w net.ipv4.ip_forward=1`"
-            );
-        }
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let queues = Queues {
-            first: args.queue_num,
-            count: args.queues.unwrap_or(u16::try_from(cpus.min(4)).unwrap_or(1)).max(1),
-        };
-
-        // Rules left by an earlier daemon (stopped, killed, or failed to start) stay in place
-        // until the configuration below replaces them: they keep the NATs' outbound traffic
-        // failing closed through the restart.
-        let (supervisor, events) = Supervisor::new();
-        let clock = Clock::start();
-        let plane = Arc::new(Dataplane::new());
-        let keeper = Arc::new(RuleKeeper::new(queues));
-        let host = addrs::local_ipv4().context("listing the host's addresses")?;
-        let hook_keeper = Arc::clone(&keeper);
-        let service = Service::new(
-            state,
-            Some(store),
-            Arc::clone(&plane),
-            clock,
-            super::service::EngineSettings {
-                session_counters: args.session_counters,
-                ..super::service::EngineSettings::for_host(random_seed(), args.limits())
-            },
-            host,
-            Box::new(move |_, nats| {
-                // Errors are logged by the keeper, which retries every second.
-                let _ = hook_keeper.install(nats);
-            }),
-        )
-        .with_context(|| format!("loading the configuration from {}", state_dir.display()))?;
-        if !plane.nats().is_empty() && !keeper.in_force() {
-            anyhow::bail!(
-                "cannot install the kernel rules for the configured NATs (see the error above); the NATs' outbound traffic stays blocked until they are installed"
-            );
-        }
-        let service = Arc::new(Mutex::new(service));
-        plane.set_supervisor(supervisor.clone());
-        // The workers start once the NATs are loaded: a worker with an empty dataplane would
-        // accept the queued outbound packets of a NAT it does not know yet, untranslated.
-        // Until they are bound the kernel drops what it queues for them (fail-closed).
-        let tuning =
-            nfqueue::Tuning { gso: !args.no_gso, busy_poll: std::time::Duration::from_micros(args.busy_poll_us) };
-        let faults = super::fault::Faults::from_env()?;
-        if faults != super::fault::Faults::default() {
-            tracing::warn!(?faults, "fault injection armed by {} (tests only)", super::fault::VAR);
-        }
-        nfqueue::start(queues.first, queues.count, tuning, faults, Arc::clone(&plane), clock, &supervisor)?;
-
-        supervisor.spawn("netnat-timer", {
-            let plane = Arc::clone(&plane);
-            move || {
-                timer(&plane, clock);
-                Ok(())
-            }
-        })?;
-        supervisor.spawn("netnat-rules", {
-            let keeper = Arc::clone(&keeper);
-            move || linux::keep_rules(&keeper)
-        })?;
-        super::spawn_watcher(&plane, &service)?;
-        if let Some(metrics) = metrics {
-            super::start_metrics(metrics, &plane, clock, &supervisor)?;
-        }
-        super::start_events(&event_hub, &plane, clock, &supervisor)?;
-
-        let listener =
-            transport::listen(&socket).with_context(|| format!("creating the control socket {}", socket.display()))?;
-        supervisor.spawn("netnat-control", {
-            let service = Arc::clone(&service);
-            move || {
-                server::serve(listener, service, event_hub);
-                Ok(())
-            }
-        })?;
-
-        let mut signals =
-            signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-                .context("installing signal handlers")?;
-        let signal_events = supervisor.events();
-        std::thread::Builder::new()
-            .name("netnat-signals".into())
-            .spawn(move || {
-                for signal in signals.forever() {
-                    let _ = signal_events.send(Event::Signal(signal));
-                }
-            })
-            .context("starting the signal thread")?;
-        tracing::info!(
-            socket = %socket.display(),
-            state = %state_dir.display(),
-            queues = ?(queues.first..queues.first + queues.count),
-            "netnat daemon ready"
-        );
-        eprintln!("netnat daemon: listening on {}", socket.display());
-        let event = events.recv().unwrap_or(Event::Signal(signal_hook::consts::SIGTERM));
-        // Hold the service so no request changes rules while the daemon goes.
-        let _quiet = service.lock();
-        let _ = std::fs::remove_file(&socket);
-        match event {
-            Event::Signal(signal) => {
-                tracing::info!(
-                    signal,
-                    "stopping; the kernel rules stay, so the NATs' outbound traffic is dropped (never leaked) until netnat daemon runs again (Remove-NetNat or `netnat daemon --remove-rules` removes them)"
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Event::Died { thread, why } => {
-                tracing::error!(
-                    thread,
-                    "a daemon thread ended ({why}); exiting so the service manager restarts netnat; the NATs' traffic fails closed meanwhile"
-                );
-                eprintln!("netnat daemon: thread {thread} ended ({why}); exiting");
-                Ok(ExitCode::from(70))
-            }
-        }
-    }
-
-    /// The longest the timer sleeps: new NATs and changed timeouts are noticed this fast.
-    const TIMER_MAX_SLEEP: Duration = Duration::from_secs(1);
-    /// The shortest: a NAT that asks for a call right away still leaves the CPU to packets.
-    const TIMER_MIN_SLEEP: Duration = Duration::from_millis(1);
-
-    /// Expires idle sessions when each NAT's `poll_timeout` says so.
-    /// Fragments the engine held are sent from the host when it releases them.
-    fn timer(plane: &Dataplane, clock: Clock) {
-        let raw = crate::platform::raw::RawSender::open()
-            .map_err(|e| tracing::warn!("no raw socket ({e}): held fragments will be dropped"))
-            .ok();
-        loop {
-            let now = clock.now();
-            let mut next = now + TIMER_MAX_SLEEP;
-            for nat in plane.nats().iter() {
-                for packet in nat.handle_timeout_if_due(now) {
-                    if let Some(raw) = &raw {
-                        if let Err(e) = raw.send(&packet) {
-                            tracing::debug!("cannot send a released fragment: {e}");
-                        }
-                    }
-                }
-                if let Some(due) = nat.poll_timeout() {
-                    next = next.min(due);
-                }
-            }
-            let wait = next.saturating_duration_since(clock.now());
-            std::thread::sleep(wait.clamp(TIMER_MIN_SLEEP, TIMER_MAX_SLEEP));
-        }
-    }
-}
-
-#[cfg(windows)]
-mod imp {
-    use std::process::ExitCode;
-    use std::sync::Arc;
-
-    use anyhow::Context;
-    use parking_lot::Mutex;
-
-    use super::clock::Clock;
-    use super::dataplane::Dataplane;
-    use super::service::Service;
-    use super::supervise::{Event, Supervisor};
-    use super::windows::{self, FilterSlot};
-    use super::{random_seed, server, spawn_watcher, DaemonArgs};
-    use crate::control::{self, transport};
-    use crate::platform::addrs;
-    use crate::state::StateStore;
-
-    pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
-        let pipe = control::socket_path(args.socket.clone());
-        let state_dir = args.state_dir();
-        let metrics = super::bind_metrics(&args)?;
-        let event_hub = super::open_event_hub(&args)?;
-        if args.queues.is_some() || args.queue_num != 0 || args.no_gso || args.busy_poll_us != 0 {
-            tracing::warn!(
-                "--queue-num, --queues, --no-gso and --busy-poll-us are NFQUEUE settings (Linux); ignored on Windows"
-            );
-        }
-        // Created SYSTEM/Administrators-only: ProgramData lets every user add files.
-        crate::platform::win_security::create_private_dir(&state_dir)
-            .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
-        let store = StateStore::new(&state_dir);
-        let state = store.load()?;
-        // Claim the pipe first: it fails when another daemon (or program) owns the name.
-        let listener =
-            transport::listen(&pipe).with_context(|| format!("creating the control pipe {}", pipe.display()))?;
-
-        let clock = Clock::start();
-        let plane = Arc::new(Dataplane::new());
-        let slot = Arc::new(FilterSlot::default());
-        let host = addrs::local_ipv4().context("listing the host's addresses")?;
-        let hook_slot = Arc::clone(&slot);
-        let service = Service::new(
-            state,
-            Some(store),
-            Arc::clone(&plane),
-            clock,
-            super::service::EngineSettings {
-                session_counters: args.session_counters,
-                ..super::service::EngineSettings::for_host(random_seed(), args.limits())
-            },
-            host,
-            Box::new(move |_, nats| windows::install(nats, &hook_slot)),
-        )
-        .with_context(|| format!("loading the configuration from {}", state_dir.display()))?;
-        let service = Arc::new(Mutex::new(service));
-        // As on Linux: a thread that ends (the WinDivert threads, the control server) ends
-        // the daemon with exit code 70 and a message naming it, so the service manager
-        // restarts it; Get-NetNatStatistics shows each thread's health.
-        let (supervisor, events) = Supervisor::new();
-        plane.set_supervisor(supervisor.clone());
-        windows::start(&slot, &plane, clock, &supervisor)?;
-        spawn_watcher(&plane, &service)?;
-        if let Some(metrics) = metrics {
-            super::start_metrics(metrics, &plane, clock, &supervisor)?;
-        }
-        super::start_events(&event_hub, &plane, clock, &supervisor)?;
-        supervisor.spawn("netnat-control", move || {
-            server::serve(listener, service, event_hub);
-            anyhow::bail!("the control pipe server stopped")
-        })?;
-
-        tracing::info!(pipe = %pipe.display(), state = %state_dir.display(), "netnat daemon ready");
-        eprintln!("netnat daemon: listening on {} (Ctrl+C stops it)", pipe.display());
-        match events.recv() {
-            Ok(Event::Died { thread, why }) => {
-                tracing::error!(
-                    thread,
-                    "a daemon thread ended ({why}); exiting so the service manager restarts netnat"
-                );
-                eprintln!("netnat daemon: thread {thread} ended ({why}); exiting");
-                Ok(ExitCode::from(70))
-            }
-            Ok(Event::Signal(_)) | Err(_) => Ok(ExitCode::SUCCESS),
-        }
+    /// The one start-serve-stop sequence, on this OS's platform.
+    pub fn run(args: super::DaemonArgs) -> anyhow::Result<std::process::ExitCode> {
+        super::bootstrap::run::<super::bootstrap::Host>(args)
     }
 }
 
