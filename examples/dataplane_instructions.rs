@@ -2,10 +2,11 @@
 //! (repeatable on a busy machine, unlike nanoseconds; see bench/src/bin/instructions.rs for
 //! the engine's own figure and what such a count does not show).
 //!
-//! `dataplane_instructions <capture_thread|worker|handle_packet> <passes>` translates `passes`
+//! `dataplane_instructions <capture_thread|translator_per_batch|worker|handle_packet> <passes>` translates `passes`
 //! times one 64-byte UDP packet on each of 1024 established outbound flows: in batches of 64
 //! through a capture thread's `Translator` (`Dataplane::run_thread`, what the NFQUEUE and
-//! WinDivert workers run), or
+//! WinDivert workers run), through a translator made for each batch
+//! (`Dataplane::process_batch`: the workers before their translators lived across batches), or
 //! straight through the same engine's `Worker` or `Nat::handle_packet`.
 //! `bench/tools/instructions.sh dataplane` runs it with 1 and 11 passes and prints the
 //! difference per packet.
@@ -20,7 +21,7 @@ use netnat_engine::{UnmatchedInbound, Verdict};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: dataplane_instructions <capture_thread|worker|handle_packet> <passes>";
+    let usage = "usage: dataplane_instructions <capture_thread|translator_per_batch|worker|handle_packet> <passes>";
     let (case, passes) = match args.as_slice() {
         [_, case, passes] => (case.as_str(), passes.parse::<usize>().map_err(|e| anyhow::anyhow!("{usage}: {e}"))?),
         _ => anyhow::bail!("{usage}"),
@@ -54,6 +55,19 @@ fn main() -> anyhow::Result<()> {
                 forwarded += batch.iter().filter(|p| p.action() == Action::Accept).count();
                 ControlFlow::Continue(())
             });
+        }
+        "translator_per_batch" => {
+            let mut batch = Batch::new(64, 1500);
+            for _ in 0..passes {
+                for chunk in templates.chunks(64) {
+                    batch.clear();
+                    for t in chunk {
+                        batch.push(t, 0, 0);
+                    }
+                    plane.process_batch(NOW, &mut batch, |_, _| Action::Accept);
+                    forwarded += batch.iter().filter(|p| p.action() == Action::Accept).count();
+                }
+            }
         }
         "worker" => {
             let mut worker = nat.worker();

@@ -26,7 +26,7 @@ cases=("$@")
 for c in "${cases[@]}"; do
     if [ "$c" = dataplane ]; then
         cargo build --profile bench -p netnat --example dataplane_instructions >&2
-        for d in capture_thread worker handle_packet; do
+        for d in capture_thread translator_per_batch worker handle_packet; do
             per_packet "$target/release/examples/dataplane_instructions" "$d" "dataplane $d (udp_out)"
         done
     else
