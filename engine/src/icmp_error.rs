@@ -5,6 +5,7 @@
 //! (recomputed after it was verified) and outer IP header (incrementally).
 
 use crate::config::Protocol;
+use crate::endpoint::{Inside, Outside, Remote};
 use crate::nat::Nat;
 use crate::rewrite::{rewrite_endpoint, Side};
 use crate::settings::Settings;
@@ -72,8 +73,10 @@ impl Nat {
             if !s.is_external(src.0) {
                 return Err(DropReason::IcmpErrorNoSession);
             }
-            let internal =
-                self.session_for_error(s, now, proto, src, dst, true).ok_or(DropReason::IcmpErrorNoSession)?;
+            let (external, remote) = (Outside(src.0, src.1), Remote(dst.0, dst.1));
+            let internal = self
+                .session_for_inbound_error(s, now, proto, external, remote)
+                .ok_or(DropReason::IcmpErrorNoSession)?;
             rewrite_endpoint(&mut packet[inner_start..], proto, Side::Source, internal.0, internal.1, true);
             rewrite_endpoint(packet, proto, Side::Destination, internal.0, 0, false);
         } else {
@@ -81,8 +84,10 @@ impl Nat {
             if !s.is_internal(dst.0) {
                 return Err(DropReason::IcmpErrorNoSession);
             }
-            let external =
-                self.session_for_error(s, now, proto, dst, src, false).ok_or(DropReason::IcmpErrorNoSession)?;
+            let (internal, remote) = (Inside(dst.0, dst.1), Remote(src.0, src.1));
+            let external = self
+                .session_for_outbound_error(s, now, proto, internal, remote)
+                .ok_or(DropReason::IcmpErrorNoSession)?;
             rewrite_endpoint(&mut packet[inner_start..], proto, Side::Destination, external.0, external.1, true);
             rewrite_endpoint(packet, proto, Side::Source, external.0, 0, false);
         }

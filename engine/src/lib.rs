@@ -55,6 +55,7 @@ pub use verdict::{Direction, DropReason, HeldId, ReleasedPacket, Verdict};
 pub use worker::{Worker, FLUSH_EVERY};
 
 mod alloc;
+mod endpoint;
 mod fragments;
 mod icmp_error;
 mod mapping_sessions;

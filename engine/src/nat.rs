@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::config::{ConfigError, HairpinningMode, NatConfig, Protocol, UnmatchedInbound};
+use crate::endpoint::{Inside, Outside, Remote};
 use crate::filter::FilteringPolicy;
 use crate::fragments::{FragKey, Fragments, Hold, Outcome, Side as FragSide};
 use crate::rewrite::{rewrite_checked, Side};
@@ -16,7 +17,6 @@ use crate::stats::{bump, Counters, Stats};
 use crate::table::Table;
 use crate::tcp_state::TcpSegment;
 use crate::time::{Duration, Instant};
-use crate::verdict::Endpoint;
 use crate::verdict::{Direction, DropReason, ReleasedPacket, Verdict};
 use crate::wire::{icmp, tcp, udp};
 
@@ -284,16 +284,16 @@ impl Nat {
         seg.ip_len = pkt.len() as u16;
         match class {
             Class::Outbound => {
-                let ext = self.outbound(s, now, proto, (src, sport), (dst, dport), seg)?;
+                let ext = self.outbound(s, now, proto, Inside(src, sport), Remote(dst, dport), seg)?;
                 rewrite_checked(pkt, ihl, proto, Side::Source, ext.0, ext.1);
                 Ok(Some(Direction::Outbound))
             }
             Class::Inbound => {
-                let int = self.inbound(s, now, proto, (src, sport), (dst, dport), seg)?;
+                let int = self.inbound(s, now, proto, Remote(src, sport), Outside(dst, dport), seg)?;
                 rewrite_checked(pkt, ihl, proto, Side::Destination, int.0, int.1);
                 Ok(Some(Direction::Inbound))
             }
-            Class::Hairpin => self.hairpin(s, now, proto, pkt, ihl, (src, sport), (dst, dport), seg),
+            Class::Hairpin => self.hairpin(s, now, proto, pkt, ihl, Inside(src, sport), Outside(dst, dport), seg),
         }
     }
 
@@ -320,12 +320,12 @@ impl Nat {
         }
         match (class, ty) {
             (Class::Outbound, icmp::ECHO_REQUEST) => {
-                let ext = self.outbound(s, now, Protocol::Icmp, (src, id), (dst, 0), echo)?;
+                let ext = self.outbound(s, now, Protocol::Icmp, Inside(src, id), Remote(dst, 0), echo)?;
                 rewrite_checked(pkt, ihl, Protocol::Icmp, Side::Source, ext.0, ext.1);
                 Ok(Some(Direction::Outbound))
             }
             (Class::Inbound, icmp::ECHO_REPLY) => {
-                let int = self.inbound(s, now, Protocol::Icmp, (src, 0), (dst, id), echo)?;
+                let int = self.inbound(s, now, Protocol::Icmp, Remote(src, 0), Outside(dst, id), echo)?;
                 rewrite_checked(pkt, ihl, Protocol::Icmp, Side::Destination, int.0, int.1);
                 Ok(Some(Direction::Inbound))
             }
@@ -353,8 +353,8 @@ impl Nat {
         proto: Protocol,
         pkt: &mut [u8],
         ihl: usize,
-        internal: Endpoint,
-        target: Endpoint,
+        internal: Inside,
+        target: Outside,
         seg: TcpSegment,
     ) -> Result<Option<Direction>, DropReason> {
         if !self.is_mapped(s, proto, target) {
@@ -363,8 +363,10 @@ impl Nat {
         }
         match s.config.hairpinning {
             HairpinningMode::External => {
-                let ext = self.outbound(s, now, proto, internal, target, seg)?;
-                let int = self.inbound(s, now, proto, ext, target, seg)?;
+                // The target's external endpoint is the sender's remote, and the sender's
+                // external endpoint the target's.
+                let ext = self.outbound(s, now, proto, internal, target.as_remote(), seg)?;
+                let int = self.inbound(s, now, proto, ext.as_remote(), target, seg)?;
                 rewrite_checked(pkt, ihl, proto, Side::Source, ext.0, ext.1);
                 rewrite_checked(pkt, ihl, proto, Side::Destination, int.0, int.1);
             }

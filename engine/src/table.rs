@@ -27,6 +27,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::config::{Limits, Protocol, Timeouts};
+use crate::endpoint::{Inside, Outside, Remote};
 use crate::events::{EndReason, Event, EventKind, EventQueue};
 pub(crate) use crate::mapping_sessions::Sessions;
 use crate::ports::ExternalIndex;
@@ -219,8 +220,8 @@ impl Mapping {
     /// A mapping from `internal` to `external` (address, port) holding its first session.
     pub(crate) fn new(
         protocol: Protocol,
-        internal: (u32, u16),
-        external: (u32, u16),
+        internal: Inside,
+        external: Outside,
         from_static: bool,
         first: Session,
     ) -> Mapping {
@@ -235,6 +236,18 @@ impl Mapping {
             inbound_sessions: u32::from(first.opened_inbound()),
             sessions: Sessions::one(first),
         }
+    }
+
+    /// Its internal endpoint.
+    #[inline]
+    pub(crate) fn inside(&self) -> Inside {
+        Inside(self.internal_addr, self.internal_port)
+    }
+
+    /// Its external endpoint.
+    #[inline]
+    pub(crate) fn outside(&self) -> Outside {
+        Outside(self.external_addr, self.external_port)
     }
 
     #[inline(always)]
@@ -254,15 +267,14 @@ impl Mapping {
     }
 
     /// An event about this mapping, or (with `remote`) one of its sessions.
-    pub(crate) fn event(&self, time: Instant, kind: EventKind, remote: Option<(u32, u16)>) -> Event {
-        use crate::verdict::socket_addr;
+    pub(crate) fn event(&self, time: Instant, kind: EventKind, remote: Option<Remote>) -> Event {
         Event {
             time,
             kind,
             protocol: self.protocol,
-            internal: socket_addr((self.internal_addr, self.internal_port)),
-            external: Some(socket_addr((self.external_addr, self.external_port))),
-            remote: remote.map(socket_addr),
+            internal: self.inside().socket_addr(),
+            external: Some(self.outside().socket_addr()),
+            remote: remote.map(Remote::socket_addr),
         }
     }
 
@@ -517,11 +529,11 @@ impl Table {
 
     /// Queues an event about `m`'s session `sess`.
     pub(crate) fn session_event(&self, time: Instant, kind: EventKind, m: &Mapping, sess: &Session) {
-        self.events.emit(|| m.event(time, kind, Some((sess.remote_addr, sess.remote_port))));
+        self.events.emit(|| m.event(time, kind, Some(Remote(sess.remote_addr, sess.remote_port))));
     }
 
     /// Queues the events of a new mapping `m` with its first session (the one with `remote`).
-    pub(crate) fn mapping_created(&self, time: Instant, m: &Mapping, remote: (u32, u16)) {
+    pub(crate) fn mapping_created(&self, time: Instant, m: &Mapping, remote: Remote) {
         self.events.emit(|| m.event(time, EventKind::MappingCreated, None));
         self.events.emit(|| m.event(time, EventKind::SessionCreated, Some(remote)));
     }

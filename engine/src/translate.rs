@@ -8,6 +8,7 @@ use std::collections::hash_map::{Entry, VacantEntry};
 
 use crate::alloc;
 use crate::config::{Limits, PortAllocation, Protocol, StaticMapping};
+use crate::endpoint::{Inside, Outside, Remote};
 use crate::events::{Event, EventKind};
 use crate::filter::{Contacted, InboundContext, OutboundContext};
 use crate::nat::Nat;
@@ -16,7 +17,7 @@ use crate::stats::bump;
 use crate::table::{key, Mapping, Released, Session, Table};
 use crate::tcp_state::{self, TcpSegment};
 use crate::time::Instant;
-use crate::verdict::{socket_addr, DropReason, Endpoint};
+use crate::verdict::DropReason;
 
 /// Attempts of the find-or-create loop; more than two happen only when other threads race to
 /// create or remove the same mapping.
@@ -35,10 +36,10 @@ impl Nat {
         s: &Settings,
         now: Instant,
         proto: Protocol,
-        internal: Endpoint,
-        remote: Endpoint,
+        internal: Inside,
+        remote: Remote,
         seg: TcpSegment,
-    ) -> Result<Endpoint, DropReason> {
+    ) -> Result<Outside, DropReason> {
         let ik = key(proto, internal.0, internal.1);
         // The established flow: a shared lock, the session's atomics, no retry machinery
         // (inlined into the packet path; everything else is out of line).
@@ -48,7 +49,7 @@ impl Nat {
                 if let Some(sess) = m.session(remote.0, remote.1) {
                     if sess.is_alive(proto, now, &s.config.timeouts) {
                         sess.on_packet(proto, true, seg, now)?;
-                        return Ok((m.external_addr, m.external_port));
+                        return Ok(m.outside());
                     }
                 }
             }
@@ -63,17 +64,17 @@ impl Nat {
         s: &Settings,
         now: Instant,
         proto: Protocol,
-        internal: Endpoint,
-        remote: Endpoint,
+        internal: Inside,
+        remote: Remote,
         seg: TcpSegment,
-    ) -> Result<Endpoint, DropReason> {
+    ) -> Result<Outside, DropReason> {
         let ik = key(proto, internal.0, internal.1);
         self.retrying(now, DropReason::PortsExhausted, || {
             let mut shard = self.table.by_internal.write(ik);
             match shard.entry(ik) {
                 Entry::Occupied(o) => {
                     let m = o.into_mut();
-                    self.touch_outbound(s, now, m, remote, seg).map(|()| Some((m.external_addr, m.external_port)))
+                    self.touch_outbound(s, now, m, remote, seg).map(|()| Some(m.outside()))
                 }
                 Entry::Vacant(v) => self.create_outbound(s, now, v, proto, internal, remote, seg).map(Some),
             }
@@ -89,30 +90,30 @@ impl Nat {
         now: Instant,
         reason: DropReason,
         proto: Protocol,
-        internal: Endpoint,
-        external: Option<Endpoint>,
-        remote: Endpoint,
+        internal: Inside,
+        external: Option<Outside>,
+        remote: Remote,
     ) {
         let Some(kind) = refusal_event(reason) else { return };
         self.table.events.emit(|| Event {
             time: now,
             kind,
             protocol: proto,
-            internal: socket_addr(internal),
-            external: external.map(socket_addr),
-            remote: Some(socket_addr(remote)),
+            internal: internal.socket_addr(),
+            external: external.map(Outside::socket_addr),
+            remote: Some(remote.socket_addr()),
         });
     }
 
     /// Runs a find-or-create `attempt` until it gives an endpoint (`Ok(None)`: another thread
     /// raced it, try again), sweeping expired sessions once if it ran out of ports or session
     /// slots; `give_up` when the races never settle.
-    fn retrying(
+    fn retrying<E>(
         &self,
         now: Instant,
         give_up: DropReason,
-        mut attempt: impl FnMut() -> Result<Option<Endpoint>, DropReason>,
-    ) -> Result<Endpoint, DropReason> {
+        mut attempt: impl FnMut() -> Result<Option<E>, DropReason>,
+    ) -> Result<E, DropReason> {
         let mut swept = false;
         for _ in 0..ATTEMPTS {
             match attempt() {
@@ -130,7 +131,7 @@ impl Nat {
         s: &Settings,
         now: Instant,
         m: &mut Mapping,
-        remote: Endpoint,
+        remote: Remote,
         seg: TcpSegment,
     ) -> Result<(), DropReason> {
         let proto = m.protocol;
@@ -198,16 +199,16 @@ impl Nat {
         now: Instant,
         vacant: VacantEntry<'_, u64, Mapping>,
         proto: Protocol,
-        internal: Endpoint,
-        remote: Endpoint,
+        internal: Inside,
+        remote: Remote,
         seg: TcpSegment,
-    ) -> Result<Endpoint, DropReason> {
+    ) -> Result<Outside, DropReason> {
         if proto != Protocol::Icmp {
             let ctx = OutboundContext {
                 now,
                 protocol: proto,
-                internal: socket_addr(internal),
-                remote: socket_addr(remote),
+                internal: internal.socket_addr(),
+                remote: remote.socket_addr(),
                 tcp_flags: seg.flags,
             };
             s.filter(proto).new_mapping(&ctx)?;
@@ -220,8 +221,8 @@ impl Nat {
             // The internal endpoint of a static mapping keeps the mapping's external
             // port for its outbound traffic too (one endpoint, one mapping).
             Some(sm) => static_external_addr(s, sm, internal.0)
-                .filter(|&a| claim(s, ik, proto, (a, sm.external_port)))
-                .map(|a| (a, sm.external_port)),
+                .map(|a| Outside(a, sm.external_port))
+                .filter(|&external| claim(s, ik, proto, external)),
             None => self.allocate(s, ik, proto, internal),
         };
         match claimed {
@@ -240,7 +241,7 @@ impl Nat {
     }
 
     /// Picks a free external port (RFC 6056) that no static mapping owns.
-    fn allocate(&self, s: &Settings, ik: u64, proto: Protocol, internal: Endpoint) -> Option<Endpoint> {
+    fn allocate(&self, s: &Settings, ik: u64, proto: Protocol, internal: Inside) -> Option<Outside> {
         let ext = s.external_for(internal.0)?;
         let preserve = (s.config.port_allocation == PortAllocation::Preserve).then_some(internal.1);
         let n = self.port_draws.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -248,7 +249,7 @@ impl Nat {
         alloc::candidates(ext.start, ext.end, preserve, draw)
             .filter(|&p| s.static_owner(proto, ext.addr, p).is_none())
             .find(|&p| ext.ports.claim(proto, p, ik))
-            .map(|p| (ext.addr, p))
+            .map(|p| Outside(ext.addr, p))
     }
 
     /// Inbound: the internal endpoint for a packet from `remote` to `external`, if a mapping
@@ -259,19 +260,19 @@ impl Nat {
         s: &Settings,
         now: Instant,
         proto: Protocol,
-        remote: Endpoint,
-        external: Endpoint,
+        remote: Remote,
+        external: Outside,
         seg: TcpSegment,
-    ) -> Result<Endpoint, DropReason> {
+    ) -> Result<Inside, DropReason> {
         let ports = s.external(external.0).map(|e| &e.ports);
         // The established flow: a shared lock, the session's atomics, no retry machinery.
         if let Some(ik) = ports.and_then(|p| p.owner(proto, external.1)) {
             let shard = self.table.by_internal.read(ik);
-            if let Some(m) = shard.get(&ik).filter(|m| (m.external_addr, m.external_port) == external) {
+            if let Some(m) = shard.get(&ik).filter(|m| m.outside() == external) {
                 if let Some(sess) = m.session(remote.0, remote.1) {
                     if sess.is_alive(proto, now, &s.config.timeouts) {
                         inbound_refresh(s, sess, proto, seg, now)?;
-                        return Ok((m.internal_addr, m.internal_port));
+                        return Ok(m.inside());
                     }
                 }
             }
@@ -287,17 +288,15 @@ impl Nat {
         s: &Settings,
         now: Instant,
         proto: Protocol,
-        remote: Endpoint,
-        external: Endpoint,
+        remote: Remote,
+        external: Outside,
         seg: TcpSegment,
-    ) -> Result<Endpoint, DropReason> {
+    ) -> Result<Inside, DropReason> {
         let ports = s.external(external.0).map(|e| &e.ports);
         self.retrying(now, DropReason::NoMapping, || {
             match ports.and_then(|p| p.owner(proto, external.1)) {
                 Some(ik) => match self.table.by_internal.write(ik).get_mut(&ik) {
-                    Some(m) if (m.external_addr, m.external_port) == external => {
-                        self.touch_inbound(s, now, m, remote, seg).map(Some)
-                    }
+                    Some(m) if m.outside() == external => self.touch_inbound(s, now, m, remote, seg).map(Some),
                     // Being removed or replaced by another thread: look again.
                     _ => Ok(None),
                 },
@@ -324,12 +323,12 @@ impl Nat {
         s: &Settings,
         now: Instant,
         m: &mut Mapping,
-        remote: Endpoint,
+        remote: Remote,
         seg: TcpSegment,
-    ) -> Result<Endpoint, DropReason> {
+    ) -> Result<Inside, DropReason> {
         let proto = m.protocol;
         let t = &s.config.timeouts;
-        let internal = (m.internal_addr, m.internal_port);
+        let internal = m.inside();
         if let Some(sess) = m.session(remote.0, remote.1) {
             if sess.is_alive(proto, now, t) {
                 inbound_refresh(s, sess, proto, seg, now)?;
@@ -359,9 +358,9 @@ impl Nat {
             let ctx = InboundContext {
                 now,
                 protocol: proto,
-                remote: socket_addr(remote),
-                internal: socket_addr((m.internal_addr, m.internal_port)),
-                external: socket_addr((m.external_addr, m.external_port)),
+                remote: remote.socket_addr(),
+                internal: m.inside().socket_addr(),
+                external: m.outside().socket_addr(),
                 new_session: true,
                 tcp_flags: seg.flags,
                 contacted: Contacted { sessions: &m.sessions, protocol: proto, now, timeouts: *t },
@@ -431,17 +430,17 @@ impl Nat {
         s: &Settings,
         now: Instant,
         sm: &StaticMapping,
-        external: Endpoint,
-        remote: Endpoint,
+        external: Outside,
+        remote: Remote,
         seg: TcpSegment,
-    ) -> Result<Option<Endpoint>, DropReason> {
+    ) -> Result<Option<Inside>, DropReason> {
         if !sm.remote_prefix.contains(&Ipv4Addr::from(remote.0)) {
             return Err(DropReason::RemoteNotAllowed);
         }
         if sm.protocol == Protocol::Tcp && !tcp_state::opens_connection(seg.flags) {
             return Err(DropReason::TcpNoSession);
         }
-        let internal = (u32::from(sm.internal_address), sm.internal_port);
+        let internal = Inside(u32::from(sm.internal_address), sm.internal_port);
         let session = Session::new(remote.0, remote.1, false, now).counted(s.config.session_counters);
         session.on_packet(sm.protocol, false, seg, now)?;
         self.table.reserve_session(internal.0, &s.config.limits)?;
@@ -450,7 +449,7 @@ impl Nat {
             // The internal endpoint already has a mapping (made before the static mapping
             // existed, or on another external address): it keeps it, one endpoint one mapping.
             Entry::Occupied(o) => {
-                if (o.get().external_addr, o.get().external_port) == external {
+                if o.get().outside() == external {
                     Ok(None)
                 } else {
                     Err(DropReason::NoMapping)
@@ -476,43 +475,53 @@ impl Nat {
 
     /// Hairpinning in Local mode: the internal endpoint behind an external one, without
     /// filtering or a session (the packet is routed within the internal subnet).
-    pub(crate) fn local_hairpin_target(&self, s: &Settings, proto: Protocol, external: Endpoint) -> Option<Endpoint> {
+    pub(crate) fn local_hairpin_target(&self, s: &Settings, proto: Protocol, external: Outside) -> Option<Inside> {
         if let Some(ik) = owner(s, proto, external) {
             if let Some(m) = self.table.by_internal.read(ik).get(&ik) {
-                return Some((m.internal_addr, m.internal_port));
+                return Some(m.inside());
             }
         }
-        s.static_owner(proto, external.0, external.1).map(|sm| (u32::from(sm.internal_address), sm.internal_port))
+        s.static_owner(proto, external.0, external.1).map(|sm| Inside(u32::from(sm.internal_address), sm.internal_port))
     }
 
     /// Whether an external endpoint leads to an internal one (a mapping or a static mapping).
-    pub(crate) fn is_mapped(&self, s: &Settings, proto: Protocol, external: Endpoint) -> bool {
+    pub(crate) fn is_mapped(&self, s: &Settings, proto: Protocol, external: Outside) -> bool {
         owner(s, proto, external).is_some()
             || (proto != Protocol::Icmp && s.static_owner(proto, external.0, external.1).is_some())
     }
 
-    /// The session an ICMP error refers to, looked up without refreshing it (RFC 5508 REQ-6):
-    /// by external endpoint for inbound errors, by internal endpoint for outbound ones.
-    /// Returns the other side's endpoint.
-    pub(crate) fn session_for_error(
+    /// The session an inbound ICMP error refers to (its embedded packet went out from
+    /// `external` to `remote`), looked up without refreshing it (RFC 5508 REQ-6): the internal
+    /// endpoint to send the error to.
+    pub(crate) fn session_for_inbound_error(
         &self,
         s: &Settings,
         now: Instant,
         proto: Protocol,
-        endpoint: Endpoint,
-        remote: Endpoint,
-        by_external: bool,
-    ) -> Option<Endpoint> {
-        let ik = if by_external { owner(s, proto, endpoint)? } else { key(proto, endpoint.0, endpoint.1) };
+        external: Outside,
+        remote: Remote,
+    ) -> Option<Inside> {
+        let ik = owner(s, proto, external)?;
+        let shard = self.table.by_internal.read(ik);
+        let m = shard.get(&ik).filter(|m| m.outside() == external)?;
+        m.session(remote.0, remote.1)?.is_alive(proto, now, &s.config.timeouts).then(|| m.inside())
+    }
+
+    /// The session an outbound ICMP error refers to (its embedded packet came in from
+    /// `remote` to `internal`), looked up without refreshing it: the external endpoint the
+    /// remote knows.
+    pub(crate) fn session_for_outbound_error(
+        &self,
+        s: &Settings,
+        now: Instant,
+        proto: Protocol,
+        internal: Inside,
+        remote: Remote,
+    ) -> Option<Outside> {
+        let ik = key(proto, internal.0, internal.1);
         let shard = self.table.by_internal.read(ik);
         let m = shard.get(&ik)?;
-        if by_external && (m.external_addr, m.external_port) != endpoint {
-            return None;
-        }
-        if !m.session(remote.0, remote.1)?.is_alive(proto, now, &s.config.timeouts) {
-            return None;
-        }
-        Some(if by_external { (m.internal_addr, m.internal_port) } else { (m.external_addr, m.external_port) })
+        m.session(remote.0, remote.1)?.is_alive(proto, now, &s.config.timeouts).then(|| m.outside())
     }
 }
 
@@ -551,20 +560,20 @@ fn inbound_refresh(
 }
 
 /// The inbound-opened sessions `m` would hold once `remote` (with no live session) has one.
-fn inbound_after(m: &Mapping, remote: Endpoint) -> usize {
+fn inbound_after(m: &Mapping, remote: Remote) -> usize {
     let replaced = m.session(remote.0, remote.1).is_some_and(|x| x.opened_inbound());
     (m.inbound_sessions - u32::from(replaced)) as usize + 1
 }
 
 /// The internal key of the mapping that owns an external endpoint, if any.
-fn owner(s: &Settings, proto: Protocol, external: Endpoint) -> Option<u64> {
+fn owner(s: &Settings, proto: Protocol, external: Outside) -> Option<u64> {
     s.external(external.0)?.ports.owner(proto, external.1)
 }
 
 /// Claims an external endpoint for the mapping of internal key `ik`. Called with `ik`'s
 /// `by_internal` shard locked (vacant entry), so no reader can see the claim before the
 /// mapping exists.
-fn claim(s: &Settings, ik: u64, proto: Protocol, external: Endpoint) -> bool {
+fn claim(s: &Settings, ik: u64, proto: Protocol, external: Outside) -> bool {
     s.external(external.0).is_some_and(|e| e.ports.claim(proto, external.1, ik))
 }
 

@@ -4,15 +4,6 @@ use serde::Serialize;
 
 use crate::time::Instant;
 
-/// An endpoint inside the engine's packet path: (IPv4 address as a host-order `u32`, port or
-/// ICMP identifier).
-pub(crate) type Endpoint = (u32, u16);
-
-/// An endpoint as a socket address (what policies and events carry).
-pub(crate) fn socket_addr((addr, port): Endpoint) -> std::net::SocketAddrV4 {
-    std::net::SocketAddrV4::new(addr.into(), port)
-}
-
 /// Which way a packet crossed the NAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum Direction {
