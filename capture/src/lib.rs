@@ -2,7 +2,7 @@
 //!
 //! Every backend implements [`Capture`]: receive a [`Batch`] of packets, let the caller
 //! rewrite them in place and set each one's [`Action`], send the batch back. The engine never
-//! sees a backend; the daemon and `netnat replay` drive both.
+//! sees a backend; the daemon's worker loop drives the live ones, `netnat replay` the files.
 //!
 //! | backend | where | what it is |
 //! |---|---|---|
@@ -24,7 +24,7 @@
 //! let mut batch = Batch::new(64, 65535);
 //! let n = cap.recv_batch(&mut batch, Some(std::time::Duration::from_millis(10)))?;
 //! for p in batch.iter_mut() {
-//!     // engine.handle_packet(now, dir, p.ip_mut()) -> Forward { len } or Drop
+//!     // worker.handle_packet(now, p.ip_mut()) -> Forward { len, .. }, Pass, Held or Drop
 //!     p.set_action(Action::Accept);
 //! }
 //! cap.send_batch(&mut batch)?;
