@@ -50,7 +50,10 @@ pub enum CaptureError {
         /// What is wrong and what is allowed.
         detail: String,
     },
-    /// The other end of an in-memory backend was dropped.
+    /// A capture file could not be read or written (the message names the file).
+    #[error("{0}")]
+    File(#[from] crate::pcap::PcapError),
+    /// The other end of an in-memory backend was dropped, or a file backend's input ended.
     #[error("{backend}: the other end is closed; keep the handle alive while the backend is used")]
     Closed {
         /// Backend name.
