@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use netnat::dataplane::{Action, Addressing, Dataplane, LiveNat, Template};
+use netnat::dataplane::{Addressing, Dataplane, Delivery, LiveNat, Template};
 use netnat_bench::{config, establish_udp, udp, Packet, NOW, REMOTE, REMOTE_PORT};
 use netnat_capture::{Action as CaptureAction, Batch};
 use netnat_engine::{Nat, UnmatchedInbound};
@@ -52,7 +52,7 @@ fn run_batches(plane: &Dataplane, templates: &[Packet], batch: &mut Batch) {
         }
         left -= batch.len();
         translator.process_batch(NOW, batch, |_, action| {
-            debug_assert!(matches!(action, Action::Translated { inbound: false, .. }));
+            debug_assert!(matches!(action, Delivery::Translated { inbound: false, .. }));
             CaptureAction::Accept
         });
         translator.batch_done(batch.len() < BATCH);

@@ -297,11 +297,13 @@ impl LiveNat {
     }
 }
 
-/// What to do with a packet.
+/// How a packet leaves the dataplane: the daemon's decision, made from the engine's
+/// `Verdict` and turned by each platform into a capture `Action` (accept or drop) and,
+/// for packets the host sends itself, a send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Let it continue unchanged.
-    Accept,
+pub enum Delivery {
+    /// It continues unchanged (not the NAT's, or the host's own).
+    Unchanged,
     /// It was translated in place; send the first `len` bytes. `inbound`: its destination
     /// changed (inbound or hairpin) rather than its source.
     Translated {
@@ -313,7 +315,7 @@ pub enum Action {
     /// It was hairpinned and now has one of the host's addresses as source: drop the
     /// original and send the first `len` bytes from the host (the input path would take the
     /// host's own source address for a spoof).
-    Reinject {
+    FromHost {
         /// Bytes to send.
         len: usize,
     },
@@ -425,7 +427,7 @@ impl Dataplane {
         &self,
         now: Instant,
         batch: &mut Batch,
-        rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
+        rewritten: impl FnMut(&mut Packet, Delivery) -> CaptureAction,
     ) {
         let snapshot = Snapshot::of(self);
         Translator::new(self, &snapshot).process_batch(now, batch, rewritten);
@@ -434,7 +436,7 @@ impl Dataplane {
     /// Translates one `packet` (IPv4, no link header) in place and says what to do with it
     /// (a batch of one).
     #[cfg(test)]
-    pub fn process(&self, now: Instant, packet: &mut [u8]) -> Action {
+    pub fn process(&self, now: Instant, packet: &mut [u8]) -> Delivery {
         let snapshot = Snapshot::of(self);
         let action = Translator::new(self, &snapshot).process(now, packet);
         action
@@ -490,11 +492,11 @@ mod tests {
         let plane = plane();
         let mut out = udp([10, 100, 10, 11], 5000, [203, 0, 113, 10], 53);
         let action = plane.process(Instant::from_secs(1), &mut out);
-        assert_eq!(action, Action::Translated { len: 28, inbound: false });
+        assert_eq!(action, Delivery::Translated { len: 28, inbound: false });
         assert_eq!(&out[12..16], &[203, 0, 113, 1]);
         let ext_port = u16::from_be_bytes([out[20], out[21]]);
         let mut reply = udp([203, 0, 113, 10], 53, [203, 0, 113, 1], ext_port);
-        assert_eq!(plane.process(Instant::from_secs(2), &mut reply), Action::Translated { len: 28, inbound: true });
+        assert_eq!(plane.process(Instant::from_secs(2), &mut reply), Delivery::Translated { len: 28, inbound: true });
         assert_eq!(&reply[16..20], &[10, 100, 10, 11]);
     }
 
@@ -513,7 +515,7 @@ mod tests {
             p.meta.outbound = Some(true);
             CaptureAction::Accept
         });
-        assert_eq!(seen, vec![Action::Translated { len: 28, inbound: false }]);
+        assert_eq!(seen, vec![Delivery::Translated { len: 28, inbound: false }]);
         let verdicts: Vec<_> = batch.iter().map(|p| p.action()).collect();
         assert_eq!(verdicts, vec![CaptureAction::Accept, CaptureAction::Accept, CaptureAction::Drop]);
         let first = &batch.packets()[0];
@@ -589,13 +591,13 @@ mod tests {
             let mut to_host = udp([198, 51, 100, 20], 53, [203, 0, 113, 1], 40000);
             let action = translator.process(Instant::from_secs(1), &mut to_host);
             if rounds == 1 {
-                assert_eq!(action, Action::Accept, "no engine for 203.0.113.1 yet");
+                assert_eq!(action, Delivery::Unchanged, "no engine for 203.0.113.1 yet");
                 nat.rebuild(&[Ipv4Addr::new(203, 0, 113, 1)], &[]).unwrap();
                 return ControlFlow::Continue(());
             }
             ControlFlow::Break(action)
         });
-        assert_eq!((rounds, reply), (2, Action::Accept), "the new engine passes what no mapping claims");
+        assert_eq!((rounds, reply), (2, Delivery::Unchanged), "the new engine passes what no mapping claims");
         assert_eq!(nat.instances()[0].nat.stats().passed, 1, "and it was the new engine that saw it");
     }
 
@@ -604,13 +606,13 @@ mod tests {
         let plane = plane();
         let mut to_host = udp([203, 0, 113, 10], 40000, [203, 0, 113, 1], 2222);
         let copy = to_host.clone();
-        assert_eq!(plane.process(Instant::from_secs(1), &mut to_host), Action::Accept);
+        assert_eq!(plane.process(Instant::from_secs(1), &mut to_host), Delivery::Unchanged);
         assert_eq!(to_host, copy);
         // The host's own replies are not the NAT's drops (Get-NetNatStatistics).
         let stats = plane.nats()[0].instances()[0].nat.stats();
         assert_eq!((stats.dropped["no_mapping"], stats.dropped_total()), (0, 0), "{stats:?}");
         let mut internal = udp([10, 100, 10, 11], 1, [10, 100, 10, 12], 2);
-        assert_eq!(plane.process(Instant::from_secs(1), &mut internal), Action::Accept);
-        assert_eq!(plane.process(Instant::from_secs(1), &mut [0x60, 0, 0]), Action::Accept);
+        assert_eq!(plane.process(Instant::from_secs(1), &mut internal), Delivery::Unchanged);
+        assert_eq!(plane.process(Instant::from_secs(1), &mut [0x60, 0, 0]), Delivery::Unchanged);
     }
 }

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use netnat_capture::nfqueue::gso::segment_tcp;
 use netnat_capture::nfqueue::{Nfqueue, NfqueueConfig, NfqueueStats};
-use netnat_capture::{Action as Verdict, Packet};
+use netnat_capture::{Action as CaptureAction, Packet};
 
 use super::clock::Clock;
-use super::dataplane::{Action, CaptureCounters, Dataplane};
+use super::dataplane::{CaptureCounters, Dataplane, Delivery};
 use super::fault::{Faults, PanicAfter};
 use super::supervise::Supervisor;
 use super::worker_loop::{self, BatchSize, Egress};
@@ -134,13 +134,13 @@ impl Egress<Nfqueue> for NfqueueEgress {
         spin.then_some(Duration::ZERO)
     }
 
-    fn rewritten(&mut self, p: &mut Packet, action: Action) -> Verdict {
-        match action {
-            Action::Reinject { .. } => {
+    fn rewritten(&mut self, p: &mut Packet, delivery: Delivery) -> CaptureAction {
+        match delivery {
+            Delivery::FromHost { .. } => {
                 self.out.send(p.ip(), p.meta.in_interface, "a hairpinned packet");
-                Verdict::Drop
+                CaptureAction::Drop
             }
-            _ => Verdict::Accept,
+            _ => CaptureAction::Accept,
         }
     }
 

@@ -282,7 +282,7 @@ mod tests {
             ([10, 100, 10, 12], 6000, [198, 51, 100, 7]),
         ] {
             let action = plane.process(now, &mut udp(src, sport, dst));
-            assert!(matches!(action, super::super::dataplane::Action::Translated { .. }), "{action:?}");
+            assert!(matches!(action, super::super::dataplane::Delivery::Translated { .. }), "{action:?}");
         }
         let u = usage(&plane, "WinNAT").unwrap();
         assert_eq!(u.sessions[&Protocol::Udp], 4);

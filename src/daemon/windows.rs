@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use netnat_capture::windivert::{WinDivert, WinDivertConfig};
-use netnat_capture::{Action as Verdict, Batch, Capture, CaptureError, Packet};
+use netnat_capture::{Action as CaptureAction, Batch, Capture, CaptureError, Packet};
 use netnat_engine::Instant;
 use parking_lot::Mutex;
 
 use super::clock::Clock;
-use super::dataplane::{Action, Dataplane, LiveNat};
+use super::dataplane::{Dataplane, Delivery, LiveNat};
 use super::divert::{self, Filters};
 use super::supervise::Supervisor;
 use super::worker_loop::{self, BatchSize, Egress};
@@ -154,15 +154,15 @@ impl Egress<WinDivert> for DivertEgress<'_> {
         Some(TICK)
     }
 
-    fn rewritten(&mut self, p: &mut Packet, _: Action) -> Verdict {
+    fn rewritten(&mut self, p: &mut Packet, _: Delivery) -> CaptureAction {
         match &mut self.role {
             Role::Forward { out, .. } => {
                 push_outbound(out, p.ip());
-                Verdict::Drop
+                CaptureAction::Drop
             }
             Role::Network { .. } => {
                 p.meta.outbound = Some(true);
-                Verdict::Accept
+                CaptureAction::Accept
             }
         }
     }

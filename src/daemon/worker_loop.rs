@@ -17,7 +17,7 @@ use netnat_capture::{Action as CaptureAction, Batch, Capture, CaptureError, Pack
 use netnat_engine::Instant;
 
 use super::clock::Clock;
-use super::dataplane::{Action, Dataplane};
+use super::dataplane::{Dataplane, Delivery};
 
 /// Consecutive failed rounds after which the loop gives up.
 pub const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
@@ -34,7 +34,7 @@ pub trait Egress<C> {
 
     /// The capture verdict for a packet the dataplane rewrote (its length is already set):
     /// accept it as it now is, or drop it after sending it some other way.
-    fn rewritten(&mut self, packet: &mut Packet, action: Action) -> CaptureAction;
+    fn rewritten(&mut self, packet: &mut Packet, delivery: Delivery) -> CaptureAction;
 
     /// After the batch was translated (or the receive timed out, `received == 0`) and before
     /// its verdicts are sent: a thread may add packets to `batch` (released fragments to send
@@ -96,7 +96,7 @@ pub fn run<C: Capture, E: Egress<C>>(
             let now = clock.now();
             if n > 0 {
                 on_packets(now);
-                translator.process_batch(now, &mut batch, |p, action| egress.rewritten(p, action));
+                translator.process_batch(now, &mut batch, |p, delivery| egress.rewritten(p, delivery));
             }
             // A receive that did not fill its batch took everything that was waiting.
             translator.batch_done(n < size.packets);

@@ -15,7 +15,7 @@ use netnat_capture::{Action as CaptureAction, Batch, Packet};
 use netnat_engine::{Direction, Instant, Verdict, Worker};
 use smallvec::SmallVec;
 
-use super::{Action, Dataplane, Instance, LiveNat};
+use super::{Dataplane, Delivery, Instance, LiveNat};
 
 /// The NATs and their engine instances as a thread sees them, with the generations they had,
 /// so the thread can tell when to take new ones.
@@ -84,29 +84,29 @@ impl<'a> Translator<'a> {
     }
 
     /// Translates every packet of a received `batch` and sets its new length and its capture
-    /// verdict. How a rewritten packet leaves is the platform's choice, so
-    /// `rewritten(packet, action)` is called for each [`Action::Translated`] or
-    /// [`Action::Reinject`] (with the length already set) and returns its verdict: Linux
+    /// action. How a rewritten packet leaves is the platform's choice, so
+    /// `rewritten(packet, delivery)` is called for each [`Delivery::Translated`] or
+    /// [`Delivery::FromHost`] (with the length already set) and returns its action: Linux
     /// accepts translated packets and sends hairpinned ones from a raw socket; Windows
     /// reinjects both as outbound.
     pub fn process_batch(
         &mut self,
         now: Instant,
         batch: &mut Batch,
-        mut rewritten: impl FnMut(&mut Packet, Action) -> CaptureAction,
+        mut rewritten: impl FnMut(&mut Packet, Delivery) -> CaptureAction,
     ) {
         self.unflushed |= !batch.is_empty();
         for p in batch.iter_mut() {
-            let action = self.process(now, p.ip_mut());
-            let verdict = match action {
-                Action::Accept => CaptureAction::Accept,
-                Action::Drop => CaptureAction::Drop,
-                Action::Translated { len, .. } | Action::Reinject { len } => {
+            let delivery = self.process(now, p.ip_mut());
+            let action = match delivery {
+                Delivery::Unchanged => CaptureAction::Accept,
+                Delivery::Drop => CaptureAction::Drop,
+                Delivery::Translated { len, .. } | Delivery::FromHost { len } => {
                     p.set_ip_len(len);
-                    rewritten(p, action)
+                    rewritten(p, delivery)
                 }
             };
-            p.set_action(verdict);
+            p.set_action(action);
         }
     }
 
@@ -134,22 +134,22 @@ impl<'a> Translator<'a> {
     }
 
     /// Translates `packet` (IPv4, no link header) in place and says what to do with it.
-    pub(super) fn process(&mut self, now: Instant, packet: &mut [u8]) -> Action {
-        let Some((src, dst)) = addresses(packet) else { return Action::Accept };
+    pub(super) fn process(&mut self, now: Instant, packet: &mut [u8]) -> Delivery {
+        let Some((src, dst)) = addresses(packet) else { return Delivery::Unchanged };
         let snapshot = self.snapshot;
         if let Some(at) = snapshot.nat_of(src) {
             if snapshot.nat_of(dst).is_some() {
-                return Action::Accept;
+                return Delivery::Unchanged;
             }
             let Some(i) = snapshot.nats[at].outbound_instance(&snapshot.instances[at], dst, &self.plane.routes) else {
                 // No route toward dst (or no usable host address): the kernel could not
                 // deliver it either.
-                return Action::Drop;
+                return Delivery::Drop;
             };
             return match self.worker(at, i).handle_packet(now, packet) {
                 // Both addresses were rewritten: the packet now comes from an external address
                 // (the host's), which the host must send itself.
-                Verdict::Forward { direction: Direction::Hairpin, len } => Action::Reinject { len },
+                Verdict::Forward { direction: Direction::Hairpin, len } => Delivery::FromHost { len },
                 v => verdict_action(v),
             };
         }
@@ -163,7 +163,7 @@ impl<'a> Translator<'a> {
                 }
             }
         }
-        Action::Accept
+        Delivery::Unchanged
     }
 
     /// The worker for instance `i` of NAT `at`.
@@ -182,11 +182,11 @@ impl std::fmt::Debug for Translator<'_> {
     }
 }
 
-fn verdict_action(v: Verdict) -> Action {
+fn verdict_action(v: Verdict) -> Delivery {
     match v {
-        Verdict::Forward { direction, len } => Action::Translated { len, inbound: direction != Direction::Outbound },
-        Verdict::Pass => Action::Accept,
-        Verdict::Held(_) | Verdict::Drop(_) => Action::Drop,
+        Verdict::Forward { direction, len } => Delivery::Translated { len, inbound: direction != Direction::Outbound },
+        Verdict::Pass => Delivery::Unchanged,
+        Verdict::Held(_) | Verdict::Drop(_) => Delivery::Drop,
     }
 }
 

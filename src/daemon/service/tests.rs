@@ -74,7 +74,7 @@ fn a_refused_change_leaves_the_state_file_and_the_running_nats_as_they_were() {
     p.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 8, 0, 0]);
     netnat_engine::wire::ipv4::fill_checksum(&mut p);
     let now = netnat_engine::Instant::from_secs(1);
-    assert!(matches!(plane.process(now, &mut p), crate::daemon::dataplane::Action::Translated { .. }));
+    assert!(matches!(plane.process(now, &mut p), crate::daemon::dataplane::Delivery::Translated { .. }));
     let (saved, state, running) = (std::fs::read(store.path()).unwrap(), s.state().clone(), plane.nats());
 
     let refused = s.handle(Request::AddNetNatStaticMapping {
@@ -298,7 +298,7 @@ fn get_session_detailed_adds_timer_and_tcp_state() {
     syn.extend_from_slice(&[0x13, 0x88, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
     netnat_engine::wire::ipv4::fill_checksum(&mut syn);
     let action = plane.process(now, &mut syn);
-    assert!(matches!(action, crate::daemon::dataplane::Action::Translated { .. }), "{action:?}");
+    assert!(matches!(action, crate::daemon::dataplane::Delivery::Translated { .. }), "{action:?}");
 
     let Reply::Ok { output: Output::Sessions(plain), .. } =
         s.handle(Request::GetNetNatSession { detailed: false, watch: false })

@@ -75,9 +75,9 @@ impl<C> Egress<C> for Recorder {
         None
     }
 
-    fn rewritten(&mut self, p: &mut Packet, action: Action) -> CaptureAction {
-        match action {
-            Action::Reinject { .. } => {
+    fn rewritten(&mut self, p: &mut Packet, delivery: Delivery) -> CaptureAction {
+        match delivery {
+            Delivery::FromHost { .. } => {
                 self.from_host.push(p.ip().to_vec());
                 CaptureAction::Drop
             }
