@@ -25,8 +25,9 @@ x86_64-w64-mingw32-gcc -shared -O2 -Wall -Werror -Wno-pointer-to-int-cast -Wno-u
   -I"$vendor/include" -I"$vendor/dll" -o "$dll" "$here/windivert_emu.c" "$vendor/dll/windivert.def" \
   -lws2_32 -ladvapi32
 # Same export names as WinDivert's own windivert.def: netnat.exe imports them by name.
-exports=$(x86_64-w64-mingw32-objdump -p "$dll" | awk '/\[Ordinal\/Name Pointer\] Table/ {on = 1; next} on && NF == 0 {exit} on {print $NF}' | sort)
-expected=$(sed -n '/^EXPORTS/,$p' "$vendor/dll/windivert.def" | tail -n +2 | awk 'NF {print $1}' | sort)
+# (awk reads to the end: an early exit would kill objdump with SIGPIPE under pipefail.)
+exports=$(x86_64-w64-mingw32-objdump -p "$dll" | awk '/\[Ordinal\/Name Pointer\] Table/ {on = 1; next} on && NF == 0 {on = 0; done = 1} on && !done {print $NF}' | sort)
+expected=$(tr -d '\r' <"$vendor/dll/windivert.def" | sed -n '/^EXPORTS/,$p' | tail -n +2 | awk 'NF {print $1}' | sort)
 if [ "$exports" != "$expected" ]; then
   echo "windivert-emu: $dll does not export what windivert.def lists:" >&2
   diff <(echo "$expected") <(echo "$exports") >&2 || true
