@@ -12,7 +12,11 @@
 #     sockets and modes): counted by .ci/wine/linux_only_tests.py from the cfg gates.
 #   - Tests ignored on Windows with a reason (tshark is a Linux program), and checks Wine does
 #     not implement (file DACLs, FILE_FLAG_FIRST_PIPE_INSTANCE): they record a skip.
-#   - The WinDivert kernel driver never loads under Wine: no packet is diverted here.
+#   - The WinDivert kernel driver never loads under Wine: no packet is diverted here. This
+#     script also builds a stand-in WinDivert.dll (tools/windivert-emu/) into
+#     target/x86_64-pc-windows-gnu/debug/windivert-emu/, with which scripts/test.sh (as root)
+#     runs the article's walk-through through netnat.exe in namespaces (e2e_windows_emulated);
+#     docs/windows.md says where that emulation differs from the driver.
 #
 # Needs: apt (wine, wine64, gcc-mingw-w64-x86-64), rustup's x86_64-pc-windows-gnu std (or, without
 # rustup, Debian's rustc-web + rust-web-src with -Zbuild-std), python3.
@@ -100,7 +104,21 @@ for dir in $(printf '%s\n' "$out/netnat.exe" "${exes[@]}" | xargs -n1 dirname | 
   [ "$dir" = "$out" ] || cp -u "$shim" "$dir/"
   cp -u "$windivert_out/WinDivert.dll" "$dir/"
 done
-echo "windows-wine: built ${#exes[@]} test binaries in $((SECONDS - build_start)) s"
+# The stand-in WinDivert.dll of the emulated end-to-end test (tests/e2e_windows_emulated.rs,
+# run later by scripts/test.sh as root): WinDivert's own user-mode source from windivert-sys's
+# vendor/ directory with the device functions relayed (tools/windivert-emu/README.md). Kept in
+# its own directory so the real vendored WinDivert.dll beside the binaries stays what it is.
+windivert_vendor=$(python3 - "$artifacts" <<'EOF'
+import json, os, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and "windivert-sys" in m["package_id"]:
+        print(os.path.join(os.path.dirname(m["manifest_path"]), "vendor"))
+        break
+EOF
+)
+bash tools/windivert-emu/build.sh "$windivert_vendor" "$out/windivert-emu"
+echo "windows-wine: built ${#exes[@]} test binaries and the stand-in WinDivert.dll ($out/windivert-emu) in $((SECONDS - build_start)) s"
 
 # --- run under Wine ---------------------------------------------------------------------------
 export WINEPREFIX="$target_dir/wine-prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" WINEARCH=win64
