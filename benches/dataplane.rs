@@ -94,7 +94,7 @@ fn threads(c: &mut Criterion) {
     for n in [1usize, 2] {
         g.throughput(Throughput::Elements((n * PER_THREAD) as u64));
         let plane = &plane;
-        g.bench_function(format!("process_batch_udp_out_{n}"), |b| {
+        g.bench_function(format!("capture_thread_udp_out_{n}"), |b| {
             b.iter(|| {
                 std::thread::scope(|s| {
                     for templates in &per_thread[..n] {
