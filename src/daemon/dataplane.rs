@@ -438,8 +438,9 @@ impl Dataplane {
     #[cfg(test)]
     pub fn process(&self, now: Instant, packet: &mut [u8]) -> Delivery {
         let snapshot = Snapshot::of(self);
-        let action = Translator::new(self, &snapshot).process(now, packet);
-        action
+        // Bound first: the translator borrows the snapshot, which must outlive it.
+        let delivery = Translator::new(self, &snapshot).process(now, packet);
+        delivery
     }
 
     /// Runs a capture thread's rounds: `round(translator)` is called again and again with

@@ -115,7 +115,6 @@ pub fn run<C: Capture, E: Egress<C>>(
             }
             Err(CaptureError::Closed { .. }) => ControlFlow::Break(Ok(())),
             Err(e) => {
-                received = None;
                 egress.after_send(plane, capture, None);
                 errors += 1;
                 tracing::warn!("capture error: {e}");
