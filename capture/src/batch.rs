@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use netnat_engine::Verdict;
+
 /// Extra bytes each buffer has beyond `max_len`, for backend headers during receive.
 pub const BATCH_HEADROOM: usize = 512;
 
@@ -40,6 +42,13 @@ pub struct PacketMeta {
     /// The OS's direction: `Some(true)` for outbound (WinDivert's `Outbound` flag). WinDivert
     /// reinjects in the direction stored here, so a caller may change it before sending.
     pub outbound: Option<bool>,
+    /// The frame carries no IPv4 packet (a capture file's ARP or IPv6 frame): a translator
+    /// leaves it alone. Live backends deliver IPv4 only and leave this `false`.
+    pub not_ipv4: bool,
+    /// What the engine said of the packet, set by the translator for packets an engine saw
+    /// (`None`: none did), so a backend that records decisions (`netnat replay`'s annotated
+    /// outputs) reads them from the engine rather than working them out again.
+    pub verdict: Option<Verdict>,
 }
 
 /// One packet: an owned buffer reused between calls, the packet's length and where its IPv4

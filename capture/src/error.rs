@@ -53,6 +53,14 @@ pub enum CaptureError {
     /// A capture file could not be read or written (the message names the file).
     #[error("{0}")]
     File(#[from] crate::pcap::PcapError),
+    /// A backend that cannot go on: a capture file that can no longer be read or written.
+    /// Unlike a live capture's errors this does not heal by trying again, so the worker loop
+    /// ends at once (see [`CaptureError::is_final`]).
+    #[error("{reason}")]
+    Stopped {
+        /// What failed, with its causes.
+        reason: String,
+    },
     /// The other end of an in-memory backend was dropped, or a file backend's input ended.
     #[error("{backend}: the other end is closed; keep the handle alive while the backend is used")]
     Closed {
@@ -66,6 +74,13 @@ impl CaptureError {
     pub fn os(context: impl Into<String>, source: io::Error, hint: &str) -> Self {
         let hint = if hint.is_empty() { String::new() } else { format!("; {hint}") };
         CaptureError::Os { context: context.into(), source, hint }
+    }
+
+    /// Whether trying again cannot help: a capture file that cannot be read or written
+    /// ([`CaptureError::File`], [`CaptureError::Stopped`]). A live capture's errors are not
+    /// final: a full socket buffer or an interrupted wait pass.
+    pub fn is_final(&self) -> bool {
+        matches!(self, CaptureError::File(_) | CaptureError::Stopped { .. })
     }
 
     /// The OS error number, when this is an OS error.

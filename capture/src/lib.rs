@@ -6,9 +6,8 @@
 //!
 //! | backend | where | what it is |
 //! |---|---|---|
-//! | [`pcap`] | everywhere | pcap / pcapng files: reader and writers, for replay and tests |
-//! | [`pcap_capture`] | everywhere | a capture file in, a capture file out: the worker loop driven by a recording |
-//! | [`loopback`] | everywhere | in-memory queue, for tests of the worker loop |
+//! | [`pcap`] | everywhere | pcap / pcapng files: reader and writers (`netnat replay`'s capture backend, `src/replay/capture.rs`, is built on them) |
+//! //! | [`loopback`] | everywhere | in-memory queue, for tests of the worker loop |
 //! | [`fault`] | everywhere | wraps any backend; seeded drops, duplicates, reordering, truncation |
 //! | `nfqueue` | Linux | NFQUEUE: packets diverted by iptables, reinjected with a verdict |
 //! | `windivert` | Windows | WinDivert: packets diverted by a filter, reinjected with `WinDivertSendEx` |
@@ -41,7 +40,6 @@ pub mod loopback;
 #[cfg(target_os = "linux")]
 pub mod nfqueue;
 pub mod pcap;
-pub mod pcap_capture;
 #[cfg(windows)]
 pub mod windivert;
 pub mod windivert_filter;

@@ -391,6 +391,7 @@ impl WinDivert {
                 in_interface: iface,
                 out_interface: 0,
                 outbound: Some(addr.outbound()),
+                ..PacketMeta::default()
             };
             self.slots.push(addr);
         }

@@ -362,12 +362,24 @@ pub struct Dataplane {
     capture: Mutex<std::collections::BTreeMap<u16, CaptureCounters>>,
     /// The daemon's supervised threads, for their health in Get-NetNatStatistics.
     supervisor: std::sync::OnceLock<super::supervise::Supervisor>,
+    /// Every packet goes to the first engine, which classifies it ([`Dataplane::with_one_engine`]).
+    one_engine: bool,
 }
 
 impl Dataplane {
     /// No NATs yet.
     pub fn new() -> Self {
         Dataplane::default()
+    }
+
+    /// A dataplane of one NAT whose first engine is handed every IPv4 packet and says itself
+    /// what is its business (`netnat replay`: a capture has no host whose own packets the
+    /// dataplane must tell apart, so the engine's rules are the only ones, as for any caller
+    /// of `Nat::handle_packet`).
+    pub fn with_one_engine(nat: LiveNat) -> Self {
+        let plane = Dataplane { one_engine: true, ..Dataplane::default() };
+        plane.set_nats(vec![Arc::new(nat)]);
+        plane
     }
 
     /// The route cache (its generation is bumped on route changes).

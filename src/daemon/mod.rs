@@ -40,8 +40,7 @@ pub mod statistics;
 pub mod supervise;
 #[cfg(windows)]
 mod windows;
-#[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
-mod worker_loop;
+pub(crate) mod worker_loop;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -48,6 +48,39 @@ pub trait Egress<C> {
     fn after_send(&mut self, _plane: &Dataplane, _capture: &C, _received: Option<usize>) {}
 }
 
+/// Where a round's engine time comes from.
+pub trait Timeline {
+    /// The time of a round, read once after its receive.
+    fn round(&mut self) -> Instant;
+
+    /// The engines' `now` for `packet`, one of that round's: the round's time for a live
+    /// capture (one clock reading per batch), the packet's own for a recording.
+    fn packet(&mut self, round: Instant, packet: &Packet) -> Instant;
+}
+
+/// A live capture's time: the process's clock, read once per round.
+impl Timeline for Clock {
+    fn round(&mut self) -> Instant {
+        self.now()
+    }
+
+    #[inline]
+    fn packet(&mut self, round: Instant, _: &Packet) -> Instant {
+        round
+    }
+}
+
+impl<T: Timeline> Timeline for &mut T {
+    fn round(&mut self) -> Instant {
+        (**self).round()
+    }
+
+    #[inline]
+    fn packet(&mut self, round: Instant, packet: &Packet) -> Instant {
+        (**self).packet(round, packet)
+    }
+}
+
 /// The size of a worker's batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchSize {
@@ -60,15 +93,16 @@ pub struct BatchSize {
     pub max_len: usize,
 }
 
-/// Runs `capture`'s packets through `plane` until the capture is closed or keeps failing.
-/// `on_packets(now)` is called for every round that received packets (the supervisor's
-/// liveness record). The thread's [`Translator`](super::dataplane::Translator) (a `Worker`
+/// Runs `capture`'s packets through `plane` until the capture is closed, fails for good
+/// ([`CaptureError::is_final`]: the error is returned) or keeps failing. The engines' time is
+/// `time`'s. `on_packets(now)` is called for every round that received packets (the
+/// supervisor's liveness record). The thread's [`Translator`](super::dataplane::Translator) (a `Worker`
 /// per engine) lives across rounds until the NATs change.
 pub fn run<C: Capture, E: Egress<C>>(
     capture: &mut C,
     egress: &mut E,
     plane: &Dataplane,
-    clock: Clock,
+    mut time: impl Timeline,
     size: BatchSize,
     mut on_packets: impl FnMut(Instant),
 ) -> anyhow::Result<()> {
@@ -93,10 +127,11 @@ pub fn run<C: Capture, E: Egress<C>>(
                 return Ok(None);
             }
             received = None;
-            let now = clock.now();
+            let now = time.round();
             if n > 0 {
                 on_packets(now);
-                translator.process_batch(now, &mut batch, |p, delivery| egress.rewritten(p, delivery));
+                let now_of = |p: &Packet| time.packet(now, p);
+                translator.process_batch_at(now_of, &mut batch, |p, delivery| egress.rewritten(p, delivery));
             }
             // A receive that did not fill its batch took everything that was waiting.
             translator.batch_done(n < size.packets);
@@ -114,6 +149,7 @@ pub fn run<C: Capture, E: Egress<C>>(
                 ControlFlow::Continue(())
             }
             Err(CaptureError::Closed { .. }) => ControlFlow::Break(Ok(())),
+            Err(e) if e.is_final() => ControlFlow::Break(Err(e.into())),
             Err(e) => {
                 egress.after_send(plane, capture, None);
                 errors += 1;

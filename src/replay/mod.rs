@@ -23,9 +23,12 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use netnat_capture::pcap::{LinkType, PcapNgWriter, PcapReader, PcapWriter};
-use netnat_engine::{Nat, Protocol};
+use std::sync::Arc;
+
+use crate::daemon::dataplane::{Addressing, Dataplane, LiveNat, Template};
 
 pub mod args;
+pub mod capture;
 pub mod config_file;
 pub mod dissect;
 pub mod events;
@@ -56,12 +59,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         None => NatSettings::default(),
     };
     let plan = Plan::from_settings(args.settings.or(file_settings))?;
-    let nat = Nat::new(plan.nat.clone()).context("invalid NAT settings")?;
-    if let Some(module) = &plan.policy_module {
-        for protocol in [Protocol::Tcp, Protocol::Udp] {
-            nat.set_filtering_policy(protocol, Some(module.clone()));
-        }
-    }
+    // The daemon's dataplane with one NAT of one engine, which sees every packet.
+    let template = Template { config: plan.nat.clone(), addressing: Addressing::Explicit };
+    let live = LiveNat::new(plan.nat.name.clone(), template, &[], &[]).context("invalid NAT settings")?;
+    live.set_policy_module(plan.policy_module.clone());
+    let engine = Arc::clone(&live.instances()[0]);
+    let nat = &engine.nat;
+    let plane = Dataplane::with_one_engine(live);
 
     let mut reader = PcapReader::open(&args.input)?;
     let link_type = reader.link_type();
@@ -78,7 +82,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             // The plain pcap path, which bench/replay measures: the writer is called directly.
             let mut out = Box::new(PcapWriter::new(AtomicFile::create(path)?, link_type, path)?);
             let counts =
-                translate::replay(&mut reader, &nat, &mut *out, drops.as_deref_mut(), events.as_mut(), &progress)?;
+                translate::replay(&mut reader, &plane, &mut *out, drops.as_deref_mut(), events.as_mut(), &progress)?;
             progress.finish_and_clear();
             out.finish()?;
             counts
@@ -93,7 +97,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
             let mut out = Box::new(Fanout::new(sinks));
             let counts =
-                translate::replay(&mut reader, &nat, &mut *out, drops.as_deref_mut(), events.as_mut(), &progress)?;
+                translate::replay(&mut reader, &plane, &mut *out, drops.as_deref_mut(), events.as_mut(), &progress)?;
             progress.finish_and_clear();
             out.finish()?;
             counts
@@ -103,7 +107,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         drops.finish()?;
     }
     if let Some(events) = events {
-        events.finish(&nat)?;
+        events.finish(nat)?;
     }
     let stats = nat.stats();
     if let Some(path) = &plan.sessions_json {

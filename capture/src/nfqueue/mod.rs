@@ -506,6 +506,7 @@ impl Nfqueue {
                 in_interface: p.indev,
                 out_interface: p.outdev,
                 outbound: None,
+                ..crate::PacketMeta::default()
             };
             spare.swap(kept, i);
             kept += 1;

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use netnat_capture::{Action as CaptureAction, Batch, Packet};
-use netnat_engine::{Direction, Instant, Verdict, Worker};
+use netnat_engine::{Direction, Instant, Nat, Verdict, Worker};
 use smallvec::SmallVec;
 
 use super::{Dataplane, Delivery, Instance, LiveNat};
@@ -27,6 +27,8 @@ pub(super) struct Snapshot {
     generations: SmallVec<[u64; 4]>,
     /// `prefixes[i]`: the internal prefix of `nats[i]` as (network, mask), host order.
     prefixes: SmallVec<[(u32, u32); 4]>,
+    /// The plane hands every packet to its one engine ([`Dataplane::with_one_engine`]).
+    one_engine: bool,
 }
 
 impl Snapshot {
@@ -43,7 +45,7 @@ impl Snapshot {
             instances.push(nat.instances.load_full());
         }
         let prefixes = nats.iter().map(|n| (u32::from(n.prefix.network()), u32::from(n.prefix.netmask()))).collect();
-        Snapshot { generation, nats, instances, generations, prefixes }
+        Snapshot { generation, nats, instances, generations, prefixes, one_engine: plane.one_engine }
     }
 
     /// Whether `plane` still has these NATs with these engines (a few shared reads, no writes).
@@ -68,6 +70,8 @@ pub struct Translator<'a> {
     /// By instance: `first[at] + i` is instance `i` of NAT `at`.
     workers: SmallVec<[Option<Worker<'a>>; 4]>,
     first: SmallVec<[usize; 4]>,
+    /// Every engine of the snapshot, for their timers.
+    engines: SmallVec<[&'a Nat; 4]>,
     /// Whether a worker counted packets since the last flush.
     unflushed: bool,
 }
@@ -80,24 +84,45 @@ impl<'a> Translator<'a> {
             first.push(total);
             total += instances.len();
         }
-        Translator { plane, snapshot, workers: (0..total).map(|_| None).collect(), first, unflushed: false }
+        let engines = snapshot.instances.iter().flat_map(|i| i.iter()).map(|inst| &inst.nat).collect();
+        Translator { plane, snapshot, workers: (0..total).map(|_| None).collect(), first, engines, unflushed: false }
     }
 
-    /// Translates every packet of a received `batch` and sets its new length and its capture
-    /// action. How a rewritten packet leaves is the platform's choice, so
-    /// `rewritten(packet, delivery)` is called for each [`Delivery::Translated`] or
-    /// [`Delivery::FromHost`] (with the length already set) and returns its action: Linux
-    /// accepts translated packets and sends hairpinned ones from a raw socket; Windows
-    /// reinjects both as outbound.
+    /// Translates every packet of a received `batch` at `now` (a live capture's time: one
+    /// reading of the clock per batch); see [`Translator::process_batch_at`].
     pub fn process_batch(
         &mut self,
         now: Instant,
+        batch: &mut Batch,
+        rewritten: impl FnMut(&mut Packet, Delivery) -> CaptureAction,
+    ) {
+        self.process_batch_at(|_| now, batch, rewritten);
+    }
+
+    /// Translates every packet of a received `batch` and sets its new length, its capture
+    /// action and the engine's verdict (`meta.verdict`). Each packet is translated at
+    /// `now_of(packet)` (a recording's time is each packet's own), after the engine timers
+    /// whose `poll_timeout` has come by then ran. How a rewritten packet leaves is the
+    /// platform's choice, so `rewritten(packet, delivery)` is called for each
+    /// [`Delivery::Translated`] or [`Delivery::FromHost`] (with the length already set) and
+    /// returns its action: Linux accepts translated packets and sends hairpinned ones from a
+    /// raw socket; Windows reinjects both as outbound.
+    pub fn process_batch_at(
+        &mut self,
+        mut now_of: impl FnMut(&Packet) -> Instant,
         batch: &mut Batch,
         mut rewritten: impl FnMut(&mut Packet, Delivery) -> CaptureAction,
     ) {
         self.unflushed |= !batch.is_empty();
         for p in batch.iter_mut() {
-            let delivery = self.process(now, p.ip_mut());
+            let now = now_of(p);
+            self.run_due_timers(now);
+            if p.meta.not_ipv4 {
+                p.set_action(CaptureAction::Accept);
+                continue;
+            }
+            let (delivery, verdict) = self.decide(now, p.ip_mut());
+            p.meta.verdict = verdict;
             let action = match delivery {
                 Delivery::Unchanged => CaptureAction::Accept,
                 Delivery::Drop => CaptureAction::Drop,
@@ -107,6 +132,19 @@ impl<'a> Translator<'a> {
                 }
             };
             p.set_action(action);
+        }
+    }
+
+    /// `handle_timeout` for each engine whose `poll_timeout` has come (a load per engine
+    /// when none has): so that a thread's capture honours the engines' timers at the time
+    /// of its packets. Threads without packets leave them to the platform's timer (the Linux
+    /// timer thread, the Windows network thread's tick).
+    #[inline]
+    fn run_due_timers(&self, now: Instant) {
+        for nat in &self.engines {
+            if nat.poll_timeout().is_some_and(|due| due <= now) {
+                nat.handle_timeout(now);
+            }
         }
     }
 
@@ -134,36 +172,47 @@ impl<'a> Translator<'a> {
     }
 
     /// Translates `packet` (IPv4, no link header) in place and says what to do with it.
+    #[cfg(test)]
     pub(super) fn process(&mut self, now: Instant, packet: &mut [u8]) -> Delivery {
-        let Some((src, dst)) = addresses(packet) else { return Delivery::Unchanged };
+        self.decide(now, packet).0
+    }
+
+    /// Translates `packet` (IPv4, no link header) in place: what to do with it, and the
+    /// verdict of the engine that decided (`None`: no engine was asked).
+    fn decide(&mut self, now: Instant, packet: &mut [u8]) -> (Delivery, Option<Verdict>) {
+        if self.snapshot.one_engine {
+            if self.workers.is_empty() {
+                return (Delivery::Unchanged, None);
+            }
+            let v = self.worker(0, 0).handle_packet(now, packet);
+            return (delivery(v), Some(v));
+        }
+        let Some((src, dst)) = addresses(packet) else { return (Delivery::Unchanged, None) };
         let snapshot = self.snapshot;
         if let Some(at) = snapshot.nat_of(src) {
             if snapshot.nat_of(dst).is_some() {
-                return Delivery::Unchanged;
+                return (Delivery::Unchanged, None);
             }
             let Some(i) = snapshot.nats[at].outbound_instance(&snapshot.instances[at], dst, &self.plane.routes) else {
                 // No route toward dst (or no usable host address): the kernel could not
                 // deliver it either.
-                return Delivery::Drop;
+                return (Delivery::Drop, None);
             };
-            return match self.worker(at, i).handle_packet(now, packet) {
-                // Both addresses were rewritten: the packet now comes from an external address
-                // (the host's), which the host must send itself.
-                Verdict::Forward { direction: Direction::Hairpin, len } => Delivery::FromHost { len },
-                v => verdict_action(v),
-            };
+            let v = self.worker(at, i).handle_packet(now, packet);
+            return (delivery(v), Some(v));
         }
+        let mut asked = None;
         for (at, instances) in snapshot.instances.iter().enumerate() {
             for (i, _) in instances.iter().enumerate().filter(|(_, inst)| inst.addresses.contains(&dst)) {
                 // The engines run with `UnmatchedInbound::Host`: a packet no mapping claims
                 // passes, uncounted as a drop, and may still be another NAT's.
                 match self.worker(at, i).handle_packet(now, packet) {
-                    Verdict::Pass => continue,
-                    v => return verdict_action(v),
+                    Verdict::Pass => asked = Some(Verdict::Pass),
+                    v => return (delivery(v), Some(v)),
                 }
             }
         }
-        Delivery::Unchanged
+        (Delivery::Unchanged, asked)
     }
 
     /// The worker for instance `i` of NAT `at`.
@@ -182,8 +231,12 @@ impl std::fmt::Debug for Translator<'_> {
     }
 }
 
-fn verdict_action(v: Verdict) -> Delivery {
+/// What the dataplane does with a packet an engine decided on: a hairpinned packet (both
+/// addresses rewritten) now comes from an external address, the host's, which the host must
+/// send itself.
+fn delivery(v: Verdict) -> Delivery {
     match v {
+        Verdict::Forward { direction: Direction::Hairpin, len } => Delivery::FromHost { len },
         Verdict::Forward { direction, len } => Delivery::Translated { len, inbound: direction != Direction::Outbound },
         Verdict::Pass => Delivery::Unchanged,
         Verdict::Held(_) | Verdict::Drop(_) => Delivery::Drop,

@@ -306,13 +306,11 @@ fn a_batch_received_across_a_change_of_nats_is_translated_with_the_new_ones() {
     assert_eq!(src(&out[0].data), Ipv4Addr::from(EXT), "translated by the NAT created during the wait");
 }
 
-/// The IPv4 packets of a capture file, TTL and header checksum zeroed, sorted.
-fn normalized_ip_packets(capture: impl std::io::Read + Send + 'static) -> Vec<Vec<u8>> {
-    let reader = netnat_capture::pcap::PcapReader::from_reader(capture, "capture").unwrap();
-    let mut packets: Vec<Vec<u8>> = reader
-        .map(|frame| {
-            let frame = frame.unwrap();
-            let mut ip = frame.data[frame.ipv4_offset.expect("the sample is all IPv4")..].to_vec();
+/// IPv4 packets, TTL and header checksum zeroed, sorted.
+fn normalized_ip_packets(frames: impl Iterator<Item = (Vec<u8>, usize)>) -> Vec<Vec<u8>> {
+    let mut packets: Vec<Vec<u8>> = frames
+        .map(|(frame, offset)| {
+            let mut ip = frame[offset..].to_vec();
             ip[8] = 0;
             ip[10..12].fill(0);
             ip
@@ -323,31 +321,43 @@ fn normalized_ip_packets(capture: impl std::io::Read + Send + 'static) -> Vec<Ve
 }
 
 /// The kernel sample (`samples/kernel-nat`: what a Linux NAT was given and what it sent on)
-/// through the daemon's own loop and dataplane, read from and written to capture files: the
-/// daemon's production path sends on exactly what the kernel's NAT did (TTL and IPv4 header
-/// checksum aside, which the kernel changed by routing; order aside, as the kernel's answer
-/// merges two interfaces). `tests/kernel_sample.rs` checks `netnat replay` the same way.
+/// through the daemon's own loop and dataplane (a NAT as the service compiles it, which tells
+/// the host's packets apart), read from and written to capture files by the replay's capture
+/// backend: the daemon's production path sends on exactly what the kernel's NAT did (TTL and
+/// IPv4 header checksum aside, which the kernel changed by routing; order aside, as the
+/// kernel's answer merges two interfaces). `tests/kernel_sample.rs` checks `netnat replay`,
+/// the same loop with the replay's one-engine dataplane, the same way.
 #[test]
 fn the_kernel_sample_through_the_daemons_loop_is_what_the_kernels_nat_sent() {
-    use netnat_capture::pcap::{PcapReader, PcapWriter};
-    use netnat_capture::pcap_capture::PcapCapture;
+    use crate::replay::capture::ReplayCapture;
+    use crate::replay::sink::{self, Recorded};
+    use netnat_capture::pcap::PcapReader;
 
     let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/kernel-nat");
     let plane = plane_with(|c| c.port_allocation = netnat_engine::PortAllocation::Preserve);
-    let reader = PcapReader::open(sample.join("input.pcap")).unwrap();
-    let writer = PcapWriter::new(Vec::new(), reader.link_type(), "out.pcap").unwrap();
-    let mut capture = PcapCapture::new(reader, writer);
+    let engine = Arc::clone(&plane.nats()[0].instances()[0]);
+    let mut reader = PcapReader::open(sample.join("input.pcap")).unwrap();
+    let mut frames: Vec<Recorded> = Vec::new();
+    let mut out = sink::Recorder { frames: &mut frames };
+    let progress = indicatif::ProgressBar::hidden();
+    let mut capture = ReplayCapture::new(&mut reader, &engine.nat, &mut out, None, None, &progress, 8);
     let mut egress = Recorder::default();
     // Room for Ethernet frames of a 1500-byte MTU.
     let size = BatchSize { packets: 8, spare: 0, max_len: 1514 };
     run(&mut capture, &mut egress, &plane, Clock::start(), size, |_| {}).unwrap();
     assert!(egress.from_host.is_empty(), "the sample has no hairpinned packets");
-    let stats = capture.stats();
-    assert_eq!((stats.written, stats.dropped, stats.truncated), (stats.received, 0, 0), "all sent on: {stats:?}");
-    let engine = plane.nats()[0].instances()[0].nat.stats();
+    let counts = capture.finish(Clock::start().now()).unwrap();
+    let all_sent_on = (counts.packets_written, counts.dropped, counts.held);
+    assert_eq!(all_sent_on, (counts.packets_read, 0, 0), "all sent on: {counts:?}");
+    let engine = engine.nat.stats();
     assert!(engine.translated_out > 0 && engine.translated_in > 0, "{engine:?}");
-    let ours = normalized_ip_packets(std::io::Cursor::new(capture.finish().unwrap()));
-    let kernels = normalized_ip_packets(std::fs::File::open(sample.join("expected.pcap")).unwrap());
+    const ETHERNET: usize = 14;
+    let ours = normalized_ip_packets(frames.into_iter().map(|f| (f.data, ETHERNET)));
+    let reader = PcapReader::open(sample.join("expected.pcap")).unwrap();
+    let kernels = normalized_ip_packets(reader.map(|f| {
+        let f = f.unwrap();
+        (f.data, f.ipv4_offset.expect("the sample is all IPv4"))
+    }));
     assert_eq!(ours.len(), kernels.len());
     let differ = ours.iter().zip(&kernels).filter(|(a, b)| a != b).count();
     assert_eq!(differ, 0, "{differ} of {} packets differ from the kernel's", ours.len());
