@@ -491,7 +491,9 @@ impl PcapReader {
         format!("{kind} {}", self.records)
     }
 
-    fn next_classic(&mut self, frame: &mut Frame) -> Option<Result<(), PcapError>> {
+    /// The next classic record: its timestamp, wire length and bytes (borrowed from the read
+    /// buffer).
+    fn next_classic_record(&mut self) -> Option<Result<Record<'_>, PcapError>> {
         let Format::Classic { reader, ts_resolution } = &mut self.format else {
             unreachable!("only called for pcap");
         };
@@ -500,9 +502,10 @@ impl PcapReader {
             Ok(raw) => raw,
             Err(e) => return Some(Err(classify(&self.path, e, format!("record {}", self.records)))),
         };
+        let what = || format!("record {}", self.records);
         if raw.incl_len > MAX_FRAME_LEN {
             let detail = format!("its captured length {} is above the maximum {MAX_FRAME_LEN}", raw.incl_len);
-            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what: self.what("record"), detail }));
+            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what: what(), detail }));
         }
         let frac_micros = match ts_resolution {
             TsResolution::MicroSecond => u64::from(raw.ts_frac),
@@ -510,13 +513,23 @@ impl PcapReader {
         };
         if frac_micros >= 1_000_000 {
             let detail = format!("its timestamp fraction {} is a second or more", raw.ts_frac);
-            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what: self.what("record"), detail }));
+            return Some(Err(PcapError::Corrupt { path: self.path.clone(), what: what(), detail }));
         }
         let timestamp_micros = u64::from(raw.ts_sec) * 1_000_000 + frac_micros;
         let original_len = raw.orig_len.max(raw.incl_len);
+        self.position += 16 + raw.data.len() as u64;
+        self.last_timestamp = timestamp_micros;
+        let std::borrow::Cow::Borrowed(data) = raw.data else { unreachable!("records are borrowed from the buffer") };
+        Some(Ok((timestamp_micros, original_len, data)))
+    }
+
+    fn next_classic(&mut self, frame: &mut Frame) -> Option<Result<(), PcapError>> {
+        let (timestamp_micros, original_len, data) = match self.next_classic_record()? {
+            Ok(record) => record,
+            Err(e) => return Some(Err(e)),
+        };
         frame.data.clear();
-        frame.data.extend_from_slice(&raw.data);
-        self.position += 16 + frame.data.len() as u64;
+        frame.data.extend_from_slice(data);
         self.fill(frame, timestamp_micros, original_len);
         Some(Ok(()))
     }
@@ -627,6 +640,73 @@ impl PcapReader {
     }
 }
 
+/// A classic record as read: timestamp (microseconds), wire length, the bytes.
+type Record<'a> = (u64, u32, &'a [u8]);
+
+/// A frame [`PcapReader::read_frame_into`] copied into a caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Capture time in microseconds since the Unix epoch.
+    pub timestamp_micros: u64,
+    /// Bytes copied: the frame as captured, link header included.
+    pub len: usize,
+    /// Length of the frame on the wire.
+    pub original_len: u32,
+    /// Where the IPv4 header starts; `None` for frames that do not carry IPv4.
+    pub ipv4_offset: Option<usize>,
+}
+
+impl PcapReader {
+    /// Reads the next frame straight into `buf` (a capture backend's packet buffer: a classic
+    /// pcap record is copied once, from the read buffer, where [`PcapReader::read_frame`] and
+    /// then the backend would copy it twice); `Ok(None)` at the end of the capture. pcapng
+    /// frames go through `scratch` first. A frame longer than `buf` is
+    /// [`PcapError::Corrupt`]; give it [`MAX_FRAME_LEN`] bytes.
+    pub fn read_frame_into(&mut self, buf: &mut [u8], scratch: &mut Frame) -> Result<Option<FrameInfo>, PcapError> {
+        if self.done {
+            return Ok(None);
+        }
+        let record = match self.format {
+            Format::Classic { .. } => match self.next_classic_record() {
+                Some(Ok((timestamp_micros, original_len, data))) => match buf.get_mut(..data.len()) {
+                    Some(into) => {
+                        into.copy_from_slice(data);
+                        Ok(Some((timestamp_micros, data.len(), original_len)))
+                    }
+                    None => Err(too_long(data.len(), buf.len())),
+                },
+                Some(Err(e)) => Err(e),
+                None => Ok(None),
+            },
+            Format::PcapNg { .. } => match self.next_pcapng(scratch) {
+                Some(Ok(())) => match buf.get_mut(..scratch.data.len()) {
+                    Some(into) => {
+                        into.copy_from_slice(&scratch.data);
+                        Ok(Some((scratch.timestamp_micros, scratch.data.len(), scratch.original_len)))
+                    }
+                    None => Err(too_long(scratch.data.len(), buf.len())),
+                },
+                Some(Err(e)) => Err(e),
+                None => Ok(None),
+            },
+        };
+        match record {
+            Ok(Some((timestamp_micros, len, original_len))) => {
+                let ipv4_offset = self.link_type.ipv4_offset(&buf[..len]);
+                Ok(Some(FrameInfo { timestamp_micros, len, original_len, ipv4_offset }))
+            }
+            Ok(None) => {
+                self.done = true;
+                Ok(None)
+            }
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Iterator for PcapReader {
     type Item = Result<Frame, PcapError>;
 
@@ -638,6 +718,16 @@ impl Iterator for PcapReader {
             Ok(false) => None,
             Err(e) => Some(Err(e)),
         }
+    }
+}
+
+/// The error for a frame of `len` bytes read into a buffer of `room` (a caller's mistake:
+/// buffers of `MAX_FRAME_LEN` hold every frame this reader returns).
+fn too_long(len: usize, room: usize) -> PcapError {
+    let detail = format!("a frame of {len} bytes does not fit a buffer of {room}; give it {MAX_FRAME_LEN} bytes");
+    PcapError::Unreadable {
+        path: PathBuf::from("(read_frame_into)"),
+        source: io::Error::new(io::ErrorKind::InvalidInput, detail),
     }
 }
 

@@ -65,8 +65,8 @@ pub struct ReplayCapture<'r, 'd, O: Sink> {
     progress: &'r indicatif::ProgressBar,
     link_type: LinkType,
     frames_per_batch: usize,
-    /// Read buffer for the next frame.
-    frame: Frame,
+    /// For pcapng frames, which the reader copies out of their blocks first.
+    scratch: Frame,
     /// `received[i]`: packet `i` of the current batch.
     received: Vec<Received>,
     /// Whether frames are copied as they came in (an output wants them).
@@ -110,7 +110,7 @@ impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
             progress,
             link_type,
             frames_per_batch: frames_per_batch.max(1),
-            frame: Frame::empty(link_type),
+            scratch: Frame::empty(link_type),
             received: Vec::new(),
             held: Vec::new(),
             counts: ReplayCounts::default(),
@@ -250,29 +250,27 @@ impl<O: Sink> Capture for ReplayCapture<'_, '_, O> {
             limit = limit.min((DRAIN_EVERY - self.counts.packets_read % DRAIN_EVERY) as usize);
         }
         while batch.len() < limit {
-            if !self.reader.read_frame(&mut self.frame)? {
-                break;
-            }
-            self.counts.packets_read += 1;
-            let frame = &self.frame;
             let i = batch.len();
             let slot = batch.push_slot().expect("the limit is within the batch's capacity");
-            let offset = frame.ipv4_offset.unwrap_or(frame.data.len());
-            if slot.fill(&frame.data, offset) < frame.data.len() {
-                let detail = format!("a frame of {} bytes is longer than the batch holds", frame.data.len());
-                return Err(CaptureError::Config { backend: "replay", detail });
-            }
+            let Some(frame) = self.reader.read_frame_into(slot.buffer_mut(), &mut self.scratch)? else {
+                batch.truncate(i);
+                break;
+            };
+            self.counts.packets_read += 1;
+            slot.set_len(frame.len);
+            slot.set_l3_offset(frame.ipv4_offset.unwrap_or(frame.len));
             slot.set_timestamp_us(frame.timestamp_micros);
             slot.meta.not_ipv4 = frame.ipv4_offset.is_none();
             if self.received.len() <= i {
                 self.received.push(Received::default());
             }
             let received = &mut self.received[i];
-            (received.len, received.wire_len) = (frame.data.len(), frame.original_len);
+            (received.len, received.wire_len) = (frame.len, frame.original_len);
             if self.keep_originals {
-                received.original.clone_from(&frame.data);
+                received.original.clear();
+                received.original.extend_from_slice(slot.data());
             }
-            if is_later_fragment(frame) {
+            if frame.ipv4_offset.is_some() && is_later_fragment(slot.ip()) {
                 break;
             }
         }
@@ -293,10 +291,9 @@ impl<O: Sink> Capture for ReplayCapture<'_, '_, O> {
     }
 }
 
-/// Whether a frame carries a non-first IPv4 fragment (the only kind the engine may hold).
-fn is_later_fragment(frame: &Frame) -> bool {
-    let Some(offset) = frame.ipv4_offset else { return false };
-    frame.data.get(offset + 6..offset + 8).is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & 0x1fff != 0)
+/// Whether an IPv4 packet is a non-first fragment (the only kind the engine may hold).
+fn is_later_fragment(ip: &[u8]) -> bool {
+    ip.len() >= 8 && (ip[6] & 0x1f != 0 || ip[7] != 0)
 }
 
 /// Where a forwarded frame ends: an Ethernet frame keeps its trailer (padding) as it was; a

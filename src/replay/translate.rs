@@ -21,7 +21,7 @@ use crate::daemon::dataplane::Dataplane;
 use crate::daemon::worker_loop::{self, BatchSize, Egress, Timeline};
 
 /// Frames a batch holds: enough that the loop's per-round work is small beside the frames'.
-const FRAMES_PER_BATCH: usize = 64;
+const FRAMES_PER_BATCH: usize = 16;
 
 /// A recording's time: each packet's own timestamp, held still when one goes backwards.
 #[derive(Clone, Copy, Debug, Default)]

@@ -70,8 +70,12 @@ pub struct Translator<'a> {
     /// By instance: `first[at] + i` is instance `i` of NAT `at`.
     workers: SmallVec<[Option<Worker<'a>>; 4]>,
     first: SmallVec<[usize; 4]>,
-    /// Every engine of the snapshot, for their timers.
-    engines: SmallVec<[&'a Nat; 4]>,
+    /// Every engine of the snapshot, for their timers (a `Vec`: iterated per packet, where a
+    /// `SmallVec` checks where its items are at every step).
+    engines: Vec<&'a Nat>,
+    /// The worker of a dataplane of one engine ([`Dataplane::with_one_engine`]), made with
+    /// the translator: every packet goes to it, with no lookup.
+    only: Option<Worker<'a>>,
     /// Whether a worker counted packets since the last flush.
     unflushed: bool,
 }
@@ -84,8 +88,10 @@ impl<'a> Translator<'a> {
             first.push(total);
             total += instances.len();
         }
-        let engines = snapshot.instances.iter().flat_map(|i| i.iter()).map(|inst| &inst.nat).collect();
-        Translator { plane, snapshot, workers: (0..total).map(|_| None).collect(), first, engines, unflushed: false }
+        let engines: Vec<&Nat> = snapshot.instances.iter().flat_map(|i| i.iter()).map(|inst| &inst.nat).collect();
+        let only = if snapshot.one_engine { engines.first().map(|nat| nat.worker()) } else { None };
+        let workers = (0..total).map(|_| None).collect();
+        Translator { plane, snapshot, workers, first, engines, only, unflushed: false }
     }
 
     /// Translates every packet of a received `batch` at `now` (a live capture's time: one
@@ -154,7 +160,7 @@ impl<'a> Translator<'a> {
     /// pauses; under load they add them every `FLUSH_EVERY` packets on their own.
     pub fn batch_done(&mut self, drained: bool) {
         if drained && self.unflushed {
-            self.workers.iter_mut().flatten().for_each(Worker::flush);
+            self.workers.iter_mut().chain(std::iter::once(&mut self.only)).flatten().for_each(Worker::flush);
             self.unflushed = false;
         }
     }
@@ -179,12 +185,11 @@ impl<'a> Translator<'a> {
 
     /// Translates `packet` (IPv4, no link header) in place: what to do with it, and the
     /// verdict of the engine that decided (`None`: no engine was asked).
+    // Always inlined: called once per packet, and its large result is then built in place.
+    #[inline(always)]
     fn decide(&mut self, now: Instant, packet: &mut [u8]) -> (Delivery, Option<Verdict>) {
-        if self.snapshot.one_engine {
-            if self.workers.is_empty() {
-                return (Delivery::Unchanged, None);
-            }
-            let v = self.worker(0, 0).handle_packet(now, packet);
+        if let Some(only) = self.only.as_mut() {
+            let v = only.handle_packet(now, packet);
             return (delivery(v), Some(v));
         }
         let Some((src, dst)) = addresses(packet) else { return (Delivery::Unchanged, None) };
@@ -234,6 +239,7 @@ impl std::fmt::Debug for Translator<'_> {
 /// What the dataplane does with a packet an engine decided on: a hairpinned packet (both
 /// addresses rewritten) now comes from an external address, the host's, which the host must
 /// send itself.
+#[inline]
 fn delivery(v: Verdict) -> Delivery {
     match v {
         Verdict::Forward { direction: Direction::Hairpin, len } => Delivery::FromHost { len },
