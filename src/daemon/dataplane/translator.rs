@@ -231,7 +231,7 @@ impl<'a> Translator<'a> {
 impl std::fmt::Debug for Translator<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let nats: Vec<&str> = self.snapshot.nats.iter().map(|n| n.name.as_str()).collect();
-        let workers = self.workers.iter().filter(|w| w.is_some()).count();
+        let workers = self.workers.iter().chain(std::iter::once(&self.only)).filter(|w| w.is_some()).count();
         f.debug_struct("Translator").field("nats", &nats).field("workers", &workers).finish()
     }
 }
