@@ -54,15 +54,24 @@ struct HeldFrame {
     offset: usize,
 }
 
+/// Where a replay's frames and events go.
+pub struct Outputs<'r, 'd, O: Sink> {
+    /// The translated capture.
+    pub output: &'r mut O,
+    /// The dropped frames as they came in (`--drops`).
+    pub drops: Option<&'r mut (dyn Sink + 'd)>,
+    /// The engine's session events (`--events`, `--ipfix-collector`).
+    pub events: Option<&'r mut EventWriter>,
+    /// Moved on as the input is read.
+    pub progress: &'r indicatif::ProgressBar,
+}
+
 /// A capture file in; the replay's outputs out. `engine` is the one engine of the replay's
 /// dataplane, whose released fragments and events this writes.
 pub struct ReplayCapture<'r, 'd, O: Sink> {
     reader: &'r mut PcapReader,
     engine: &'r Nat,
-    output: &'r mut O,
-    drops: Option<&'r mut (dyn Sink + 'd)>,
-    events: Option<&'r mut EventWriter>,
-    progress: &'r indicatif::ProgressBar,
+    out: Outputs<'r, 'd, O>,
     link_type: LinkType,
     frames_per_batch: usize,
     /// For pcapng frames, which the reader copies out of their blocks first.
@@ -86,28 +95,16 @@ impl<O: Sink> std::fmt::Debug for ReplayCapture<'_, '_, O> {
 }
 
 impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
-    /// Frames of `reader`, at most `frames_per_batch` a batch, to `output` (the translated
-    /// capture) and `drops` (the dropped frames as they came in).
-    pub fn new(
-        reader: &'r mut PcapReader,
-        engine: &'r Nat,
-        output: &'r mut O,
-        drops: Option<&'r mut (dyn Sink + 'd)>,
-        events: Option<&'r mut EventWriter>,
-        progress: &'r indicatif::ProgressBar,
-        frames_per_batch: usize,
-    ) -> Self {
+    /// Frames of `reader`, at most `frames_per_batch` a batch, to `out`.
+    pub fn new(reader: &'r mut PcapReader, engine: &'r Nat, out: Outputs<'r, 'd, O>, frames_per_batch: usize) -> Self {
         let link_type = reader.link_type();
-        let notes = output.wants_notes();
+        let notes = out.output.wants_notes();
         ReplayCapture {
-            keep_originals: notes || drops.is_some(),
+            keep_originals: notes || out.drops.is_some(),
             notes,
             reader,
             engine,
-            output,
-            drops,
-            events,
-            progress,
+            out,
             link_type,
             frames_per_batch: frames_per_batch.max(1),
             scratch: Frame::empty(link_type),
@@ -131,16 +128,16 @@ impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
             self.engine.handle_timeout(now);
         }
         self.write_released()?;
-        if let Some(events) = self.events.as_deref_mut() {
+        if let Some(events) = self.out.events.as_deref_mut() {
             events.drain(self.engine)?;
         }
         // Fragments never released were dropped (their first fragment never came or came too late).
-        if let Some(drops) = self.drops.as_deref_mut() {
+        if let Some(drops) = self.out.drops.as_deref_mut() {
             for h in &self.held {
                 drops.write(h.timestamp_micros, &h.data, h.wire_len, Some(&Note::NeverReleased))?;
             }
         }
-        self.progress.set_position(self.reader.bytes_consumed());
+        self.out.progress.set_position(self.reader.bytes_consumed());
         Ok(self.counts)
     }
 
@@ -159,7 +156,7 @@ impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
         let counts = &mut self.counts;
         if p.meta.not_ipv4 {
             counts.non_ipv4 += 1;
-            return write(self.output, self.notes, p.timestamp_us(), p.data(), frame, || Note::NotIpv4, counts);
+            return write(self.out.output, self.notes, p.timestamp_us(), p.data(), frame, || Note::NotIpv4, counts);
         }
         counts.ipv4 += 1;
         match p.meta.verdict {
@@ -168,11 +165,11 @@ impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
                 // An Ethernet frame keeps its trailer (padding), which the engine left as it was.
                 p.set_len(forwarded_end(self.link_type, offset, len, frame.len));
                 let note = || Note::Translated { direction, before, ipv4_offset: offset };
-                write(self.output, self.notes, p.timestamp_us(), p.data(), frame, note, counts)
+                write(self.out.output, self.notes, p.timestamp_us(), p.data(), frame, note, counts)
             }
             Some(Verdict::Pass) | None => {
                 counts.passed += 1;
-                write(self.output, self.notes, p.timestamp_us(), p.data(), frame, || Note::Passed, counts)
+                write(self.out.output, self.notes, p.timestamp_us(), p.data(), frame, || Note::Passed, counts)
             }
             Some(Verdict::Held(id)) => {
                 counts.held += 1;
@@ -183,7 +180,7 @@ impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
             }
             Some(Verdict::Drop(reason)) => {
                 counts.dropped += 1;
-                if let Some(drops) = self.drops.as_deref_mut() {
+                if let Some(drops) = self.out.drops.as_deref_mut() {
                     drops.write(p.timestamp_us(), before, frame.wire_len, Some(&Note::Dropped(reason)))?;
                 }
                 Ok(())
@@ -206,7 +203,7 @@ impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
                 // header only if the capture has none, otherwise it cannot be framed.
                 if self.link_type != LinkType::Ethernet {
                     let note = Note::Released { direction, before: &[], ipv4_offset: 0 };
-                    self.output.write(released.received.as_micros(), &released.packet, 0, Some(&note))?;
+                    self.out.output.write(released.received.as_micros(), &released.packet, 0, Some(&note))?;
                     counts.packets_written += 1;
                 }
                 continue;
@@ -215,7 +212,7 @@ impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
             let mut data = h.data[..h.offset].to_vec();
             data.extend_from_slice(&released.packet);
             let note = Note::Released { direction, before: &h.data, ipv4_offset: h.offset };
-            self.output.write(h.timestamp_micros, &data, 0, Some(&note))?;
+            self.out.output.write(h.timestamp_micros, &data, 0, Some(&note))?;
             counts.packets_written += 1;
         }
         Ok(())
@@ -230,11 +227,11 @@ impl<'r, 'd, O: Sink> ReplayCapture<'r, 'd, O> {
             self.write_released()?;
         }
         let read = self.counts.packets_read;
-        if let Some(events) = self.events.as_deref_mut().filter(|_| read % DRAIN_EVERY == 0) {
+        if let Some(events) = self.out.events.as_deref_mut().filter(|_| read % DRAIN_EVERY == 0) {
             events.drain(self.engine)?;
         }
         if read / PROGRESS_EVERY != read_before / PROGRESS_EVERY {
-            self.progress.set_position(self.reader.bytes_consumed());
+            self.out.progress.set_position(self.reader.bytes_consumed());
         }
         Ok(())
     }
@@ -246,7 +243,7 @@ impl<O: Sink> Capture for ReplayCapture<'_, '_, O> {
     fn recv_batch(&mut self, batch: &mut Batch, _timeout: Option<Duration>) -> Result<usize, CaptureError> {
         batch.clear();
         let mut limit = if self.held.is_empty() { self.frames_per_batch.min(batch.capacity()) } else { 1 };
-        if self.events.is_some() {
+        if self.out.events.is_some() {
             limit = limit.min((DRAIN_EVERY - self.counts.packets_read % DRAIN_EVERY) as usize);
         }
         while batch.len() < limit {

@@ -13,7 +13,7 @@ use netnat_capture::pcap::{PcapReader, MAX_FRAME_LEN};
 use netnat_capture::Packet;
 use netnat_engine::Instant;
 
-use super::capture::ReplayCapture;
+use super::capture::{Outputs, ReplayCapture};
 use super::events::EventWriter;
 use super::sink::Sink;
 use super::summary::ReplayCounts;
@@ -81,7 +81,8 @@ pub fn replay<O: Sink>(
 ) -> anyhow::Result<ReplayCounts> {
     let instance = plane.nats().first().and_then(|n| n.instances().first().cloned());
     let instance = instance.ok_or_else(|| anyhow::anyhow!("the replay's dataplane has no engine"))?;
-    let mut capture = ReplayCapture::new(reader, &instance.nat, output, drops, events, progress, FRAMES_PER_BATCH);
+    let outputs = Outputs { output, drops, events, progress };
+    let mut capture = ReplayCapture::new(reader, &instance.nat, outputs, FRAMES_PER_BATCH);
     let mut time = RecordedTime::default();
     let size = BatchSize { packets: FRAMES_PER_BATCH, spare: 0, max_len: MAX_FRAME_LEN as usize };
     let looped = worker_loop::run(&mut capture, &mut ToTheFile, plane, &mut time, size, |_| {});

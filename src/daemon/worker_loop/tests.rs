@@ -329,7 +329,7 @@ fn normalized_ip_packets(frames: impl Iterator<Item = (Vec<u8>, usize)>) -> Vec<
 /// the same loop with the replay's one-engine dataplane, the same way.
 #[test]
 fn the_kernel_sample_through_the_daemons_loop_is_what_the_kernels_nat_sent() {
-    use crate::replay::capture::ReplayCapture;
+    use crate::replay::capture::{Outputs, ReplayCapture};
     use crate::replay::sink::{self, Recorded};
     use netnat_capture::pcap::PcapReader;
 
@@ -340,7 +340,8 @@ fn the_kernel_sample_through_the_daemons_loop_is_what_the_kernels_nat_sent() {
     let mut frames: Vec<Recorded> = Vec::new();
     let mut out = sink::Recorder { frames: &mut frames };
     let progress = indicatif::ProgressBar::hidden();
-    let mut capture = ReplayCapture::new(&mut reader, &engine.nat, &mut out, None, None, &progress, 8);
+    let outputs = Outputs { output: &mut out, drops: None, events: None, progress: &progress };
+    let mut capture = ReplayCapture::new(&mut reader, &engine.nat, outputs, 8);
     let mut egress = Recorder::default();
     // Room for Ethernet frames of a 1500-byte MTU.
     let size = BatchSize { packets: 8, spare: 0, max_len: 1514 };
