@@ -1,12 +1,15 @@
 //! The daemon's one capture-worker loop, for every capture backend: receive a batch, run it
 //! through the [`Dataplane`] (each engine through the thread's own `Worker`), hand the
 //! verdicts back, and send what the engines released. NFQUEUE workers (Linux), both
-//! WinDivert threads (Windows) and the unprivileged tests over the `Loopback` and `Fault`
+//! WinDivert threads (Windows), `netnat replay` (a capture file as the backend,
+//! `crate::replay::capture`) and the unprivileged tests over the `Loopback` and `Fault`
 //! backends run this same function; what differs per platform is an [`Egress`]: how a
-//! rewritten packet leaves and what else a thread sends or publishes around a batch.
+//! rewritten packet leaves and what else a thread sends or publishes around a batch, and a
+//! [`Timeline`]: where the engines' time comes from (the clock, or a recording's stamps).
 //!
 //! The loop ends when the backend says it is closed (`CaptureError::Closed`: a test's
-//! loopback input ran out) or after `MAX_CONSECUTIVE_ERRORS` failed rounds in a row (so a
+//! loopback input or a replay's file ran out), at once on a final error (a file that cannot
+//! be read or written), or after `MAX_CONSECUTIVE_ERRORS` failed rounds in a row (so a
 //! broken capture is seen: the daemon's supervisor then stops the daemon).
 
 use std::ops::ControlFlow;

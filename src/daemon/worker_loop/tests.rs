@@ -306,6 +306,38 @@ fn a_batch_received_across_a_change_of_nats_is_translated_with_the_new_ones() {
     assert_eq!(src(&out[0].data), Ipv4Addr::from(EXT), "translated by the NAT created during the wait");
 }
 
+/// A capture whose every receive fails with `error()`.
+struct Failing<F> {
+    error: F,
+    receives: u32,
+}
+
+impl<F: Fn() -> CaptureError> Capture for Failing<F> {
+    fn recv_batch(&mut self, _: &mut Batch, _: Option<Duration>) -> Result<usize, CaptureError> {
+        self.receives += 1;
+        Err((self.error)())
+    }
+
+    fn send_batch(&mut self, _: &mut Batch) -> Result<(), CaptureError> {
+        Ok(())
+    }
+}
+
+/// A file that cannot be read or written ends the loop at the first failure, with its
+/// error (a replay's input is not read on past it); a live capture's error is tried again.
+#[test]
+fn a_final_error_ends_the_loop_at_once_and_a_passing_one_is_retried() {
+    let plane = plane();
+    let stopped = || CaptureError::Stopped { reason: "cannot write out.pcap: disk full".into() };
+    let mut capture = Failing { error: stopped, receives: 0 };
+    let e = run(&mut capture, &mut Recorder::default(), &plane, Clock::start(), SIZE, |_| {}).unwrap_err();
+    assert_eq!((capture.receives, e.to_string()), (1, "cannot write out.pcap: disk full".to_owned()));
+    let busy = || CaptureError::os("nfqueue: recvmmsg", std::io::Error::from(std::io::ErrorKind::WouldBlock), "");
+    let mut capture = Failing { error: busy, receives: 0 };
+    let e = run(&mut capture, &mut Recorder::default(), &plane, Clock::start(), SIZE, |_| {}).unwrap_err();
+    assert_eq!(capture.receives, MAX_CONSECUTIVE_ERRORS, "{e:#}");
+}
+
 /// IPv4 packets, TTL and header checksum zeroed, sorted.
 fn normalized_ip_packets(frames: impl Iterator<Item = (Vec<u8>, usize)>) -> Vec<Vec<u8>> {
     let mut packets: Vec<Vec<u8>> = frames
