@@ -55,7 +55,9 @@ impl AtomicFile {
         if STDERR_NAMES.iter().any(|n| target == Path::new(n)) {
             return Ok(direct(Box::new(io::stderr())));
         }
-        let special = target.starts_with("/dev") || target.starts_with("/proc");
+        // /dev holds devices (a missing name there is a typo, not a file to create), except
+        // /dev/shm, a tmpfs for ordinary files like /tmp.
+        let special = (target.starts_with("/dev") && !target.starts_with("/dev/shm")) || target.starts_with("/proc");
         match fs::metadata(target) {
             Ok(meta) if meta.is_dir() => {
                 anyhow::bail!("cannot write {}: it is a directory; give a file name", target.display())
@@ -304,6 +306,23 @@ mod tests {
         null.commit().unwrap();
         use std::os::unix::fs::FileTypeExt as _;
         assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null left a device");
+    }
+
+    /// /dev/shm is a tmpfs for ordinary files (`netnat replay -o /dev/shm/out.pcap` failed
+    /// with "no such device" before): written atomically like any other file; a missing name
+    /// elsewhere in /dev is still refused.
+    #[test]
+    fn dev_shm_is_an_ordinary_place_for_files() {
+        let Ok(dir) = tempfile::tempdir_in("/dev/shm") else { return }; // no /dev/shm here
+        let out = dir.path().join("out.pcap");
+        let mut f = AtomicFile::create(&out).unwrap();
+        f.write_all(b"frames").unwrap();
+        f.commit().unwrap();
+        assert_eq!(fs::read(&out).unwrap(), b"frames");
+        let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(entries, ["out.pcap"], "no temporary file left beside it");
+        let err = AtomicFile::create(Path::new("/dev/netnat-no-such-device")).err().expect("refused");
+        assert!(format!("{err:#}").contains("no such device"), "{err:#}");
     }
 
     #[test]
