@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(fs::read(&out).unwrap(), b"frames");
         let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(entries, ["out.pcap"], "no temporary file left beside it");
-        let err = AtomicFile::create(Path::new("/dev/netnat-no-such-device")).err().expect("refused");
+        let err = AtomicFile::create(Path::new("/dev/netnat-no-such-device")).expect_err("refused");
         assert!(format!("{err:#}").contains("no such device"), "{err:#}");
     }
 
