@@ -660,8 +660,8 @@ impl PcapReader {
     /// Reads the next frame straight into `buf` (a capture backend's packet buffer: a classic
     /// pcap record is copied once, from the read buffer, where [`PcapReader::read_frame`] and
     /// then the backend would copy it twice); `Ok(None)` at the end of the capture. pcapng
-    /// frames go through `scratch` first. A frame longer than `buf` is
-    /// [`PcapError::Corrupt`]; give it [`MAX_FRAME_LEN`] bytes.
+    /// frames go through `scratch` first. A frame longer than `buf` is an error (the caller's:
+    /// no frame is longer than [`MAX_FRAME_LEN`] bytes).
     pub fn read_frame_into(&mut self, buf: &mut [u8], scratch: &mut Frame) -> Result<Option<FrameInfo>, PcapError> {
         if self.done {
             return Ok(None);

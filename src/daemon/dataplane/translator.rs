@@ -27,8 +27,6 @@ pub(super) struct Snapshot {
     generations: SmallVec<[u64; 4]>,
     /// `prefixes[i]`: the internal prefix of `nats[i]` as (network, mask), host order.
     prefixes: SmallVec<[(u32, u32); 4]>,
-    /// The plane hands every packet to its one engine ([`Dataplane::with_one_engine`]).
-    one_engine: bool,
 }
 
 impl Snapshot {
@@ -45,7 +43,7 @@ impl Snapshot {
             instances.push(nat.instances.load_full());
         }
         let prefixes = nats.iter().map(|n| (u32::from(n.prefix.network()), u32::from(n.prefix.netmask()))).collect();
-        Snapshot { generation, nats, instances, generations, prefixes, one_engine: plane.one_engine }
+        Snapshot { generation, nats, instances, generations, prefixes }
     }
 
     /// Whether `plane` still has these NATs with these engines (a few shared reads, no writes).
@@ -89,7 +87,7 @@ impl<'a> Translator<'a> {
             total += instances.len();
         }
         let engines: Vec<&Nat> = snapshot.instances.iter().flat_map(|i| i.iter()).map(|inst| &inst.nat).collect();
-        let only = if snapshot.one_engine { engines.first().map(|nat| nat.worker()) } else { None };
+        let only = if plane.one_engine { engines.first().map(|nat| nat.worker()) } else { None };
         let workers = (0..total).map(|_| None).collect();
         Translator { plane, snapshot, workers, first, engines, only, unflushed: false }
     }
